@@ -1,0 +1,12 @@
+//! What the sources hand to the rest of the agent.
+use crate::sources::bpf::{DecodeError, KernelEvent, drops::DropReport};
+
+#[derive(Debug)]
+pub enum BusMessage {
+    /// A decoded event from the kernel programs.
+    Kernel(KernelEvent),
+    /// The kernel dropped records because the ring buffer was full (running totals).
+    KernelDrops(DropReport),
+    /// A record that could not be decoded (running total of such records).
+    DecodeError { error: DecodeError, total: u64 },
+}

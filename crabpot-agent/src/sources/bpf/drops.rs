@@ -1,0 +1,50 @@
+//! Watching the per-CPU `DROPPED` counters so a full ring buffer is never silent.
+use std::time::Duration;
+
+use aya::maps::{MapData, PerCpuArray};
+use crabpot_common::EventKind;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::bus::BusMessage;
+
+/// Records the kernel could not reserve, in total and by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DropReport {
+    pub total: u64,
+    pub by_kind: Vec<(String, u64)>,
+}
+
+/// Sum the per-CPU counters of every kind.
+pub fn read_drops(map: &PerCpuArray<MapData, u64>) -> Result<DropReport, aya::maps::MapError> {
+    let mut report = DropReport::default();
+    for kind in EventKind::ALL {
+        let per_cpu = map.get(&(kind as u32), 0)?;
+        let count: u64 = per_cpu.iter().sum();
+        report.total += count;
+        if count > 0 {
+            report.by_kind.push((kind.name().to_string(), count));
+        }
+    }
+    Ok(report)
+}
+
+/// Poll the counters and report every change on the bus.
+pub async fn watch(
+    map: PerCpuArray<MapData, u64>,
+    bus: mpsc::Sender<BusMessage>,
+    every: Duration,
+) -> anyhow::Result<()> {
+    let mut last = 0u64;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let report = read_drops(&map)?;
+        if report.total != last {
+            last = report.total;
+            if bus.send(BusMessage::KernelDrops(report)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Loading the embedded eBPF object and attaching its programs.
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use crabpot_common::names;
+
+use crate::sources::bpf::tracefs;
+
+/// The kernel object built from `crabpot-ebpf` by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/crabpot"));
+
+/// Program name → (tracepoint category, tracepoint name).
+pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
+    ("sys_enter_mount", "syscalls", "sys_enter_mount"),
+    ("sched_process_fork", "sched", "sched_process_fork"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error(
+        "loading the eBPF object failed: {0}; the agent needs root (CAP_BPF, CAP_PERFMON) \
+         and a kernel with BPF ring buffers (5.8+)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no program `{0}` (build mismatch: rebuild the agent)")]
+    MissingProgram(&'static str),
+    #[error("the eBPF object has no map `{0}` (build mismatch: rebuild the agent)")]
+    MissingMap(&'static str),
+    #[error("map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error(
+        "cannot attach `{program}` to tracepoint {category}/{tracepoint}: {source}; the kernel \
+         needs CONFIG_FTRACE_SYSCALLS and tracefs"
+    )]
+    Attach {
+        program: &'static str,
+        category: &'static str,
+        tracepoint: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("ring buffer size {0} is not valid: it must be a power of two of at least 4096 bytes")]
+    RingSize(u32),
+}
+
+pub struct BpfOptions {
+    pub ring_buffer_bytes: u32,
+}
+
+/// The loaded programs and the maps the agent works with. Dropping it detaches everything.
+pub struct KernelPipeline {
+    /// Keeps the programs and their links alive.
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub monitored_cgroups: HashMap<MapData, u64, u32>,
+    pub dropped: PerCpuArray<MapData, u64>,
+}
+
+fn take<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+) -> Result<T, BpfError> {
+    let map = ebpf.take_map(name).ok_or(BpfError::MissingMap(name))?;
+    convert(map).map_err(|source| BpfError::Map { name, source })
+}
+
+/// Load the object, set the globals the programs need and attach every tracepoint.
+pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
+    let size = options.ring_buffer_bytes;
+    if size < 4096 || !size.is_power_of_two() {
+        return Err(BpfError::RingSize(size));
+    }
+    let root = tracefs::ensure_mounted()?;
+    let fork = tracefs::fork_pid_offsets(&root)?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::FORK_PARENT_PID_OFFSET, &fork.parent_pid, true)
+        .override_global(names::FORK_CHILD_PID_OFFSET, &fork.child_pid, true)
+        .map_max_entries(names::EVENTS, size)
+        .load(EBPF_OBJECT)
+        .map_err(BpfError::Load)?;
+    for (program, category, tracepoint) in TRACEPOINTS {
+        let attach_error = |source| BpfError::Attach {
+            program,
+            category,
+            tracepoint,
+            source,
+        };
+        let prog: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or(BpfError::MissingProgram(program))?
+            .try_into()
+            .map_err(attach_error)?;
+        prog.load().map_err(attach_error)?;
+        prog.attach(category, tracepoint).map_err(attach_error)?;
+    }
+    let events = take(&mut ebpf, names::EVENTS, RingBuf::try_from)?;
+    let monitored_cgroups = take(&mut ebpf, names::MONITORED_CGROUPS, HashMap::try_from)?;
+    let dropped = take(&mut ebpf, names::DROPPED, PerCpuArray::try_from)?;
+    Ok(KernelPipeline {
+        ebpf,
+        events,
+        monitored_cgroups,
+        dropped,
+    })
+}

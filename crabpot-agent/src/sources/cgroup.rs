@@ -1,0 +1,154 @@
+//! Resolving a process's cgroup v2 id: the inode of its directory in the cgroup2 tree, which
+//! is what `bpf_get_current_cgroup_id()` returns for it in the kernel.
+//!
+//! Docker may run with the cgroupfs driver on a v1 host (the process is still placed in the
+//! cgroup2 tree, e.g. `0::/docker/<id>` under `/sys/fs/cgroup/unified`) or on a pure v2 host
+//! with the systemd driver (`0::/system.slice/docker-<id>.scope`). The path is always read
+//! from `/proc/<pid>/cgroup`, never guessed.
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(
+        "no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); mount one with \
+         `mount -t cgroup2 none /sys/fs/cgroup/unified` or boot with cgroup v2"
+    )]
+    NoCgroup2Mount,
+    #[error("process {pid} has no cgroup v2 entry (`0::/…`) in /proc/{pid}/cgroup")]
+    NoUnifiedEntry { pid: u32 },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The mount point of the cgroup2 filesystem, from the text of `/proc/self/mountinfo`.
+pub fn cgroup2_mount_point(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let fstype = after.split_whitespace().next()?;
+        if fstype != "cgroup2" {
+            return None;
+        }
+        let mount_point = before.split_whitespace().nth(4)?;
+        Some(PathBuf::from(unescape_octal(mount_point)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            let digits = &bytes[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                out.push(value as u8);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup v2 path (`0::<path>` line) from the text of `/proc/<pid>/cgroup`.
+pub fn unified_cgroup_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(str::trim_end)
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    std::fs::read_to_string(path).map_err(|source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Where a process lives in the cgroup2 tree, and that directory's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessCgroup {
+    pub directory: PathBuf,
+    pub id: u64,
+}
+
+/// Resolve the cgroup v2 directory and id of `pid` as seen from this (host) process.
+pub fn cgroup_of_pid(pid: u32) -> Result<ProcessCgroup, CgroupError> {
+    let mount_point = cgroup2_mount_point(&read(Path::new("/proc/self/mountinfo"))?)
+        .ok_or(CgroupError::NoCgroup2Mount)?;
+    let proc_cgroup = read(&PathBuf::from(format!("/proc/{pid}/cgroup")))?;
+    let relative = unified_cgroup_path(&proc_cgroup).ok_or(CgroupError::NoUnifiedEntry { pid })?;
+    let directory = mount_point.join(relative.trim_start_matches('/'));
+    let metadata = std::fs::metadata(&directory).map_err(|source| CgroupError::Io {
+        path: directory.clone(),
+        source,
+    })?;
+    Ok(ProcessCgroup {
+        directory,
+        id: metadata.ino(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+24 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+35 24 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+37 35 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
+";
+
+    #[test]
+    fn finds_cgroup2_on_a_hybrid_host() {
+        assert_eq!(
+            cgroup2_mount_point(HYBRID_MOUNTINFO),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
+    fn finds_cgroup2_on_a_pure_v2_host_and_unescapes() {
+        let info = "30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            cgroup2_mount_point(info),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        let info = "30 1 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n";
+        assert_eq!(cgroup2_mount_point(info), Some(PathBuf::from("/mnt/my cg")));
+        assert_eq!(cgroup2_mount_point("garbage\n\n - \n"), None);
+    }
+
+    #[test]
+    fn reads_the_unified_line_for_both_docker_drivers() {
+        let cgroupfs = "12:pids:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n";
+        assert_eq!(unified_cgroup_path(cgroupfs), Some("/docker/abc"));
+        let systemd = "0::/system.slice/docker-abc.scope\n";
+        assert_eq!(
+            unified_cgroup_path(systemd),
+            Some("/system.slice/docker-abc.scope")
+        );
+        assert_eq!(unified_cgroup_path("12:pids:/docker/abc\n"), None);
+    }
+
+    #[test]
+    fn resolves_our_own_cgroup() {
+        // Every process has an entry on the hosts we support; the id is the directory's inode.
+        let own = cgroup_of_pid(std::process::id()).expect("own cgroup resolves");
+        assert!(own.directory.is_dir());
+        assert!(own.id > 0);
+    }
+}

@@ -1,0 +1,183 @@
+//! Following the guarded container: find it by name, resolve its cgroup, keep the kernel's
+//! `MONITORED_CGROUPS` map pointing at it across restarts, re-creation and daemon restarts.
+use std::{collections::HashMap as StdHashMap, time::Duration};
+
+use aya::maps::{HashMap, MapData};
+use bollard::{
+    Docker,
+    query_parameters::{EventsOptionsBuilder, InspectContainerOptions},
+};
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+
+use crate::sources::{
+    cgroup::{ProcessCgroup, cgroup_of_pid},
+    docker::is_not_found,
+};
+
+/// The container as last resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardedContainer {
+    pub name: String,
+    pub id: String,
+    pub pid: u32,
+    pub cgroup: ProcessCgroup,
+}
+
+/// How often the container is re-inspected even without Docker events (a backstop for an
+/// event missed while the event stream was being (re)established).
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct ContainerTracker {
+    docker: Docker,
+    name: String,
+    cgroups: HashMap<MapData, u64, u32>,
+    current: watch::Sender<Option<GuardedContainer>>,
+    said_missing: bool,
+}
+
+impl ContainerTracker {
+    pub fn new(
+        docker: Docker,
+        name: String,
+        cgroups: HashMap<MapData, u64, u32>,
+        current: watch::Sender<Option<GuardedContainer>>,
+    ) -> Self {
+        Self {
+            docker,
+            name,
+            cgroups,
+            current,
+            said_missing: false,
+        }
+    }
+
+    /// Runs until the agent stops.
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let filters = StdHashMap::from([
+                ("type".to_string(), vec!["container".to_string()]),
+                ("container".to_string(), vec![self.name.clone()]),
+            ]);
+            let options = EventsOptionsBuilder::new().filters(&filters).build();
+            let mut events = self.docker.events(Some(options));
+            self.refresh().await;
+            let mut resync = tokio::time::interval(RESYNC_EVERY);
+            loop {
+                tokio::select! {
+                    message = events.next() => match message {
+                        Some(Ok(event)) => {
+                            tracing::debug!(action = ?event.action, "docker event");
+                            backoff = Duration::from_millis(250);
+                            self.refresh().await;
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!("docker event stream failed: {error}; re-subscribing");
+                            break;
+                        }
+                        None => {
+                            tracing::warn!("docker event stream ended; re-subscribing");
+                            break;
+                        }
+                    },
+                    _ = resync.tick() => self.refresh().await,
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Inspect the container and make the kernel map match what we find.
+    async fn refresh(&mut self) {
+        let found = match self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => info,
+            Err(error) if is_not_found(&error) => {
+                if !self.said_missing {
+                    tracing::warn!(
+                        "container `{}` not found; waiting for it to be created (e.g. `docker \
+                         run -d --name {} …`)",
+                        self.name,
+                        self.name
+                    );
+                    self.said_missing = true;
+                }
+                self.set(None);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!("cannot inspect container `{}`: {error}", self.name);
+                return;
+            }
+        };
+        self.said_missing = false;
+        let state = found.state.unwrap_or_default();
+        let pid = state.pid.unwrap_or(0);
+        let id = found.id.unwrap_or_default();
+        if state.running != Some(true) || pid <= 0 {
+            if self.current.borrow().is_some() {
+                tracing::info!("container `{}` stopped; waiting for it to start", self.name);
+            }
+            self.set(None);
+            return;
+        }
+        let pid = pid as u32;
+        if let Some(current) = self.current.borrow().as_ref()
+            && current.id == id
+            && current.pid == pid
+        {
+            return;
+        }
+        match cgroup_of_pid(pid) {
+            Ok(cgroup) => {
+                tracing::info!(
+                    "guarding container `{}` ({}), pid {pid}, cgroup {} (id {})",
+                    self.name,
+                    short(&id),
+                    cgroup.directory.display(),
+                    cgroup.id
+                );
+                self.set(Some(GuardedContainer {
+                    name: self.name.clone(),
+                    id,
+                    pid,
+                    cgroup,
+                }));
+            }
+            Err(error) => tracing::error!(
+                "container `{}` is running but its cgroup cannot be resolved: {error}",
+                self.name
+            ),
+        }
+    }
+
+    /// Publish the new state and update the kernel map: add the new id before removing the
+    /// old one so no moment is unguarded.
+    fn set(&mut self, next: Option<GuardedContainer>) {
+        let previous = self.current.borrow().as_ref().map(|c| c.cgroup.id);
+        let next_id = next.as_ref().map(|c| c.cgroup.id);
+        if let Some(id) = next_id
+            && let Err(error) = self.cgroups.insert(id, 1, 0)
+        {
+            tracing::error!("cannot add cgroup {id} to the kernel filter: {error}");
+        }
+        if let Some(old) = previous
+            && Some(old) != next_id
+            && let Err(error) = self.cgroups.remove(&old)
+        {
+            tracing::warn!("cannot remove stale cgroup {old} from the kernel filter: {error}");
+        }
+        self.current.send_replace(next);
+    }
+}
+
+/// The 12-character short form of a container id.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

@@ -1,0 +1,6 @@
+//! Where observations come from: the kernel programs and the Docker engine.
+pub mod bpf;
+pub mod cgroup;
+pub mod container;
+pub mod docker;
+pub mod lineage;

@@ -1,0 +1,204 @@
+//! Wire types shared by the kernel programs (`crabpot-ebpf`) and the agent.
+//!
+//! Every record in the `EVENTS` ring buffer starts with an [`EventHeader`]; its `kind`
+//! says which payload struct the whole record is. All structs are `#[repr(C)]` with
+//! explicit padding so both sides agree on the layout byte for byte.
+#![no_std]
+
+/// Length of a task's `comm` in the kernel.
+pub const COMM_LEN: usize = 16;
+/// Bytes kept of a path (exec filename, opened path).
+pub const PATH_LEN: usize = 256;
+/// Argument vector entries kept per exec event.
+pub const ARGV_COUNT: usize = 4;
+/// Bytes kept of each argument vector entry.
+pub const ARG_LEN: usize = 64;
+/// Bytes kept of each mount string (source, target).
+pub const MOUNT_STR_LEN: usize = 128;
+/// Bytes kept of a mount's filesystem type.
+pub const FSTYPE_LEN: usize = 32;
+
+/// Names of the maps and globals the agent looks up in the eBPF object.
+pub mod names {
+    pub const EVENTS: &str = "EVENTS";
+    pub const MONITORED_CGROUPS: &str = "MONITORED_CGROUPS";
+    pub const DROPPED: &str = "DROPPED";
+    pub const PARENTS: &str = "PARENTS";
+    pub const FORK_PARENT_PID_OFFSET: &str = "FORK_PARENT_PID_OFFSET";
+    pub const FORK_CHILD_PID_OFFSET: &str = "FORK_CHILD_PID_OFFSET";
+}
+
+/// Kind of a ring-buffer record; the value of [`EventHeader::kind`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 1,
+    Open = 2,
+    Connect = 3,
+    Ptrace = 4,
+    Mount = 5,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Exec,
+        EventKind::Open,
+        EventKind::Connect,
+        EventKind::Ptrace,
+        EventKind::Mount,
+    ];
+
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| *kind as u32 == value)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Exec => "exec",
+            EventKind::Open => "open",
+            EventKind::Connect => "connect",
+            EventKind::Ptrace => "ptrace",
+            EventKind::Mount => "mount",
+        }
+    }
+}
+
+/// Which syscall an exec event came from.
+pub const EXEC_VIA_EXECVE: u32 = 0;
+pub const EXEC_VIA_EXECVEAT: u32 = 1;
+
+/// Common header of every record (48 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    /// Size in bytes of the whole record, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the syscall entered.
+    pub ts_ns: u64,
+    /// Thread id (kernel `pid`).
+    pub pid: u32,
+    /// Process id (kernel `tgid`).
+    pub tgid: u32,
+    /// Id of the task that forked this one, when the fork happened inside a monitored
+    /// cgroup; 0 when unknown (the agent then reads `/proc`).
+    pub ppid: u32,
+    pub uid: u32,
+    /// cgroup v2 id (inode of the cgroup2 directory) of the calling task.
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// [`EXEC_VIA_EXECVE`] or [`EXEC_VIA_EXECVEAT`].
+    pub via: u32,
+    /// `dirfd` of execveat (AT_FDCWD for execve).
+    pub dirfd: i32,
+    /// `flags` of execveat (0 for execve).
+    pub flags: u32,
+    /// Number of valid entries in `argv` (at most [`ARGV_COUNT`]).
+    pub argc: u32,
+    /// Length of `filename` without the NUL (0 when unreadable).
+    pub filename_len: u32,
+    /// Lengths of each `argv` entry without the NUL.
+    pub argv_len: [u32; ARGV_COUNT],
+    pub _pad: u32,
+    pub filename: [u8; PATH_LEN],
+    pub argv: [[u8; ARG_LEN]; ARGV_COUNT],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OpenEvent {
+    pub header: EventHeader,
+    pub dirfd: i32,
+    pub flags: i32,
+    pub mode: u32,
+    pub path_len: u32,
+    pub path: [u8; PATH_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectEvent {
+    pub header: EventHeader,
+    pub fd: i32,
+    /// `sa_family` of the socket address (AF_INET = 2, AF_INET6 = 10, AF_UNIX = 1, …).
+    pub family: u16,
+    /// Destination port in host byte order (0 for non-IP families).
+    pub port: u16,
+    /// IPv4 in the first 4 bytes, or the 16 IPv6 bytes, network order.
+    pub addr: [u8; 16],
+    pub addrlen: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PtraceEvent {
+    pub header: EventHeader,
+    pub request: i64,
+    pub target_pid: i64,
+    pub addr: u64,
+    pub data: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MountEvent {
+    pub header: EventHeader,
+    pub flags: u64,
+    pub source_len: u32,
+    pub target_len: u32,
+    pub fstype_len: u32,
+    pub _pad: u32,
+    pub source: [u8; MOUNT_STR_LEN],
+    pub target: [u8; MOUNT_STR_LEN],
+    pub fstype: [u8; FSTYPE_LEN],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for EventHeader {}
+    unsafe impl aya::Pod for ExecEvent {}
+    unsafe impl aya::Pod for OpenEvent {}
+    unsafe impl aya::Pod for ConnectEvent {}
+    unsafe impl aya::Pod for PtraceEvent {}
+    unsafe impl aya::Pod for MountEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<EventHeader>(), 48);
+        assert_eq!(
+            size_of::<ExecEvent>(),
+            48 + 10 * 4 + PATH_LEN + ARGV_COUNT * ARG_LEN
+        );
+        assert_eq!(size_of::<OpenEvent>(), 48 + 16 + PATH_LEN);
+        assert_eq!(size_of::<ConnectEvent>(), 48 + 8 + 16 + 8);
+        assert_eq!(size_of::<PtraceEvent>(), 48 + 32);
+        assert_eq!(
+            size_of::<MountEvent>(),
+            48 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_u32(kind as u32), Some(kind));
+        }
+        assert_eq!(EventKind::from_u32(0), None);
+        assert_eq!(EventKind::from_u32(99), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Rebuild when the `bpf-linker` binary changes (it is an undeclared build dependency).
+fn main() {
+    match which::which("bpf-linker") {
+        Ok(path) => println!("cargo:rerun-if-changed={}", path.display()),
+        Err(err) => println!(
+            "cargo:warning=bpf-linker not found ({err}); install it with `cargo xtask setup`"
+        ),
+    }
+}

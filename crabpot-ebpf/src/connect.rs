@@ -1,0 +1,61 @@
+//! connect: the destination family, address and port.
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
+use crabpot_common::{ConnectEvent, EventKind};
+
+use crate::{
+    common::{count_drop, fill_header, monitored_cgroup, syscall_arg},
+    maps::EVENTS,
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    let Some(cgroup_id) = monitored_cgroup() else {
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
+        count_drop(EventKind::Connect);
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    unsafe {
+        let fd: i64 = ctx.read_at(syscall_arg(0)).unwrap_or(-1);
+        let sockaddr: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
+        let addrlen: i64 = ctx.read_at(syscall_arg(2)).unwrap_or(0);
+        fill_header(
+            &raw mut (*event).header,
+            EventKind::Connect,
+            core::mem::size_of::<ConnectEvent>(),
+            cgroup_id,
+        );
+        (*event).fd = fd as i32;
+        (*event).addrlen = addrlen as u32;
+        (*event)._pad = 0;
+        (*event).addr = [0; 16];
+        (*event).port = 0;
+        let family: u16 = if sockaddr.is_null() {
+            0
+        } else {
+            bpf_probe_read_user(sockaddr as *const u16).unwrap_or(0)
+        };
+        (*event).family = family;
+        if family == AF_INET || family == AF_INET6 {
+            let port: u16 = bpf_probe_read_user(sockaddr.add(2) as *const u16).unwrap_or(0);
+            (*event).port = u16::from_be(port);
+        }
+        if family == AF_INET {
+            let v4: [u8; 4] =
+                bpf_probe_read_user(sockaddr.add(4) as *const [u8; 4]).unwrap_or([0; 4]);
+            (*event).addr = [
+                v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ];
+        } else if family == AF_INET6 {
+            (*event).addr =
+                bpf_probe_read_user(sockaddr.add(8) as *const [u8; 16]).unwrap_or([0; 16]);
+        }
+    }
+    entry.submit(0);
+    0
+}

@@ -1,0 +1,27 @@
+//! CrabPot kernel programs.
+//!
+//! Every program starts with the cgroup filter in [`common::monitored_cgroup`]: a task whose
+//! cgroup v2 id is not in `MONITORED_CGROUPS` returns at once, so the host outside the guarded
+//! container pays one helper call and one hash lookup. Events go through the `EVENTS` ring
+//! buffer; a failed reservation is counted per kind in `DROPPED`, never lost silently.
+#![no_std]
+#![no_main]
+
+mod common;
+mod connect;
+mod exec;
+mod lineage;
+mod maps;
+mod mount;
+mod open;
+mod ptrace;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
