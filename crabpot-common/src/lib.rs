@@ -67,7 +67,7 @@ impl EventKind {
 pub const EXEC_VIA_EXECVE: u32 = 0;
 pub const EXEC_VIA_EXECVEAT: u32 = 1;
 
-/// Common header of every record (48 bytes).
+/// Common header of every record (56 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventHeader {
@@ -179,17 +179,17 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<EventHeader>(), 48);
+        assert_eq!(size_of::<EventHeader>(), 56);
         assert_eq!(
             size_of::<ExecEvent>(),
-            48 + 10 * 4 + PATH_LEN + ARGV_COUNT * ARG_LEN
+            56 + 10 * 4 + PATH_LEN + ARGV_COUNT * ARG_LEN
         );
-        assert_eq!(size_of::<OpenEvent>(), 48 + 16 + PATH_LEN);
-        assert_eq!(size_of::<ConnectEvent>(), 48 + 8 + 16 + 8);
-        assert_eq!(size_of::<PtraceEvent>(), 48 + 32);
+        assert_eq!(size_of::<OpenEvent>(), 56 + 16 + PATH_LEN);
+        assert_eq!(size_of::<ConnectEvent>(), 56 + 8 + 16 + 8);
+        assert_eq!(size_of::<PtraceEvent>(), 56 + 32);
         assert_eq!(
             size_of::<MountEvent>(),
-            48 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN
+            56 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN
         );
     }
 

@@ -18,7 +18,7 @@ pub const fn syscall_arg(index: usize) -> usize {
 #[inline(always)]
 pub fn monitored_cgroup() -> Option<u64> {
     let id = unsafe { bpf_get_current_cgroup_id() };
-    if unsafe { MONITORED_CGROUPS.get(&id) }.is_some() {
+    if unsafe { MONITORED_CGROUPS.get(id) }.is_some() {
         Some(id)
     } else {
         None
@@ -33,7 +33,7 @@ pub fn monitored_cgroup() -> Option<u64> {
 pub unsafe fn fill_header(header: *mut EventHeader, kind: EventKind, size: usize, cgroup_id: u64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let ppid = unsafe { PARENTS.get(&tgid) }.copied().unwrap_or(0);
+    let ppid = unsafe { PARENTS.get(tgid) }.copied().unwrap_or(0);
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     unsafe {
         (*header).kind = kind as u32;

@@ -33,6 +33,6 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     }
     let parent = prefix[parent_at] as u32;
     let child = prefix[child_at] as u32;
-    let _ = PARENTS.insert(&child, &parent, 0);
+    let _ = PARENTS.insert(child, parent, 0);
     0
 }

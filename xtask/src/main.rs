@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's own set-up, run and test entry points.
+mod cmd;
+mod images;
+mod run;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "CrabPot developer tasks (run as root)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker), start dockerd,
+    /// build the container images.
+    Setup,
+    /// Set up, build the agent, create the demo `crabpot` container if there is none and run
+    /// `crabpot-agent --openclaw` (extra arguments after `--` go to the agent).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        agent_args: Vec<String>,
+    },
+    /// Set up, then run every test: formatting, clippy, unit tests, and the integration tests
+    /// against a real dockerd and the real kernel.
+    Test {
+        /// Only run integration tests whose name contains this filter.
+        filter: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::setup().map(|_| ()),
+        Command::Run { agent_args } => run::run(&agent_args),
+        Command::Test { filter } => test::test(filter.as_deref()),
+    }
+}

@@ -148,7 +148,7 @@ fn invalid_utf8_is_replaced_not_fatal() {
 #[test]
 fn truncated_records_are_errors() {
     let bytes = as_bytes(&exec_event());
-    for len in [0, 1, 47, 48, 100, bytes.len() - 1] {
+    for len in [0, 1, 55, 56, 100, bytes.len() - 1] {
         let err = decode(&bytes[..len]).expect_err("truncated");
         assert!(matches!(err, DecodeError::Truncated { .. }), "{len}: {err}");
     }

@@ -30,7 +30,7 @@ pub enum BpfError {
         "loading the eBPF object failed: {0}; the agent needs root (CAP_BPF, CAP_PERFMON) \
          and a kernel with BPF ring buffers (5.8+)"
     )]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     #[error("the eBPF object has no program `{0}` (build mismatch: rebuild the agent)")]
     MissingProgram(&'static str),
     #[error("the eBPF object has no map `{0}` (build mismatch: rebuild the agent)")]
@@ -50,7 +50,7 @@ pub enum BpfError {
         category: &'static str,
         tracepoint: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("ring buffer size {0} is not valid: it must be a power of two of at least 4096 bytes")]
     RingSize(u32),
@@ -91,13 +91,13 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         .override_global(names::FORK_CHILD_PID_OFFSET, &fork.child_pid, true)
         .map_max_entries(names::EVENTS, size)
         .load(EBPF_OBJECT)
-        .map_err(BpfError::Load)?;
+        .map_err(|e| BpfError::Load(Box::new(e)))?;
     for (program, category, tracepoint) in TRACEPOINTS {
         let attach_error = |source| BpfError::Attach {
             program,
             category,
             tracepoint,
-            source,
+            source: Box::new(source),
         };
         let prog: &mut TracePoint = ebpf
             .program_mut(program)

@@ -123,7 +123,11 @@ format:
         assert_eq!(field_offset(FORK_6_18, "child_pid"), Some(20));
         assert_eq!(field_offset(FORK_5_10, "parent_pid"), Some(24));
         assert_eq!(field_offset(FORK_5_10, "child_pid"), Some(44));
-        assert_eq!(field_offset(FORK_6_18, "parent_comm"), None);
+        assert_eq!(
+            field_offset(FORK_5_10, "parent_comm"),
+            None,
+            "16-byte field"
+        );
         assert_eq!(field_offset(FORK_6_18, "nope"), None);
         assert_eq!(field_offset("", "child_pid"), None);
     }

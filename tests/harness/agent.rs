@@ -1,0 +1,161 @@
+//! A `crabpot-agent` process under test, with its JSON event stream and logs collected.
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::{agent_bin, wait_until};
+
+type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+pub struct Agent {
+    child: Child,
+    events: Shared<Value>,
+    logs: Shared<String>,
+}
+
+fn collect<R: std::io::Read + Send + 'static, T: Send + 'static>(
+    reader: R,
+    into: Shared<T>,
+    parse: fn(String) -> Option<T>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if let Some(item) = parse(line)
+                && let Ok(mut items) = into.lock()
+            {
+                items.push(item);
+            }
+        }
+    });
+}
+
+impl Agent {
+    /// Start the agent guarding `container`, printing JSON events, plus `extra` flags.
+    pub fn start(container: &str, extra: &[&str]) -> Self {
+        Self::spawn(
+            Command::new(agent_bin())
+                .args(["--container", container, "--events", "json"])
+                .args(extra),
+        )
+    }
+
+    /// Start an arbitrary agent command line (for start-up error tests).
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = command
+            .env("CRABPOT_LOG", "info,crabpot_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the agent {}: {e}", agent_bin().display()));
+        let events: Shared<Value> = Arc::default();
+        let logs: Shared<String> = Arc::default();
+        if let Some(stdout) = child.stdout.take() {
+            collect(stdout, events.clone(), |line| {
+                Some(serde_json::from_str(&line).unwrap_or_else(|e| {
+                    panic!("agent printed a line that is not JSON ({e}): {line}")
+                }))
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            collect(stderr, logs.clone(), Some);
+        }
+        Agent {
+            child,
+            events,
+            logs,
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Wait for a log line containing every one of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str], deadline: Duration) -> String {
+        wait_until(
+            &format!("agent log line with {needles:?}"),
+            deadline,
+            || {
+                self.logs()
+                    .into_iter()
+                    .find(|line| needles.iter().all(|n| line.contains(n)))
+            },
+        )
+    }
+
+    /// Wait until the agent reports guarding `container` with cgroup id `cgroup_id`.
+    pub fn wait_guarding(&self, container: &str, cgroup_id: u64) {
+        self.wait_for_log(
+            &[
+                &format!("guarding container `{container}`"),
+                &format!("(id {cgroup_id})"),
+            ],
+            crate::DEADLINE,
+        );
+    }
+
+    /// Wait for an event matching `matches`.
+    pub fn wait_for_event(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        wait_until(what, crate::DEADLINE, || {
+            self.events
+                .lock()
+                .ok()?
+                .iter()
+                .find(|e| matches(e))
+                .cloned()
+        })
+    }
+
+    /// Wait for the process to exit on its own.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        wait_until("the agent to exit", deadline, || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: sending SIGTERM to our own child.
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let exited = (0..40).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- agent log ----");
+            for line in self.logs() {
+                eprintln!("{line}");
+            }
+            let events = self.events();
+            eprintln!("---- last agent events ({} in all) ----", events.len());
+            for event in events.iter().rev().take(30).rev() {
+                eprintln!("{event}");
+            }
+        }
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}

@@ -1,0 +1,115 @@
+//! A uniquely named container from the test image, removed on drop.
+use std::{os::unix::fs::MetadataExt as _, process::Command};
+
+use crate::{test_image, unique_name};
+
+pub struct TestContainer {
+    pub name: String,
+}
+
+/// Run `docker` with `args`; its stdout, or a panic with its stderr.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "docker {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Run `docker` with `args`, ignoring the outcome (commands expected to fail, clean-up).
+pub fn docker_status(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl TestContainer {
+    /// A container that is created but not started yet... or started, per `start`.
+    pub fn named(prefix: &str) -> Self {
+        TestContainer {
+            name: unique_name(prefix),
+        }
+    }
+
+    /// Create and start a fresh container from the test image.
+    pub fn start(prefix: &str) -> Self {
+        let container = Self::named(prefix);
+        container.run(&[]);
+        container
+    }
+
+    /// `docker run -d` this container's name with extra run flags.
+    pub fn run(&self, extra: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", self.name.as_str()];
+        args.extend_from_slice(extra);
+        let image = test_image();
+        args.push(&image);
+        docker(&args);
+    }
+
+    /// `docker exec` a command; its stdout (panics when it fails).
+    pub fn exec(&self, command: &[&str]) -> String {
+        let mut args = vec!["exec", self.name.as_str()];
+        args.extend_from_slice(command);
+        docker(&args)
+    }
+
+    /// `docker exec` a command whose failure is expected or irrelevant.
+    pub fn exec_status(&self, command: &[&str]) -> bool {
+        let mut args = vec!["exec", self.name.as_str()];
+        args.extend_from_slice(command);
+        docker_status(&args)
+    }
+
+    pub fn inspect(&self, format: &str) -> String {
+        docker(&["inspect", "--format", format, &self.name])
+    }
+
+    /// The host pid of the container's main process.
+    pub fn pid(&self) -> u32 {
+        self.inspect("{{.State.Pid}}")
+            .parse()
+            .expect("numeric State.Pid")
+    }
+
+    /// The docker bridge gateway address as the container sees it.
+    pub fn gateway(&self) -> String {
+        self.inspect("{{.NetworkSettings.Gateway}}")
+    }
+
+    /// The cgroup v2 id of the container, resolved independently of the agent: the inode of
+    /// the directory named by the `0::` line of /proc/<pid>/cgroup under the cgroup2 mount.
+    pub fn cgroup_id(&self) -> u64 {
+        let pid = self.pid();
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("proc cgroup");
+        let relative = cgroup
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("cgroup v2 line");
+        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+        let mount = mounts
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+            })
+            .expect("cgroup2 mount");
+        std::fs::metadata(format!("{mount}{relative}"))
+            .expect("cgroup directory")
+            .ino()
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        docker_status(&["rm", "-f", &self.name]);
+    }
+}

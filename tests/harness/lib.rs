@@ -1,0 +1,41 @@
+//! Shared harness for the integration tests: each test owns a uniquely named container and
+//! its own agent process; both are removed when the test ends, pass or fail.
+pub mod agent;
+pub mod container;
+pub mod wait;
+
+pub use agent::Agent;
+pub use container::TestContainer;
+pub use wait::{DEADLINE, wait_until};
+
+/// The agent binary under test (built by `cargo xtask test`).
+pub fn agent_bin() -> std::path::PathBuf {
+    std::env::var_os("CRABPOT_AGENT_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            panic!(
+                "CRABPOT_AGENT_BIN is not set: run the integration tests with `cargo xtask test` \
+                 (as root), which builds the agent, starts dockerd and builds the test image"
+            )
+        })
+}
+
+/// The locally built test image.
+pub fn test_image() -> String {
+    std::env::var("CRABPOT_TEST_IMAGE").unwrap_or_else(|_| "crabpot/openclaw-demo:latest".into())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "crabpot-it-{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

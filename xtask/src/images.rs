@@ -1,0 +1,59 @@
+//! Container images, built locally (no registry here): `FROM scratch` with Debian's static
+//! busybox and one symlink per applet, the gateway stand-in serving /health on :18789.
+use std::{fs, os::unix::fs::symlink, path::Path};
+
+use anyhow::Context as _;
+
+use crate::cmd;
+
+pub const DEMO_IMAGE: &str = "crabpot/openclaw-demo:latest";
+const BUSYBOX: &str = "/bin/busybox";
+
+const DOCKERFILE: &str = r#"FROM scratch
+COPY rootfs/ /
+EXPOSE 18789
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=1 \
+  CMD ["/bin/wget", "-q", "-O", "/dev/null", "http://127.0.0.1:18789/health"]
+CMD ["/bin/httpd", "-f", "-p", "18789", "-h", "/www"]
+"#;
+
+fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
+    fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Build the demo/test image and return its tag.
+pub fn build_demo_image() -> anyhow::Result<String> {
+    let context = cmd::workspace_root().join("target/images/openclaw-demo");
+    let rootfs = context.join("rootfs");
+    if rootfs.exists() {
+        fs::remove_dir_all(&rootfs).with_context(|| format!("cleaning {}", rootfs.display()))?;
+    }
+    for dir in ["bin", "www", "etc", "tmp", "proc", "sys", "dev"] {
+        fs::create_dir_all(rootfs.join(dir))
+            .with_context(|| format!("creating {}", rootfs.join(dir).display()))?;
+    }
+    fs::copy(BUSYBOX, rootfs.join("bin/busybox"))
+        .with_context(|| format!("copying {BUSYBOX} (Debian package busybox-static)"))?;
+    for applet in cmd::output(BUSYBOX, &["--list"])?.lines() {
+        let applet = applet.trim();
+        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
+            continue;
+        }
+        symlink("busybox", rootfs.join("bin").join(applet))
+            .with_context(|| format!("linking applet {applet}"))?;
+    }
+    write(&rootfs.join("www/health"), "ok\n")?;
+    write(
+        &rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )?;
+    write(&rootfs.join("etc/group"), "root:x:0:\n")?;
+    write(&context.join("Dockerfile"), DOCKERFILE)?;
+    let context_arg = context.to_string_lossy().into_owned();
+    cmd::run(
+        "docker",
+        &["build", "--quiet", "-t", DEMO_IMAGE, &context_arg],
+    )
+    .context("building the demo image")?;
+    Ok(DEMO_IMAGE.to_string())
+}

@@ -1,0 +1,71 @@
+//! `cargo xtask test`: the README's test command and what `.ci/run` calls.
+use std::{process::Command, time::Instant};
+
+use crate::{cmd, setup};
+
+pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let image = setup::setup()?;
+    let root = cmd::workspace_root();
+    let cargo = setup::cargo();
+    let in_root = |program: &str, args: &[&str]| {
+        cmd::run_command(Command::new(program).current_dir(&root).args(args))
+    };
+    in_root(&cargo, &["fmt", "--all", "--", "--check"])?;
+    // The host lint excludes the kernel crate (`no_std`, it cannot build next to `std`
+    // crates); that one is linted for its own target with nightly.
+    in_root(
+        &cargo,
+        &[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "crabpot-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    in_root(
+        "rustup",
+        &[
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "-p",
+            "crabpot-ebpf",
+            "--bin",
+            "crabpot",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    // Unit tests: no root, no Docker needed.
+    in_root(&cargo, &["test"])?;
+    // Integration tests: real dockerd, real kernel, the agent binary built here.
+    in_root(&cargo, &["build", "-p", "crabpot-agent"])?;
+    let agent = root.join("target/debug/crabpot-agent");
+    let mut integration = Command::new(&cargo);
+    integration
+        .current_dir(&root)
+        .args(["test", "-p", "crabpot-integration-tests", "--"])
+        .env("CRABPOT_AGENT_BIN", &agent)
+        .env("CRABPOT_TEST_IMAGE", &image);
+    if let Some(filter) = filter {
+        integration.arg(filter);
+    }
+    cmd::run_command(&mut integration)?;
+    eprintln!(
+        "xtask: all tests passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
