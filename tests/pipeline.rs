@@ -17,7 +17,11 @@ fn argv0(event: &Value) -> &str {
 fn guarded(prefix: &str, extra: &[&str]) -> (TestContainer, Agent, u64) {
     let container = TestContainer::start(prefix);
     let cgroup_id = container.cgroup_id();
-    let agent = Agent::start(&container.name, extra);
+    // These tests watch the event stream; freezing the container on the shells they run
+    // is the monitor tests' subject.
+    let mut args = vec!["--no-auto-pause"];
+    args.extend_from_slice(extra);
+    let agent = Agent::start(&container.name, &args);
     agent.wait_guarding(&container.name, cgroup_id);
     (container, agent, cgroup_id)
 }

@@ -8,7 +8,12 @@ use crabpot_integration_tests::{Agent, TestContainer, agent_bin};
 fn without_docker_the_agent_says_where_it_looked() {
     let mut agent = Agent::spawn(
         Command::new(agent_bin())
-            .args(["--container", "nope"])
+            .args([
+                "--container",
+                "nope",
+                "--alerts-log",
+                "/tmp/crabpot-startup-test/a.log",
+            ])
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
     );
     let status = agent.wait_exit(Duration::from_secs(20));
@@ -44,6 +49,8 @@ fn bad_ring_buffer_size_is_refused_with_the_rule() {
         "nope",
         "--ring-buffer-bytes",
         "5000",
+        "--alerts-log",
+        "/tmp/crabpot-startup-test/a.log",
     ]));
     let status = agent.wait_exit(Duration::from_secs(20));
     assert!(!status.success());

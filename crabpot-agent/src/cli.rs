@@ -1,7 +1,10 @@
 //! Command line of `crabpot-agent`.
-use clap::Parser;
+use std::{path::PathBuf, time::Duration};
 
-use crate::sinks::event_printer::EventFormat;
+use clap::Parser;
+use ipnet::IpNet;
+
+use crate::{config::MonitorConfig, sinks::event_printer::EventFormat};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -34,12 +37,69 @@ pub struct AgentArgs {
     #[arg(long)]
     pub moltbot: bool,
 
+    /// JSON-lines alerts log [default: ~/.crabpot/data/alerts.log of the effective user].
+    #[arg(long, env = "CRABPOT_ALERTS_LOG")]
+    pub alerts_log: Option<PathBuf>,
+
+    /// Only alert: do not freeze the container on CRITICAL alerts.
+    #[arg(long)]
+    pub no_auto_pause: bool,
+
+    /// CPU % that, sustained, raises a WARNING.
+    #[arg(long, default_value_t = 80.0)]
+    pub cpu_threshold: f64,
+
+    /// Seconds the CPU must stay above the threshold.
+    #[arg(long, default_value_t = 30)]
+    pub cpu_sustain_seconds: u64,
+
+    /// Memory % of the limit (usage minus inactive file cache) that raises a WARNING.
+    #[arg(long, default_value_t = 85.0)]
+    pub memory_threshold: f64,
+
+    /// Seconds between `docker top` polls of the process watchdog.
+    #[arg(long, default_value_t = 15)]
+    pub process_poll_seconds: u64,
+
+    /// Seconds between socket-table polls of the network auditor.
+    #[arg(long, default_value_t = 30)]
+    pub network_poll_seconds: u64,
+
+    /// Seconds between health checks (also checked at every Docker health event).
+    #[arg(long, default_value_t = 30)]
+    pub health_poll_seconds: u64,
+
+    /// Extra allowed destination (CIDR, e.g. 10.0.0.0/8); repeatable. Loopback and the
+    /// unspecified addresses are always allowed.
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<IpNet>,
+
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRABPOT_LOG")]
     pub log: String,
 }
 
 impl AgentArgs {
+    /// The monitor settings these flags select.
+    pub fn monitor_config(&self) -> MonitorConfig {
+        let mut config = MonitorConfig {
+            container: self.container.clone(),
+            cpu_threshold: self.cpu_threshold,
+            cpu_sustain: Duration::from_secs(self.cpu_sustain_seconds),
+            memory_threshold: self.memory_threshold,
+            process_poll: Duration::from_secs(self.process_poll_seconds.max(1)),
+            network_poll: Duration::from_secs(self.network_poll_seconds.max(1)),
+            health_poll: Duration::from_secs(self.health_poll_seconds.max(1)),
+            auto_pause: !self.no_auto_pause,
+            ..MonitorConfig::default()
+        };
+        config.network_allow.extend(self.allow.iter().copied());
+        if let Some(path) = &self.alerts_log {
+            config.alerts_log = path.clone();
+        }
+        config
+    }
+
     /// Names of the selected presets, `openclaw` when none is given.
     pub fn profiles(&self) -> Vec<&'static str> {
         let mut profiles: Vec<&'static str> = [

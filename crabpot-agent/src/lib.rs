@@ -1,10 +1,16 @@
 //! CrabPot host agent.
 //!
-//! Architecture, by role: [`sources`] (kernel programs, Docker engine) feed the [`bus`];
-//! the agent loop in [`agent`] enriches what arrives and hands it to the [`sinks`].
+//! Architecture, by role: [`sources`] (kernel programs, Docker engine and its watchers) →
+//! [`policy`] (what deserves an alert) → [`actions`] (auto-pause) and [`sinks`] (terminal,
+//! alerts log, event printer). [`agent`] wires them together.
+pub mod actions;
 pub mod agent;
+pub mod alert;
 pub mod bus;
 pub mod cli;
+pub mod config;
+pub mod control;
+pub mod policy;
 pub mod preflight;
 pub mod sinks;
 pub mod sources;

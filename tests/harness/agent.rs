@@ -6,6 +6,8 @@ use std::{
     time::Duration,
 };
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 
 use crate::{agent_bin, wait_until};
@@ -16,6 +18,15 @@ pub struct Agent {
     child: Child,
     events: Shared<Value>,
     logs: Shared<String>,
+    /// The agent's own alerts log, in a directory removed on drop.
+    pub alerts_log: PathBuf,
+}
+
+/// A fresh, private directory for one agent's files.
+fn private_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(crate::unique_name("agent"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
 }
 
 fn collect<R: std::io::Read + Send + 'static, T: Send + 'static>(
@@ -36,13 +47,18 @@ fn collect<R: std::io::Read + Send + 'static, T: Send + 'static>(
 }
 
 impl Agent {
-    /// Start the agent guarding `container`, printing JSON events, plus `extra` flags.
+    /// Start the agent guarding `container`, printing JSON events, with its own alerts log,
+    /// plus `extra` flags.
     pub fn start(container: &str, extra: &[&str]) -> Self {
-        Self::spawn(
+        let alerts_log = private_dir().join("alerts.log");
+        let mut agent = Self::spawn(
             Command::new(agent_bin())
-                .args(["--container", container, "--events", "json"])
+                .args(["--container", container, "--events", "json", "--alerts-log"])
+                .arg(&alerts_log)
                 .args(extra),
-        )
+        );
+        agent.alerts_log = alerts_log;
+        agent
     }
 
     /// Start an arbitrary agent command line (for start-up error tests).
@@ -70,7 +86,28 @@ impl Agent {
             child,
             events,
             logs,
+            alerts_log: PathBuf::new(),
         }
+    }
+
+    /// Every alert in the agent's JSON-lines log; each line must be a whole JSON object.
+    pub fn alerts(&self) -> Vec<Value> {
+        let Ok(text) = std::fs::read_to_string(&self.alerts_log) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("torn or invalid alerts log line ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Wait for an alert in the log matching `matches`.
+    pub fn wait_for_alert(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        wait_until(what, crate::DEADLINE, || {
+            self.alerts().into_iter().find(|a| matches(a))
+        })
     }
 
     pub fn logs(&self) -> Vec<String> {
@@ -141,7 +178,13 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if std::thread::panicking() {
+        let panicking = std::thread::panicking();
+        if panicking {
+            eprintln!("---- alerts log {} ----", self.alerts_log.display());
+            eprintln!(
+                "{}",
+                std::fs::read_to_string(&self.alerts_log).unwrap_or_default()
+            );
             eprintln!("---- agent log ----");
             for line in self.logs() {
                 eprintln!("{line}");
@@ -151,6 +194,9 @@ impl Drop for Agent {
             for event in events.iter().rev().take(30).rev() {
                 eprintln!("{event}");
             }
+        }
+        if let Some(dir) = self.alerts_log.parent().filter(|_| !panicking) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -48,11 +48,31 @@ impl TestContainer {
 
     /// `docker run -d` this container's name with extra run flags.
     pub fn run(&self, extra: &[&str]) {
+        self.run_with(extra, &[]);
+    }
+
+    /// `docker run -d` with extra run flags and a command replacing the image's.
+    pub fn run_with(&self, flags: &[&str], command: &[&str]) {
         let mut args = vec!["run", "-d", "--name", self.name.as_str()];
-        args.extend_from_slice(extra);
+        args.extend_from_slice(flags);
         let image = test_image();
         args.push(&image);
+        args.extend_from_slice(command);
         docker(&args);
+    }
+
+    /// Whether Docker reports the container paused.
+    pub fn is_paused(&self) -> bool {
+        self.inspect("{{.State.Paused}}") == "true"
+    }
+
+    /// Write `contents` into the container at `path` (with `docker cp`, no process inside).
+    pub fn put_file(&self, path: &str, contents: &[u8]) {
+        let local = std::env::temp_dir().join(crate::unique_name("file"));
+        std::fs::write(&local, contents).expect("write temp file");
+        let local_arg = local.to_string_lossy().into_owned();
+        docker(&["cp", &local_arg, &format!("{}:{path}", self.name)]);
+        let _ = std::fs::remove_file(local);
     }
 
     /// `docker exec` a command; its stdout (panics when it fails).

@@ -1,3 +1,6 @@
-//! Where observations go.
+//! Where observations and alerts go.
+pub mod alert_log;
+pub mod dispatcher;
 pub mod event_printer;
+pub mod terminal;
 pub mod terminal_text;

@@ -8,7 +8,7 @@ use bollard::{
     query_parameters::{EventsOptionsBuilder, InspectContainerOptions},
 };
 use futures_util::StreamExt as _;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::sources::{
     cgroup::{ProcessCgroup, cgroup_of_pid},
@@ -22,6 +22,19 @@ pub struct GuardedContainer {
     pub id: String,
     pub pid: u32,
     pub cgroup: ProcessCgroup,
+    /// Frozen by `docker pause` (ours or anyone's).
+    pub paused: bool,
+    /// Docker's `State.StartedAt` of this run.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A Docker event about the guarded container, as the tracker received it.
+#[derive(Debug, Clone)]
+pub struct DockerEvent {
+    /// e.g. `die`, `start`, `health_status: unhealthy`, `exec_start: sh`.
+    pub action: String,
+    pub time_nano: i64,
+    pub attributes: StdHashMap<String, String>,
 }
 
 /// How often the container is re-inspected even without Docker events (a backstop for an
@@ -34,6 +47,7 @@ pub struct ContainerTracker {
     name: String,
     cgroups: HashMap<MapData, u64, u32>,
     current: watch::Sender<Option<GuardedContainer>>,
+    events: broadcast::Sender<DockerEvent>,
     said_missing: bool,
 }
 
@@ -43,12 +57,14 @@ impl ContainerTracker {
         name: String,
         cgroups: HashMap<MapData, u64, u32>,
         current: watch::Sender<Option<GuardedContainer>>,
+        events: broadcast::Sender<DockerEvent>,
     ) -> Self {
         Self {
             docker,
             name,
             cgroups,
             current,
+            events,
             said_missing: false,
         }
     }
@@ -72,6 +88,14 @@ impl ContainerTracker {
                             tracing::debug!(action = ?event.action, "docker event");
                             backoff = Duration::from_millis(250);
                             self.refresh().await;
+                            let _ = self.events.send(DockerEvent {
+                                action: event.action.unwrap_or_default(),
+                                time_nano: event.time_nano.unwrap_or(0),
+                                attributes: event
+                                    .actor
+                                    .and_then(|actor| actor.attributes)
+                                    .unwrap_or_default(),
+                            });
                         }
                         Some(Err(error)) => {
                             tracing::warn!("docker event stream failed: {error}; re-subscribing");
@@ -128,10 +152,28 @@ impl ContainerTracker {
             return;
         }
         let pid = pid as u32;
-        if let Some(current) = self.current.borrow().as_ref()
-            && current.id == id
-            && current.pid == pid
-        {
+        let paused = state.paused == Some(true);
+        let started_at = state
+            .started_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        let same_run = self
+            .current
+            .borrow()
+            .as_ref()
+            .filter(|current| current.id == id && current.pid == pid)
+            .cloned();
+        if let Some(mut current) = same_run {
+            if current.paused != paused {
+                tracing::info!(
+                    "container `{}` {}",
+                    self.name,
+                    if paused { "paused" } else { "resumed" }
+                );
+                current.paused = paused;
+                self.set(Some(current));
+            }
             return;
         }
         match cgroup_of_pid(pid) {
@@ -148,6 +190,8 @@ impl ContainerTracker {
                     id,
                     pid,
                     cgroup,
+                    paused,
+                    started_at,
                 }));
             }
             Err(error) => tracing::error!(

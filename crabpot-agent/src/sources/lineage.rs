@@ -43,6 +43,10 @@ pub fn parse_stat(stat: &str) -> Option<(String, u32)> {
     Some((name, ppid))
 }
 
+fn read_proc(pid: u32) -> Option<(String, u32)> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -59,10 +63,10 @@ impl ProcessTable {
     pub fn observe(&mut self, event: &KernelEvent) {
         let tgid = event.header.tgid;
         let known_ppid = self.entries.get(&tgid).map(|e| e.ppid).unwrap_or(0);
-        let ppid = if event.header.ppid != 0 {
-            event.header.ppid
-        } else {
-            known_ppid
+        let ppid = match (event.header.ppid, known_ppid) {
+            (0, 0) => read_proc(tgid).map(|(_, ppid)| ppid).unwrap_or(0),
+            (0, known) => known,
+            (from_kernel, _) => from_kernel,
         };
         match &event.body {
             EventBody::Exec { filename, .. } => {
@@ -81,8 +85,7 @@ impl ProcessTable {
         if let Some(entry) = self.entries.get(&pid) {
             return Some(entry.clone());
         }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (name, ppid) = parse_stat(&stat)?;
+        let (name, ppid) = read_proc(pid)?;
         let entry = Entry { name, ppid };
         self.insert(pid, entry.clone());
         Some(entry)

@@ -1,0 +1,2 @@
+//! What the agent does about alerts.
+pub mod pause;

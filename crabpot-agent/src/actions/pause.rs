@@ -1,0 +1,126 @@
+//! Auto-pause: every CRITICAL freezes the container (`docker pause`, the cgroup freezer),
+//! then one follow-up CRITICAL announces it. Alerts that arrive while it is already frozen
+//! do nothing more.
+use bollard::{Docker, errors::Error as DockerError};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    alert::{Alert, AlertSource, Severity},
+    sources::{container::GuardedContainer, watchers::AlertSender},
+};
+
+/// Marks the follow-up alert so it does not trigger another pause.
+pub const FOLLOW_UP: &str = "auto_pause";
+
+/// Whether an alert should freeze the container.
+pub fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
+    if alert.severity != Severity::Critical || alert.details.contains_key(FOLLOW_UP) {
+        return false;
+    }
+    if container.paused {
+        return false;
+    }
+    // A lifecycle event (die, kill, oom) from before the current run started says nothing
+    // about this run: `docker restart` emits `die` and then starts the container again.
+    if let (Some(event_nanos), Some(started_at)) = (
+        alert
+            .details
+            .get("event_time_nano")
+            .and_then(|v| v.as_i64()),
+        container.started_at,
+    ) && started_at
+        .timestamp_nanos_opt()
+        .is_some_and(|started| started > event_nanos)
+    {
+        return false;
+    }
+    true
+}
+
+pub async fn run(
+    docker: Docker,
+    mut criticals: mpsc::Receiver<Alert>,
+    container: watch::Receiver<Option<GuardedContainer>>,
+    alerts: AlertSender,
+) {
+    while let Some(trigger) = criticals.recv().await {
+        let Some(current) = container.borrow().clone() else {
+            continue;
+        };
+        if !should_pause(&trigger, &current) {
+            continue;
+        }
+        match docker.pause_container(&current.id).await {
+            Ok(()) => {
+                tracing::warn!("container `{}` auto-paused", current.name);
+                let alert = Alert::new(
+                    Severity::Critical,
+                    AlertSource::Policy,
+                    format!(
+                        "Container auto-paused after: {} (resume with `crabpot resume`)",
+                        trigger.message
+                    ),
+                )
+                .with(FOLLOW_UP, true)
+                .with("trigger_source", trigger.source.as_str())
+                .with("trigger_message", trigger.message.clone());
+                alerts.raise(alert).await;
+            }
+            // 409: already paused (by us a moment ago, or by someone) or not running.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(error) => {
+                tracing::error!("auto-pause of `{}` failed: {error}", current.name);
+                let alert = Alert::new(
+                    Severity::Warning,
+                    AlertSource::Policy,
+                    format!("Auto-pause failed: {error}"),
+                )
+                .with(FOLLOW_UP, true)
+                .with("trigger_message", trigger.message.clone());
+                alerts.raise(alert).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::cgroup::ProcessCgroup;
+
+    fn container(paused: bool, started_secs: i64) -> GuardedContainer {
+        GuardedContainer {
+            name: "c".into(),
+            id: "id".into(),
+            pid: 1,
+            cgroup: ProcessCgroup {
+                directory: "/x".into(),
+                id: 1,
+            },
+            paused,
+            started_at: chrono::DateTime::from_timestamp(started_secs, 0),
+        }
+    }
+
+    #[test]
+    fn criticals_pause_once_and_stale_lifecycle_events_do_not() {
+        let shell = Alert::new(Severity::Critical, AlertSource::Processes, "sh");
+        assert!(should_pause(&shell, &container(false, 100)));
+        assert!(
+            !should_pause(&shell, &container(true, 100)),
+            "already frozen"
+        );
+        let warning = Alert::new(Severity::Warning, AlertSource::Network, "x");
+        assert!(!should_pause(&warning, &container(false, 100)));
+        let follow_up = shell.clone().with(FOLLOW_UP, true);
+        assert!(!should_pause(&follow_up, &container(false, 100)));
+        let died_before_restart = Alert::new(Severity::Critical, AlertSource::Events, "die")
+            .with("event_time_nano", 50_000_000_000i64);
+        assert!(!should_pause(&died_before_restart, &container(false, 100)));
+        let killed_now = Alert::new(Severity::Critical, AlertSource::Events, "kill")
+            .with("event_time_nano", 150_000_000_000i64);
+        assert!(should_pause(&killed_now, &container(false, 100)));
+    }
+}

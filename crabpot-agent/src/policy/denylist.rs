@@ -1,0 +1,100 @@
+//! Which executables must not run in the container, judged by what is executed.
+use std::collections::HashMap;
+
+/// Names busybox-style multi-call binaries are known by; for these the applet is argv[0].
+const MULTICALL: &[&str] = &["busybox", "toybox"];
+
+/// The name a process really runs as: the basename of the executed path, or for a
+/// multi-call binary (and for `/proc/self/exe`, which busybox uses to run its own applets)
+/// the basename of argv[0].
+pub fn executable_name(exec_path: &str, argv: &[String]) -> String {
+    let base = basename(exec_path);
+    let via_self = exec_path == "/proc/self/exe" || exec_path.starts_with("/proc/self/fd/");
+    if (via_self || MULTICALL.contains(&base))
+        && let Some(first) = argv.first()
+        && !first.is_empty()
+    {
+        return basename(first).to_string();
+    }
+    base.to_string()
+}
+
+pub fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The denylist with a category for each built-in name.
+#[derive(Debug, Clone)]
+pub struct Denylist(HashMap<String, &'static str>);
+
+fn builtin_category(name: &str) -> &'static str {
+    match name {
+        "sh" | "bash" | "dash" | "zsh" | "ash" | "ksh" | "fish" | "csh" | "tcsh" | "hush" => {
+            "shell"
+        }
+        "nc" | "ncat" | "netcat" | "socat" | "nmap" | "telnet" => "network tool",
+        "gcc" | "cc" | "make" | "ld" => "compiler",
+        n if n.starts_with("python") || ["perl", "ruby", "php", "lua"].contains(&n) => {
+            "scripting runtime"
+        }
+        _ => "denylisted program",
+    }
+}
+
+impl Denylist {
+    pub fn new(names: &[String]) -> Self {
+        Denylist(
+            names
+                .iter()
+                .map(|n| (n.clone(), builtin_category(n)))
+                .collect(),
+        )
+    }
+
+    /// The category of `name` when it is denied. Versioned runtimes (`python3.11`) count as
+    /// their family.
+    pub fn category(&self, name: &str) -> Option<&'static str> {
+        if let Some(category) = self.0.get(name) {
+            return Some(category);
+        }
+        let family = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        (family != name)
+            .then(|| self.0.get(family).copied())
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_DENYLIST;
+
+    fn argv(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn names_what_is_executed() {
+        assert_eq!(executable_name("/bin/sh", &argv(&["sh", "-c", "x"])), "sh");
+        assert_eq!(executable_name("/bin/busybox", &argv(&["nc", "-l"])), "nc");
+        assert_eq!(
+            executable_name("/proc/self/exe", &argv(&["cat", "/x"])),
+            "cat"
+        );
+        assert_eq!(executable_name("/usr/bin/node", &argv(&["sh"])), "node");
+        assert_eq!(executable_name("/bin/busybox", &argv(&[])), "busybox");
+    }
+
+    #[test]
+    fn categories_and_versioned_runtimes() {
+        let names: Vec<String> = DEFAULT_DENYLIST.iter().map(|s| s.to_string()).collect();
+        let denylist = Denylist::new(&names);
+        assert_eq!(denylist.category("bash"), Some("shell"));
+        assert_eq!(denylist.category("python3.11"), Some("scripting runtime"));
+        assert_eq!(denylist.category("nc"), Some("network tool"));
+        assert_eq!(denylist.category("make"), Some("compiler"));
+        assert_eq!(denylist.category("node"), None);
+        assert_eq!(denylist.category("cat"), None);
+        assert_eq!(denylist.category("shx"), None);
+    }
+}

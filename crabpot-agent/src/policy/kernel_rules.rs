@@ -1,0 +1,200 @@
+//! Alerts from kernel events: the instant paths of the process watchdog (exec of a
+//! denylisted program) and of the network auditor (connect to a non-allowed address).
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::{
+    alert::{Alert, AlertSource, Severity},
+    policy::{
+        denylist::{Denylist, executable_name},
+        network_allow::is_allowed,
+    },
+    sources::{
+        bpf::{EventBody, KernelEvent},
+        lineage::Ancestor,
+        watchers::processes::AlertedPids,
+    },
+};
+
+/// A repeated connect to the same destination within this window raises no new alert.
+const CONNECT_REPEAT_WINDOW: Duration = Duration::from_secs(60);
+const MAX_REMEMBERED_DESTINATIONS: usize = 4096;
+
+pub struct KernelRules {
+    denylist: Arc<Denylist>,
+    allow: Vec<IpNet>,
+    alerted_pids: AlertedPids,
+    recent_connects: HashMap<(IpAddr, u16), Instant>,
+}
+
+fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
+    let h = &event.header;
+    alert
+        .with("pid", h.tgid)
+        .with("tid", h.pid)
+        .with("ppid", lineage.first().map(|a| a.pid).unwrap_or(h.ppid))
+        .with("uid", h.uid)
+        .with("comm", h.comm.clone())
+        .with("lineage", json!(lineage))
+        .with("kernel_ts_ns", h.ts_ns)
+        .with("detected_by", "ebpf")
+}
+
+impl KernelRules {
+    pub fn new(denylist: Arc<Denylist>, allow: Vec<IpNet>, alerted_pids: AlertedPids) -> Self {
+        KernelRules {
+            denylist,
+            allow,
+            alerted_pids,
+            recent_connects: HashMap::new(),
+        }
+    }
+
+    pub fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
+        match &event.body {
+            EventBody::Exec { filename, argv, .. } => {
+                let name = executable_name(filename, argv);
+                let category = self.denylist.category(&name)?;
+                if let Ok(mut pids) = self.alerted_pids.lock() {
+                    pids.insert(event.header.tgid);
+                }
+                let alert = Alert::new(
+                    Severity::Critical,
+                    AlertSource::Processes,
+                    format!("Suspicious process detected: {filename} ({name}, {category})"),
+                )
+                .with("executable", name)
+                .with("category", category)
+                .with("filename", filename.clone())
+                .with("argv", json!(argv));
+                Some(common_details(alert, event, lineage))
+            }
+            EventBody::Connect {
+                address: Some(address),
+                port,
+                ..
+            } => {
+                if is_allowed(*address, &self.allow) {
+                    return None;
+                }
+                let now = Instant::now();
+                let key = (*address, *port);
+                if self
+                    .recent_connects
+                    .get(&key)
+                    .is_some_and(|last| now.duration_since(*last) < CONNECT_REPEAT_WINDOW)
+                {
+                    return None;
+                }
+                if self.recent_connects.len() >= MAX_REMEMBERED_DESTINATIONS {
+                    self.recent_connects
+                        .retain(|_, last| now.duration_since(*last) < CONNECT_REPEAT_WINDOW);
+                }
+                self.recent_connects.insert(key, now);
+                let alert = Alert::new(
+                    Severity::Warning,
+                    AlertSource::Network,
+                    format!("Outbound connection to non-whitelisted address {address} port {port}"),
+                )
+                .with("address", address.to_string())
+                .with("port", *port);
+                Some(common_details(alert, event, lineage))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::MonitorConfig, sources::bpf::Header};
+
+    fn rules() -> KernelRules {
+        let config = MonitorConfig::default();
+        KernelRules::new(
+            Arc::new(Denylist::new(&config.process_denylist)),
+            config.network_allow,
+            AlertedPids::default(),
+        )
+    }
+
+    fn event(body: EventBody) -> KernelEvent {
+        KernelEvent {
+            header: Header {
+                ts_ns: 5,
+                pid: 10,
+                tgid: 10,
+                ppid: 0,
+                uid: 0,
+                cgroup_id: 1,
+                comm: "node".into(),
+            },
+            body,
+        }
+    }
+
+    fn exec(filename: &str, argv: &[&str]) -> KernelEvent {
+        event(EventBody::Exec {
+            syscall: "execve",
+            dirfd: -100,
+            flags: 0,
+            filename: filename.into(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    fn connect(address: &str, port: u16) -> KernelEvent {
+        event(EventBody::Connect {
+            fd: 3,
+            family: 2,
+            address: Some(address.parse().expect("ip")),
+            port,
+        })
+    }
+
+    #[test]
+    fn shells_are_critical_by_what_is_executed() {
+        let mut rules = rules();
+        let alert = rules
+            .evaluate(&exec("/bin/sh", &["sh"]), &[])
+            .expect("alert");
+        assert_eq!(alert.severity, Severity::Critical);
+        assert_eq!(alert.details["executable"], "sh");
+        assert!(
+            rules
+                .evaluate(&exec("/bin/busybox", &["nc", "-l"]), &[])
+                .is_some()
+        );
+        assert!(
+            rules
+                .evaluate(&exec("/usr/bin/node", &["node", "sh"]), &[])
+                .is_none()
+        );
+        assert!(
+            rules.evaluate(&exec("/bin/cat", &["sh"]), &[]).is_none(),
+            "argv[0] alone lies"
+        );
+        assert!(rules.alerted_pids.lock().expect("lock").contains(&10));
+    }
+
+    #[test]
+    fn connects_outside_the_allowlist_warn_once_per_destination() {
+        let mut rules = rules();
+        assert!(rules.evaluate(&connect("127.0.0.1", 80), &[]).is_none());
+        let alert = rules
+            .evaluate(&connect("172.17.0.1", 18790), &[])
+            .expect("alert");
+        assert_eq!(alert.severity, Severity::Warning);
+        assert_eq!(alert.details["port"], 18790);
+        assert!(rules.evaluate(&connect("172.17.0.1", 18790), &[]).is_none());
+        assert!(rules.evaluate(&connect("172.17.0.1", 18791), &[]).is_some());
+    }
+}

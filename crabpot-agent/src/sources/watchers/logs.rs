@@ -1,0 +1,225 @@
+//! Channel 4: the log scanner. Follows the container's stdout/stderr and matches each line
+//! against one compiled pattern set.
+use std::pin::Pin;
+
+use bollard::{container::LogOutput, query_parameters::LogsOptionsBuilder};
+use futures_util::Stream;
+use regex::RegexSet;
+
+use crate::{
+    alert::{Alert, AlertSource, Severity},
+    config::LogPattern,
+    sources::{
+        container::GuardedContainer,
+        watchers::{StreamWatcher, WatchContext},
+    },
+};
+
+/// Longest partial line kept while waiting for its newline.
+const MAX_PENDING: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[error("log pattern set does not compile: {0}")]
+pub struct PatternError(#[from] regex::Error);
+
+pub struct LogScanner {
+    set: RegexSet,
+    patterns: Vec<LogPattern>,
+}
+
+/// What a line matched: the highest severity and the names of every pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMatch {
+    pub severity: Severity,
+    pub patterns: Vec<String>,
+}
+
+impl LogScanner {
+    pub fn new(patterns: &[LogPattern]) -> Result<Self, PatternError> {
+        Ok(LogScanner {
+            set: RegexSet::new(patterns.iter().map(|p| p.regex.as_str()))?,
+            patterns: patterns.to_vec(),
+        })
+    }
+
+    pub fn scan(&self, line: &str) -> Option<LogMatch> {
+        let matched: Vec<&LogPattern> = self
+            .set
+            .matches(line)
+            .into_iter()
+            .map(|i| &self.patterns[i])
+            .collect();
+        let severity = matched.iter().map(|p| p.severity).max()?;
+        Some(LogMatch {
+            severity,
+            patterns: matched.iter().map(|p| p.name.clone()).collect(),
+        })
+    }
+}
+
+/// The first `max` characters of `line`.
+pub fn cut(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((end, _)) => line[..end].to_string(),
+        None => line.to_string(),
+    }
+}
+
+/// Splits a byte stream into lines, per output stream.
+#[derive(Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Complete lines in `chunk` (without their newline); an over-long partial line is
+    /// emitted as is rather than kept without bound.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(chunk);
+        let mut lines = Vec::new();
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            lines.push(text.trim_end_matches('\r').to_string());
+        }
+        if self.pending.len() > MAX_PENDING {
+            lines.push(String::from_utf8_lossy(&self.pending).into_owned());
+            self.pending.clear();
+        }
+        lines
+    }
+}
+
+pub struct LogsWatcher {
+    scanner: LogScanner,
+    stdout: LineSplitter,
+    stderr: LineSplitter,
+}
+
+impl LogsWatcher {
+    pub fn new(scanner: LogScanner) -> Self {
+        LogsWatcher {
+            scanner,
+            stdout: LineSplitter::default(),
+            stderr: LineSplitter::default(),
+        }
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+impl StreamWatcher for LogsWatcher {
+    const CHANNEL: &'static str = "logs";
+    type Item = LogOutput;
+    type Stream = LogStream;
+
+    fn open(&mut self, ctx: &WatchContext, container: &GuardedContainer) -> LogStream {
+        self.stdout = LineSplitter::default();
+        self.stderr = LineSplitter::default();
+        let since = chrono::Utc::now().timestamp() as i32;
+        let options = LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .since(since)
+            .tail("0")
+            .build();
+        Box::pin(ctx.docker.logs(&container.id, Some(options)))
+    }
+
+    async fn handle(&mut self, ctx: &WatchContext, _container: &GuardedContainer, item: LogOutput) {
+        let (stream, lines) = match item {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                ("stdout", self.stdout.push(&message))
+            }
+            LogOutput::StdErr { message } => ("stderr", self.stderr.push(&message)),
+            LogOutput::StdIn { .. } => return,
+        };
+        for line in lines {
+            let Some(found) = self.scanner.scan(&line) else {
+                continue;
+            };
+            let shown = cut(&line, ctx.config.log_line_max);
+            let alert = Alert::new(
+                found.severity,
+                AlertSource::Logs,
+                format!("Log pattern {}: {shown}", found.patterns.join(", ")),
+            )
+            .with("line", shown)
+            .with("stream", stream)
+            .with("patterns", found.patterns);
+            ctx.alerts.raise(alert).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::default_log_patterns;
+
+    fn scan(line: &str) -> Option<LogMatch> {
+        LogScanner::new(&default_log_patterns())
+            .expect("compiles")
+            .scan(line)
+    }
+
+    #[test]
+    fn guide_patterns_warn() {
+        let found = scan("FATAL: boom").expect("match");
+        assert_eq!(found.severity, Severity::Warning);
+        assert_eq!(found.patterns, vec!["error_keyword"]);
+        assert!(scan("thread panicked: segfault").is_some());
+        assert!(scan("403 Forbidden for /admin").is_some());
+        assert!(scan("spawning /bin/bash for tool").is_some());
+        assert_eq!(scan("GET /health 200"), None);
+        assert_eq!(scan("an error in lower case is not the keyword"), None);
+    }
+
+    #[test]
+    fn steered_agent_signs_have_their_own_severity() {
+        assert_eq!(
+            scan("calling https://evil.example/x").map(|m| m.severity),
+            Some(Severity::Info)
+        );
+        assert_eq!(
+            scan("running pip install requests").map(|m| m.severity),
+            Some(Severity::Warning)
+        );
+        assert_eq!(
+            scan("tool: printenv | grep API_KEY").map(|m| m.severity),
+            Some(Severity::Critical)
+        );
+        assert_eq!(
+            scan("read /etc/shadow").map(|m| m.severity),
+            Some(Severity::Warning)
+        );
+        assert_eq!(
+            scan("exec: whoami").map(|m| m.patterns.contains(&"reconnaissance".to_string())),
+            Some(true)
+        );
+        assert_eq!(
+            scan("require('child_process')").map(|m| m.severity),
+            Some(Severity::Warning)
+        );
+    }
+
+    #[test]
+    fn cuts_on_characters_not_bytes() {
+        assert_eq!(cut("ééé", 2), "éé");
+        assert_eq!(cut("short", 200), "short");
+    }
+
+    #[test]
+    fn splits_lines_across_chunks_and_bounds_partials() {
+        let mut splitter = LineSplitter::default();
+        assert!(splitter.push(b"FATAL: bo").is_empty());
+        assert_eq!(
+            splitter.push(b"om\r\nnext\n\xffx"),
+            vec!["FATAL: boom", "next"]
+        );
+        assert_eq!(splitter.push(b"\n"), vec!["\u{fffd}x"]);
+        let long = vec![b'a'; MAX_PENDING + 1];
+        assert_eq!(splitter.push(&long).len(), 1);
+    }
+}

@@ -1,0 +1,148 @@
+//! Channel 2: the process watchdog. The instant path is the kernel's exec events (see
+//! `policy::kernel_rules`); this `docker top` poll is the backstop that also catches what
+//! started before the agent.
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bollard::query_parameters::TopOptionsBuilder;
+
+use crate::{
+    alert::{Alert, AlertSource, Severity},
+    policy::denylist::{Denylist, executable_name},
+    sources::{
+        container::GuardedContainer,
+        watchers::{PollingWatcher, WatchContext},
+    },
+};
+
+/// Host pids already alerted on, shared by the kernel path and the poll so one process
+/// raises one alert.
+pub type AlertedPids = Arc<Mutex<HashSet<u32>>>;
+
+pub struct ProcessPoll {
+    denylist: Arc<Denylist>,
+    alerted: AlertedPids,
+    every: Duration,
+}
+
+impl ProcessPoll {
+    pub fn new(denylist: Arc<Denylist>, alerted: AlertedPids, every: Duration) -> Self {
+        ProcessPoll {
+            denylist,
+            alerted,
+            every,
+        }
+    }
+}
+
+/// The `ps` columns asked of `docker top`, in order. procps titles both `comm` and `args`
+/// "COMMAND", so rows are read by position; Docker puts the rest of the line in the last.
+pub const PS_ARGS: &str = "-o pid,ppid,comm,args";
+
+/// One row of [`PS_ARGS`] output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopRow {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub args: String,
+}
+
+pub fn parse_top(processes: &[Vec<String>]) -> Vec<TopRow> {
+    processes
+        .iter()
+        .filter_map(|row| {
+            Some(TopRow {
+                pid: row.first()?.trim().parse().ok()?,
+                ppid: row.get(1)?.trim().parse().ok()?,
+                comm: row.get(2)?.clone(),
+                args: row.get(3..)?.join(" "),
+            })
+        })
+        .collect()
+}
+
+impl PollingWatcher for ProcessPoll {
+    const CHANNEL: &'static str = "processes";
+
+    fn interval(&self) -> Duration {
+        self.every
+    }
+
+    async fn tick(
+        &mut self,
+        ctx: &WatchContext,
+        container: &GuardedContainer,
+    ) -> anyhow::Result<()> {
+        let options = TopOptionsBuilder::new().ps_args(PS_ARGS).build();
+        let top = ctx
+            .docker
+            .top_processes(&container.id, Some(options))
+            .await?;
+        let rows = parse_top(top.processes.as_deref().unwrap_or_default());
+        let live: HashSet<u32> = rows.iter().map(|r| r.pid).collect();
+        let mut fresh = Vec::new();
+        if let Ok(mut alerted) = self.alerted.lock() {
+            // Forget exited processes so a reused pid is judged again.
+            alerted.retain(|pid| live.contains(pid));
+            for row in rows {
+                let argv: Vec<String> = row.args.split_whitespace().map(String::from).collect();
+                let exe_path = argv.first().cloned().unwrap_or_default();
+                let by_args = executable_name(&exe_path, &argv);
+                let hit = [by_args.as_str(), row.comm.as_str()]
+                    .into_iter()
+                    .find_map(|name| self.denylist.category(name).map(|c| (name.to_string(), c)));
+                if let Some((name, category)) = hit
+                    && alerted.insert(row.pid)
+                {
+                    fresh.push((row, name, category));
+                }
+            }
+        }
+        for (row, name, category) in fresh {
+            let alert = Alert::new(
+                Severity::Critical,
+                AlertSource::Processes,
+                format!(
+                    "Suspicious process detected: {name} ({category}) pid {}",
+                    row.pid
+                ),
+            )
+            .with("pid", row.pid)
+            .with("ppid", row.ppid)
+            .with("comm", row.comm.clone())
+            .with("args", row.args.clone())
+            .with("category", category)
+            .with("detected_by", "docker top");
+            ctx.alerts.raise(alert).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_top_rows_by_position() {
+        let rows = vec![
+            vec!["42", "7", "sh", "sh -c sleep 9"],
+            vec!["43", "42", "sleep", "sleep", "9"],
+            vec!["x", "1", "bad", "row"],
+            vec!["44"],
+        ]
+        .into_iter()
+        .map(|r| r.into_iter().map(String::from).collect())
+        .collect::<Vec<Vec<String>>>();
+        let parsed = parse_top(&rows);
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].pid, 42);
+        assert_eq!(parsed[0].comm, "sh");
+        assert_eq!(parsed[0].args, "sh -c sleep 9");
+        assert_eq!(parsed[1].args, "sleep 9");
+    }
+}
