@@ -352,3 +352,81 @@ fn docker_kill_is_critical_and_restart_is_a_warning() {
         is(a, "CRITICAL", "events") && a["details"]["event"] == "die"
     });
 }
+
+#[test]
+fn the_docker_top_backstop_catches_a_shell_started_before_the_agent() {
+    let container = TestContainer::start("backstop");
+    docker(&["exec", "-d", &container.name, "sh", "-c", "sleep 100; true"]);
+    wait_until("the shell to run", DEADLINE, || {
+        docker(&["top", &container.name])
+            .contains("sh -c sleep 100; true")
+            .then_some(())
+    });
+    let (container, agent) = guarded(container, &["--process-poll-seconds", "1"]);
+    let alert = agent.wait_for_alert("the backstop alert", |a| {
+        is(a, "CRITICAL", "processes") && a["details"]["detected_by"] == "docker top"
+    });
+    assert!(message(&alert).contains("sh (shell)"), "{alert}");
+    wait_until("auto-pause", DEADLINE, || {
+        container.is_paused().then_some(())
+    });
+    docker(&["unpause", &container.name]);
+}
+
+/// Complete lines of a JSON-lines file, and the unterminated tail if any.
+fn lines_and_tail(path: &std::path::Path) -> (Vec<String>, String) {
+    let text = String::from_utf8(std::fs::read(path).expect("read alerts log")).expect("utf-8");
+    let mut lines: Vec<String> = text.split('\n').map(String::from).collect();
+    let tail = lines.pop().unwrap_or_default();
+    (lines, tail)
+}
+
+#[test]
+fn sigkill_mid_burst_leaves_no_torn_line() {
+    let (container, agent) = guarded(TestContainer::start("burst"), &[]);
+    let burst: String = (0..20_000)
+        .map(|i| format!("FATAL: burst line {i}\n"))
+        .collect();
+    container.put_file("/tmp/burst", burst.as_bytes());
+    docker(&[
+        "exec",
+        "-d",
+        &container.name,
+        "dd",
+        "if=/tmp/burst",
+        "of=/proc/1/fd/1",
+        "bs=64k",
+    ]);
+    wait_until("the burst to be under way", DEADLINE, || {
+        (lines_and_tail(&agent.alerts_log).0.len() > 200).then_some(())
+    });
+    Command::new("kill")
+        .args(["-9", &agent.pid().to_string()])
+        .status()
+        .expect("kill -9 the agent");
+    let (lines, tail) = lines_and_tail(&agent.alerts_log);
+    for line in &lines {
+        let alert: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a complete line is not a whole alert ({e}): {line}"));
+        assert_eq!(alert["source"], "logs");
+    }
+    assert!(
+        lines.len() < 20_000,
+        "killed mid-burst: {} lines",
+        lines.len()
+    );
+    // A SIGKILL between the pages of one write could leave an unterminated tail; the next
+    // agent removes it before appending, so the file never keeps a torn line.
+    let next = Agent::spawn(
+        Command::new(agent_bin())
+            .args(["--container", &container.name, "--alerts-log"])
+            .arg(&agent.alerts_log),
+    );
+    next.wait_guarding(&container.name, container.cgroup_id());
+    let (after, tail_after) = lines_and_tail(&agent.alerts_log);
+    assert!(tail_after.is_empty(), "torn tail left: {tail_after}");
+    assert!(after.len() >= lines.len() || !tail.is_empty());
+    for line in &after {
+        serde_json::from_str::<Value>(line).expect("whole alert");
+    }
+}
