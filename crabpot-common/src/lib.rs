@@ -26,6 +26,34 @@ pub mod names {
     pub const PARENTS: &str = "PARENTS";
     pub const FORK_PARENT_PID_OFFSET: &str = "FORK_PARENT_PID_OFFSET";
     pub const FORK_CHILD_PID_OFFSET: &str = "FORK_CHILD_PID_OFFSET";
+    pub const RULE_MODES: &str = "RULE_MODES";
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+}
+
+/// Index of a policy rule in the `RULE_MODES` array map.
+pub mod rule {
+    pub const MOUNT: u32 = 0;
+    pub const EXEC: u32 = 1;
+    pub const PTRACE: u32 = 2;
+    pub const PROC_OPEN: u32 = 3;
+    pub const SOCKET: u32 = 4;
+    pub const CONNECT: u32 = 5;
+    pub const COUNT: u32 = 6;
+}
+
+/// Value of a rule in `RULE_MODES`: what the kernel side does on a match.
+pub mod mode {
+    /// Nothing at all.
+    pub const OFF: u32 = 0;
+    /// Record it (audit log), no alert.
+    pub const LOG: u32 = 1;
+    /// Alert.
+    pub const ALERT: u32 = 2;
+    /// Would block: let the call through, report it as an audit verdict.
+    pub const AUDIT: u32 = 3;
+    /// Stop the call (or kill the caller where no layer can stop it).
+    pub const BLOCK: u32 = 4;
 }
 
 /// Kind of a ring-buffer record; the value of [`EventHeader::kind`].
