@@ -216,7 +216,7 @@ fn a_connection_to_the_bridge_warns_and_loopback_does_not() {
 fn the_socket_table_poll_sees_a_lasting_outbound_connection() {
     let (container, agent) = guarded(
         TestContainer::start("sockets"),
-        &["--network-poll-seconds", "1"],
+        &["--network-poll-seconds", "1", "--rule", "connect=alert"],
     );
     let gateway = container.gateway();
     // A host listener on the bridge that accepts and never answers: the connection lasts.

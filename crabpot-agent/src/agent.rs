@@ -4,30 +4,35 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{
-    signal::unix::{SignalKind, signal},
     sync::{broadcast, mpsc, watch},
     task::JoinHandle,
 };
 
 use crate::{
-    actions,
+    actions::{
+        self,
+        enforcer::{self, Enforcer},
+    },
     alert::{Alert, Severity},
-    bus::BusMessage,
     cli::AgentArgs,
     config::MonitorConfig,
-    policy::{denylist::Denylist, kernel_rules::KernelRules},
+    pipeline::{KernelLoop, QUARANTINE},
+    policy::{
+        denylist::Denylist,
+        kernel_rules::KernelRules,
+        rules::{Action, Policy},
+        trust::TrustScore,
+    },
     preflight::{self, KernelFeatures},
     sinks::{
         alert_log::{self, AlertLogWriter},
-        dispatcher::Dispatcher,
-        event_printer::{EventFormat, ObservedEvent, format_line, print_line},
+        dispatcher::{Dispatcher, SINK_QUEUE},
         terminal,
     },
     sources::{
-        bpf::{self, BpfOptions, drops},
+        bpf::{self, BpfOptions, decode::RuleName, drops},
         container::{ContainerTracker, GuardedContainer},
         docker,
-        lineage::ProcessTable,
         watchers::{
             self, AlertSender, ChannelTicks, WatchContext,
             health::HealthWatcher,
@@ -62,6 +67,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             config.alerts_log.display()
         )
     })?;
+    let audit_path = config.alerts_log.with_file_name("audit.log");
+    let audit_writer = AlertLogWriter::open(
+        &audit_path,
+        config.alerts_log_max_bytes,
+        config.alerts_log_keep,
+    )
+    .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
     KernelFeatures::probe().report();
     let docker = docker::connect().await?;
     let kernel = bpf::load(&BpfOptions {
@@ -78,11 +90,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         if config.auto_pause { "on" } else { "off" },
     );
     let bpf::KernelPipeline {
-        ebpf: _programs,
+        ebpf,
         events,
         monitored_cgroups,
         dropped,
+        policy: policy_maps,
     } = kernel;
+    let policy = Arc::new(args.policy());
+    let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
+    enforcer.apply(&policy)?;
+    report_layers(&policy, enforcer.lsm_rules());
 
     let (guarded_tx, guarded) = watch::channel(None);
     let (docker_events, _) = broadcast::channel(256);
@@ -93,7 +110,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         guarded_tx,
         docker_events.clone(),
     );
-    let mut tasks: Vec<JoinHandle<()>> = vec![tokio::spawn(tracker.run())];
+    let mut tasks: Vec<JoinHandle<()>> = vec![
+        tokio::spawn(tracker.run()),
+        tokio::spawn(enforcer.run(guarded.clone())),
+    ];
 
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
     let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
@@ -141,8 +161,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (bus_tx, bus) = mpsc::channel(BUS_CAPACITY);
     let drain = tokio::spawn(bpf::ring::drain(events, bus_tx.clone()));
     let drop_watch = tokio::spawn(drops::watch(dropped, bus_tx, Duration::from_millis(500)));
-    let rules = KernelRules::new(denylist, config.network_allow.clone(), alerted_pids);
-    let outcome = kernel_loop(bus, &args, &guarded, rules, &alerts).await;
+    let mut rules = KernelRules::new(denylist, config.network_allow.clone(), alerted_pids);
+    if policy.action(RuleName::Connect) != Action::Off {
+        rules = rules.without_connect_alerts();
+    }
+    let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
+    let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
+    let (trust, _trust_rx) = watch::channel(TrustScore::default());
+    let kernel_loop = KernelLoop {
+        args: args.clone(),
+        guarded: guarded.clone(),
+        rules,
+        policy: policy.clone(),
+        alerts: alerts.clone(),
+        audit: audit_tx,
+        trust,
+    };
+    let outcome = kernel_loop.run(bus).await;
 
     // Stop the producers, then let every queued alert reach the sinks.
     drain.abort();
@@ -155,7 +190,28 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(DRAIN_ON_STOP, router).await.is_err() {
         tracing::warn!("alerts still queued after {DRAIN_ON_STOP:?} at stop");
     }
+    let _ = tokio::time::timeout(DRAIN_ON_STOP, audit_task).await;
     outcome
+}
+
+/// The start-up line that says which layer enforces each rule.
+fn report_layers(policy: &Policy, lsm_rules: &[RuleName]) {
+    let layers: Vec<String> = policy
+        .rules()
+        .map(|(rule, action)| {
+            let layer = enforcer::layer(rule, action, lsm_rules.contains(&rule));
+            format!("{}={action}/{layer}", rule.as_str())
+        })
+        .collect();
+    tracing::info!(
+        "policy: {} (allowlist: loopback{})",
+        layers.join(" "),
+        policy
+            .allow
+            .iter()
+            .map(|n| format!(", {n}"))
+            .collect::<String>()
+    );
 }
 
 /// The alert router: every alert to every sink; CRITICALs also to the auto-pause action.
@@ -193,7 +249,8 @@ fn start_router(
                 }
             };
             let Some(alert) = next else { break };
-            if auto_pause && alert.severity == Severity::Critical {
+            let quarantine = alert.details.contains_key(QUARANTINE);
+            if (auto_pause && alert.severity == Severity::Critical) || quarantine {
                 // Full only if pausing is already far behind: it is in hand.
                 let _ = pause_tx.try_send(alert.clone());
             }
@@ -202,78 +259,4 @@ fn start_router(
         pauser.abort();
         dispatcher.close().await;
     })
-}
-
-/// Route kernel events until a stop signal.
-async fn kernel_loop(
-    mut bus: mpsc::Receiver<BusMessage>,
-    args: &AgentArgs,
-    guarded: &watch::Receiver<Option<GuardedContainer>>,
-    mut rules: KernelRules,
-    alerts: &AlertSender,
-) -> anyhow::Result<()> {
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut table = ProcessTable::default();
-    loop {
-        let message = tokio::select! {
-            message = bus.recv() => match message {
-                Some(message) => message,
-                None => return Ok(()),
-            },
-            _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
-            _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
-        };
-        match message {
-            BusMessage::Kernel(event) => {
-                table.observe(&event);
-                let wants_lineage = args.events.is_some()
-                    || matches!(
-                        event.kind(),
-                        crabpot_common::EventKind::Exec | crabpot_common::EventKind::Connect
-                    );
-                let lineage = if wants_lineage {
-                    table.lineage(&event)
-                } else {
-                    Vec::new()
-                };
-                if let Some(alert) = rules.evaluate(&event, &lineage) {
-                    alerts.raise(alert).await;
-                }
-                if let Some(format) = args.events {
-                    let current = guarded.borrow().clone();
-                    let (name, id) = match &current {
-                        Some(c) => (c.name.as_str(), c.id.as_str()),
-                        None => (args.container.as_str(), ""),
-                    };
-                    let observed = ObservedEvent {
-                        container: name,
-                        container_id: id,
-                        event: &event,
-                        lineage: &lineage,
-                    };
-                    print_line(&format_line(&observed, format))
-                        .context("writing an event to stdout")?;
-                }
-            }
-            BusMessage::KernelDrops(report) => {
-                tracing::warn!(
-                    total = report.total,
-                    "kernel ring buffer full: {} events dropped so far ({:?}); raise \
-                     --ring-buffer-bytes",
-                    report.total,
-                    report.by_kind
-                );
-                if args.events == Some(EventFormat::Json) {
-                    let line = serde_json::json!({"kind": "dropped", "total": report.total,
-                        "by_kind": report.by_kind});
-                    print_line(&line.to_string()).context("writing to stdout")?;
-                }
-            }
-            BusMessage::DecodeError { error, total } => {
-                tracing::warn!("undecodable kernel record ({total} so far): {error}");
-            }
-        }
-    }
 }

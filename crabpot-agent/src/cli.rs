@@ -4,7 +4,12 @@ use std::{path::PathBuf, time::Duration};
 use clap::Parser;
 use ipnet::IpNet;
 
-use crate::{config::MonitorConfig, sinks::event_printer::EventFormat};
+use crate::{
+    config::MonitorConfig,
+    policy::rules::{Action, Policy, parse_override},
+    sinks::event_printer::EventFormat,
+    sources::bpf::decode::RuleName,
+};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -74,12 +79,28 @@ pub struct AgentArgs {
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<IpNet>,
 
+    /// Per-rule action, RULE=ACTION; repeatable. Rules: mount, exec, ptrace, proc_open,
+    /// socket, connect. Actions: block, audit, alert, log, off.
+    #[arg(long = "rule", value_name = "RULE=ACTION", value_parser = parse_override)]
+    pub rules: Vec<(RuleName, Action)>,
+
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRABPOT_LOG")]
     pub log: String,
 }
 
 impl AgentArgs {
+    /// The ASF-42 policy these flags select: the table, the profiles, the overrides.
+    pub fn policy(&self) -> Policy {
+        let mut policy = Policy::default();
+        policy.allow = self.allow.clone();
+        policy = policy.with_profiles(&self.profiles());
+        for (rule, action) in &self.rules {
+            policy.set(*rule, *action);
+        }
+        policy
+    }
+
     /// The monitor settings these flags select.
     pub fn monitor_config(&self) -> MonitorConfig {
         let mut config = MonitorConfig {

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod pipeline;
 pub mod policy;
 pub mod preflight;
 pub mod sinks;

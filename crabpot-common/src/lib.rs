@@ -29,6 +29,7 @@ pub mod names {
     pub const RULE_MODES: &str = "RULE_MODES";
     pub const ALLOW_V4: &str = "ALLOW_V4";
     pub const ALLOW_V6: &str = "ALLOW_V6";
+    pub const LSM_ENFORCED: &str = "LSM_ENFORCED";
 }
 
 /// Index of a policy rule in the `RULE_MODES` array map.
@@ -65,15 +66,22 @@ pub enum EventKind {
     Connect = 3,
     Ptrace = 4,
     Mount = 5,
+    /// A cgroup-hook decision on a connect, UDP send or socket creation.
+    NetPolicy = 6,
+    /// A watched syscall that returned EPERM/EACCES (refused by seccomp, capabilities or
+    /// another layer before any entry hook saw it).
+    Refused = 7,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Exec,
         EventKind::Open,
         EventKind::Connect,
         EventKind::Ptrace,
         EventKind::Mount,
+        EventKind::NetPolicy,
+        EventKind::Refused,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -87,8 +95,33 @@ impl EventKind {
             EventKind::Connect => "connect",
             EventKind::Ptrace => "ptrace",
             EventKind::Mount => "mount",
+            EventKind::NetPolicy => "net_policy",
+            EventKind::Refused => "refused",
         }
     }
+}
+
+/// What the kernel side did about an event (`verdict` fields).
+pub mod verdict {
+    /// Observed only.
+    pub const NONE: u32 = 0;
+    pub const LOG: u32 = 1;
+    pub const ALERT: u32 = 2;
+    /// Would have been blocked; let through (audit mode).
+    pub const AUDIT: u32 = 3;
+    /// Stopped before it took effect.
+    pub const BLOCKED: u32 = 4;
+    /// No layer could stop it: the caller was sent SIGKILL (the call may have completed).
+    pub const KILLED: u32 = 5;
+}
+
+/// Which cgroup hook a [`NetPolicyEvent`] came from.
+pub mod net_op {
+    pub const CONNECT4: u32 = 0;
+    pub const CONNECT6: u32 = 1;
+    pub const SENDMSG4: u32 = 2;
+    pub const SENDMSG6: u32 = 3;
+    pub const SOCK_CREATE: u32 = 4;
 }
 
 /// Which syscall an exec event came from.
@@ -173,6 +206,9 @@ pub struct PtraceEvent {
     pub target_pid: i64,
     pub addr: u64,
     pub data: u64,
+    /// A [`verdict`] value.
+    pub verdict: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -183,10 +219,42 @@ pub struct MountEvent {
     pub source_len: u32,
     pub target_len: u32,
     pub fstype_len: u32,
-    pub _pad: u32,
+    /// A [`verdict`] value.
+    pub verdict: u32,
     pub source: [u8; MOUNT_STR_LEN],
     pub target: [u8; MOUNT_STR_LEN],
     pub fstype: [u8; FSTYPE_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetPolicyEvent {
+    pub header: EventHeader,
+    /// [`rule::CONNECT`] or [`rule::SOCKET`].
+    pub rule: u32,
+    pub verdict: u32,
+    /// A [`net_op`] value.
+    pub op: u32,
+    pub family: u32,
+    pub sock_type: u32,
+    pub protocol: u32,
+    /// Destination port, host order (0 for socket creation).
+    pub port: u16,
+    pub _pad: u16,
+    pub _pad2: u32,
+    /// IPv4 in the first 4 bytes or the IPv6 address, network order.
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RefusedEvent {
+    pub header: EventHeader,
+    /// [`rule::MOUNT`] or [`rule::PTRACE`].
+    pub rule: u32,
+    pub _pad: u32,
+    /// The syscall's return value (negative errno).
+    pub ret: i64,
 }
 
 #[cfg(feature = "user")]
@@ -198,6 +266,8 @@ mod pod {
     unsafe impl aya::Pod for ConnectEvent {}
     unsafe impl aya::Pod for PtraceEvent {}
     unsafe impl aya::Pod for MountEvent {}
+    unsafe impl aya::Pod for NetPolicyEvent {}
+    unsafe impl aya::Pod for RefusedEvent {}
 }
 
 #[cfg(test)]
@@ -214,7 +284,9 @@ mod tests {
         );
         assert_eq!(size_of::<OpenEvent>(), 56 + 16 + PATH_LEN);
         assert_eq!(size_of::<ConnectEvent>(), 56 + 8 + 16 + 8);
-        assert_eq!(size_of::<PtraceEvent>(), 56 + 32);
+        assert_eq!(size_of::<PtraceEvent>(), 56 + 40);
+        assert_eq!(size_of::<NetPolicyEvent>(), 56 + 48);
+        assert_eq!(size_of::<RefusedEvent>(), 56 + 16);
         assert_eq!(
             size_of::<MountEvent>(),
             56 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN

@@ -11,10 +11,13 @@ mod common;
 mod connect;
 mod exec;
 mod lineage;
+mod lsm;
 mod maps;
 mod mount;
+mod net_policy;
 mod open;
 mod ptrace;
+mod refused;
 
 #[cfg(not(test))]
 #[panic_handler]

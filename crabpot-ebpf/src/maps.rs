@@ -1,7 +1,7 @@
 //! Maps shared by all programs. Names must match `crabpot_common::names`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use crabpot_common::rule;
 
@@ -32,5 +32,38 @@ pub static RULE_MODES: Array<u32> = Array::with_max_entries(rule::COUNT, 0);
 /// The mode of `rule`, `mode::OFF` when unreadable.
 #[inline(always)]
 pub fn rule_mode(rule: u32) -> u32 {
-    RULE_MODES.get(rule).copied().unwrap_or(crabpot_common::mode::OFF)
+    RULE_MODES
+        .get(rule)
+        .copied()
+        .unwrap_or(crabpot_common::mode::OFF)
+}
+
+/// Allowed IPv4 destinations: key data is the address then the port (network order), so an
+/// entry of prefix 32 + 16 is one address and port, a prefix of at most 32 any port.
+#[map]
+pub static ALLOW_V4: LpmTrie<[u8; 6], u32> = LpmTrie::with_max_entries(1024, 0);
+
+/// Allowed IPv6 destinations, laid out like [`ALLOW_V4`].
+#[map]
+pub static ALLOW_V6: LpmTrie<[u8; 18], u32> = LpmTrie::with_max_entries(1024, 0);
+
+/// 1 at a rule's index when a BPF LSM program enforces it (the agent sets this after the
+/// LSM programs attached); the tracepoints then leave blocking to it instead of killing.
+#[map]
+pub static LSM_ENFORCED: Array<u32> = Array::with_max_entries(rule::COUNT, 0);
+
+/// The verdict for a rule match seen at syscall entry, and whether to kill the caller: where
+/// BPF LSM enforces the rule the call is refused there; elsewhere a blocking rule can only
+/// kill.
+#[inline(always)]
+pub fn entry_verdict(rule: u32) -> (u32, bool) {
+    use crabpot_common::{mode, verdict};
+    match rule_mode(rule) {
+        mode::OFF => (verdict::NONE, false),
+        mode::LOG => (verdict::LOG, false),
+        mode::ALERT => (verdict::ALERT, false),
+        mode::AUDIT => (verdict::AUDIT, false),
+        _ if LSM_ENFORCED.get(rule).copied().unwrap_or(0) == 1 => (verdict::BLOCKED, false),
+        _ => (verdict::KILLED, true),
+    }
 }

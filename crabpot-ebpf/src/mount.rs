@@ -1,39 +1,101 @@
-//! mount: source, target, filesystem type and flags.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use crabpot_common::{EventKind, MountEvent};
+//! mount and the new mount API (move_mount, fsmount): source, target, filesystem type and
+//! flags. A blocking rule without BPF LSM kills the caller here.
+use aya_ebpf::{helpers::bpf_send_signal, macros::tracepoint, programs::TracePointContext};
+use crabpot_common::{EventKind, MountEvent, rule};
 
 use crate::{
     common::{count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
-    maps::EVENTS,
+    maps::{EVENTS, entry_verdict},
 };
 
-#[tracepoint]
-pub fn sys_enter_mount(ctx: TracePointContext) -> u32 {
+const SIGKILL: u32 = 9;
+
+/// Strings of one mount call: (source, target, fstype) as user pointers, or a literal
+/// fstype for the new API calls.
+struct MountCall {
+    source: *const u8,
+    target: *const u8,
+    fstype: *const u8,
+    fstype_literal: &'static [u8],
+    flags: u64,
+}
+
+#[inline(always)]
+fn emit(call: MountCall) -> u32 {
     let Some(cgroup_id) = monitored_cgroup() else {
         return 0;
     };
+    let (verdict, kill) = entry_verdict(rule::MOUNT);
+    if kill {
+        unsafe { bpf_send_signal(SIGKILL) };
+    }
     let Some(mut entry) = EVENTS.reserve::<MountEvent>(0) else {
         count_drop(EventKind::Mount);
         return 0;
     };
     let event = entry.as_mut_ptr();
     unsafe {
-        let source: *const u8 = ctx.read_at(syscall_arg(0)).unwrap_or(core::ptr::null());
-        let target: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
-        let fstype: *const u8 = ctx.read_at(syscall_arg(2)).unwrap_or(core::ptr::null());
-        let flags: u64 = ctx.read_at(syscall_arg(3)).unwrap_or(0);
         fill_header(
             &raw mut (*event).header,
             EventKind::Mount,
             core::mem::size_of::<MountEvent>(),
             cgroup_id,
         );
-        (*event).flags = flags;
-        (*event)._pad = 0;
-        (*event).source_len = read_user_str(source, &mut (*event).source);
-        (*event).target_len = read_user_str(target, &mut (*event).target);
-        (*event).fstype_len = read_user_str(fstype, &mut (*event).fstype);
+        (*event).flags = call.flags;
+        (*event).verdict = verdict;
+        (*event).source_len = read_user_str(call.source, &mut (*event).source);
+        (*event).target_len = read_user_str(call.target, &mut (*event).target);
+        if call.fstype_literal.is_empty() {
+            (*event).fstype_len = read_user_str(call.fstype, &mut (*event).fstype);
+        } else {
+            let fstype = &mut (*event).fstype;
+            let mut n = 0;
+            for (slot, byte) in fstype.iter_mut().zip(call.fstype_literal) {
+                *slot = *byte;
+                n += 1;
+            }
+            (*event).fstype_len = n;
+        }
     }
     entry.submit(0);
     0
+}
+
+fn arg_ptr(ctx: &TracePointContext, index: usize) -> *const u8 {
+    unsafe { ctx.read_at(syscall_arg(index)) }.unwrap_or(core::ptr::null())
+}
+
+#[tracepoint]
+pub fn sys_enter_mount(ctx: TracePointContext) -> u32 {
+    emit(MountCall {
+        source: arg_ptr(&ctx, 0),
+        target: arg_ptr(&ctx, 1),
+        fstype: arg_ptr(&ctx, 2),
+        fstype_literal: b"",
+        flags: unsafe { ctx.read_at(syscall_arg(3)) }.unwrap_or(0),
+    })
+}
+
+/// move_mount(from_dfd, from_path, to_dfd, to_path, flags): attaches a detached mount.
+#[tracepoint]
+pub fn sys_enter_move_mount(ctx: TracePointContext) -> u32 {
+    emit(MountCall {
+        source: arg_ptr(&ctx, 1),
+        target: arg_ptr(&ctx, 3),
+        fstype: core::ptr::null(),
+        fstype_literal: b"move_mount",
+        flags: unsafe { ctx.read_at(syscall_arg(4)) }.unwrap_or(0),
+    })
+}
+
+/// fsmount(fs_fd, flags, attr_flags): turns a configured filesystem context into a mount.
+#[tracepoint]
+pub fn sys_enter_fsmount(ctx: TracePointContext) -> u32 {
+    emit(MountCall {
+        source: core::ptr::null(),
+        target: core::ptr::null(),
+        fstype: core::ptr::null(),
+        fstype_literal: b"fsmount",
+        flags: unsafe { ctx.read_at(syscall_arg(1)) }.unwrap_or(0),
+    })
 }

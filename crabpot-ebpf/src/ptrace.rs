@@ -1,17 +1,32 @@
-//! ptrace: the request and its target.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use crabpot_common::{EventKind, PtraceEvent};
+//! ptrace: the request and its target. Attach, seize and traceme are the rule's subject; a
+//! blocking rule without BPF LSM kills the caller here.
+use aya_ebpf::{helpers::bpf_send_signal, macros::tracepoint, programs::TracePointContext};
+use crabpot_common::{EventKind, PtraceEvent, rule, verdict};
 
 use crate::{
     common::{count_drop, fill_header, monitored_cgroup, syscall_arg},
-    maps::EVENTS,
+    maps::{EVENTS, entry_verdict},
 };
+
+const PTRACE_TRACEME: i64 = 0;
+const PTRACE_ATTACH: i64 = 16;
+const PTRACE_SEIZE: i64 = 0x4206;
+const SIGKILL: u32 = 9;
 
 #[tracepoint]
 pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     let Some(cgroup_id) = monitored_cgroup() else {
         return 0;
     };
+    let request: i64 = unsafe { ctx.read_at(syscall_arg(0)) }.unwrap_or(-1);
+    let (verdict, kill) = if matches!(request, PTRACE_TRACEME | PTRACE_ATTACH | PTRACE_SEIZE) {
+        entry_verdict(rule::PTRACE)
+    } else {
+        (verdict::NONE, false)
+    };
+    if kill {
+        unsafe { bpf_send_signal(SIGKILL) };
+    }
     let Some(mut entry) = EVENTS.reserve::<PtraceEvent>(0) else {
         count_drop(EventKind::Ptrace);
         return 0;
@@ -24,10 +39,12 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
             core::mem::size_of::<PtraceEvent>(),
             cgroup_id,
         );
-        (*event).request = ctx.read_at(syscall_arg(0)).unwrap_or(-1);
+        (*event).request = request;
         (*event).target_pid = ctx.read_at(syscall_arg(1)).unwrap_or(0);
         (*event).addr = ctx.read_at(syscall_arg(2)).unwrap_or(0);
         (*event).data = ctx.read_at(syscall_arg(3)).unwrap_or(0);
+        (*event).verdict = verdict;
+        (*event)._pad = 0;
     }
     entry.submit(0);
     0

@@ -28,7 +28,7 @@ pub fn build_demo_image() -> anyhow::Result<String> {
     if rootfs.exists() {
         fs::remove_dir_all(&rootfs).with_context(|| format!("cleaning {}", rootfs.display()))?;
     }
-    for dir in ["bin", "www", "etc", "tmp", "proc", "sys", "dev"] {
+    for dir in ["bin", "www", "etc", "tmp", "proc", "sys", "dev", "mnt"] {
         fs::create_dir_all(rootfs.join(dir))
             .with_context(|| format!("creating {}", rootfs.join(dir).display()))?;
     }
@@ -42,6 +42,7 @@ pub fn build_demo_image() -> anyhow::Result<String> {
         symlink("busybox", rootfs.join("bin").join(applet))
             .with_context(|| format!("linking applet {applet}"))?;
     }
+    build_ptrace_helper(&rootfs.join("bin/crabpot-ptrace-attach"))?;
     write(&rootfs.join("www/health"), "ok\n")?;
     write(
         &rootfs.join("etc/passwd"),
@@ -56,4 +57,17 @@ pub fn build_demo_image() -> anyhow::Result<String> {
     )
     .context("building the demo image")?;
     Ok(DEMO_IMAGE.to_string())
+}
+
+/// The static ptrace test helper (busybox has no strace), also usable on the host.
+fn build_ptrace_helper(output: &Path) -> anyhow::Result<()> {
+    let source = cmd::workspace_root().join("images/helpers/ptrace_attach.c");
+    let source = source.to_string_lossy().into_owned();
+    let output_arg = output.to_string_lossy().into_owned();
+    cmd::run("gcc", &["-static", "-O2", "-o", &output_arg, &source])
+        .context("building the static ptrace helper (needs gcc and libc6-dev)")?;
+    let host_copy = cmd::workspace_root().join("target/images/crabpot-ptrace-attach");
+    fs::copy(output, &host_copy)
+        .with_context(|| format!("copying the ptrace helper to {}", host_copy.display()))?;
+    Ok(())
 }

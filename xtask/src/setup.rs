@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "runc",
     "iptables",
     "busybox-static",
+    "gcc",
+    "libc6-dev",
 ];
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
 

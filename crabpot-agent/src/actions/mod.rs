@@ -1,2 +1,4 @@
-//! What the agent does about alerts.
+//! What the agent does: in-kernel enforcement, freezing, undoing.
+pub mod enforcer;
 pub mod pause;
+pub mod undo;

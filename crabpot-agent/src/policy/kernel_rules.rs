@@ -32,6 +32,8 @@ pub struct KernelRules {
     allow: Vec<IpNet>,
     alerted_pids: AlertedPids,
     recent_connects: HashMap<(IpAddr, u16), Instant>,
+    /// Alert on connects from the tracepoint; off when the cgroup connect rule reports them.
+    connect_alerts: bool,
 }
 
 fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
@@ -54,7 +56,14 @@ impl KernelRules {
             allow,
             alerted_pids,
             recent_connects: HashMap::new(),
+            connect_alerts: true,
         }
+    }
+
+    /// Leave connect alerts to the cgroup connect rule (which also knows the verdict).
+    pub fn without_connect_alerts(mut self) -> Self {
+        self.connect_alerts = false;
+        self
     }
 
     pub fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
@@ -81,7 +90,7 @@ impl KernelRules {
                 port,
                 ..
             } => {
-                if is_allowed(*address, &self.allow) {
+                if !self.connect_alerts || is_allowed(*address, &self.allow) {
                     return None;
                 }
                 let now = Instant::now();

@@ -1,4 +1,7 @@
-//! Deciding what is worth an alert.
+//! Deciding what is worth an alert, and what the kernel must stop.
 pub mod denylist;
 pub mod kernel_rules;
 pub mod network_allow;
+pub mod rules;
+pub mod trust;
+pub mod violations;

@@ -48,14 +48,43 @@ fn describe(body: &EventBody) -> String {
         EventBody::Ptrace {
             request,
             target_pid,
+            verdict,
             ..
-        } => format!("ptrace request={request} target={target_pid}"),
+        } => format!(
+            "ptrace request={request} target={target_pid} {}",
+            verdict.as_str()
+        ),
         EventBody::Mount {
             source,
             target,
             fstype,
             flags,
-        } => format!("mount {source} on {target} type {fstype} flags={flags:#x}"),
+            verdict,
+        } => format!(
+            "mount {source} on {target} type {fstype} flags={flags:#x} {}",
+            verdict.as_str()
+        ),
+        EventBody::NetPolicy {
+            rule,
+            verdict,
+            op,
+            address,
+            port,
+            family,
+            ..
+        } => match address {
+            Some(address) => format!(
+                "{} {op} {address} port {port} {}",
+                rule.as_str(),
+                verdict.as_str()
+            ),
+            None => format!(
+                "{} {op} family={family} {}",
+                rule.as_str(),
+                verdict.as_str()
+            ),
+        },
+        EventBody::Refused { rule, ret } => format!("{} refused ret={ret}", rule.as_str()),
     }
 }
 

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
-    ConnectEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent, OpenEvent,
-    PtraceEvent,
+    ConnectEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent, NetPolicyEvent,
+    OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
 };
 use serde::Serialize;
 
@@ -23,6 +23,8 @@ pub enum DecodeError {
     },
     #[error("record has unknown event kind {0}")]
     UnknownKind(u32),
+    #[error("record names unknown policy rule {0}")]
+    UnknownRule(u32),
     #[error("{kind} record says it is {claimed} bytes, expected {expected}")]
     SizeMismatch {
         kind: &'static str,
@@ -79,13 +81,115 @@ pub enum EventBody {
         target_pid: i64,
         addr: u64,
         data: u64,
+        verdict: Verdict,
     },
     Mount {
         source: String,
         target: String,
         fstype: String,
         flags: u64,
+        verdict: Verdict,
     },
+    NetPolicy {
+        rule: RuleName,
+        verdict: Verdict,
+        op: &'static str,
+        family: u32,
+        sock_type: u32,
+        protocol: u32,
+        address: Option<IpAddr>,
+        port: u16,
+    },
+    Refused {
+        rule: RuleName,
+        ret: i64,
+    },
+}
+
+/// What the kernel did, as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    None,
+    Log,
+    Alert,
+    Audit,
+    Blocked,
+    Killed,
+}
+
+impl Verdict {
+    pub fn from_raw(raw: u32) -> Self {
+        match raw {
+            verdict::LOG => Verdict::Log,
+            verdict::ALERT => Verdict::Alert,
+            verdict::AUDIT => Verdict::Audit,
+            verdict::BLOCKED => Verdict::Blocked,
+            verdict::KILLED => Verdict::Killed,
+            _ => Verdict::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::None => "observed",
+            Verdict::Log => "logged",
+            Verdict::Alert => "alert",
+            Verdict::Audit => "audit",
+            Verdict::Blocked => "blocked",
+            Verdict::Killed => "killed",
+        }
+    }
+}
+
+/// A policy rule, as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleName {
+    Mount,
+    Exec,
+    Ptrace,
+    ProcOpen,
+    Socket,
+    Connect,
+}
+
+impl RuleName {
+    pub const ALL: [RuleName; 6] = [
+        RuleName::Mount,
+        RuleName::Exec,
+        RuleName::Ptrace,
+        RuleName::ProcOpen,
+        RuleName::Socket,
+        RuleName::Connect,
+    ];
+
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.id() == raw)
+    }
+
+    /// Index in the kernel's `RULE_MODES`.
+    pub fn id(self) -> u32 {
+        match self {
+            RuleName::Mount => rule::MOUNT,
+            RuleName::Exec => rule::EXEC,
+            RuleName::Ptrace => rule::PTRACE,
+            RuleName::ProcOpen => rule::PROC_OPEN,
+            RuleName::Socket => rule::SOCKET,
+            RuleName::Connect => rule::CONNECT,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleName::Mount => "mount",
+            RuleName::Exec => "exec",
+            RuleName::Ptrace => "ptrace",
+            RuleName::ProcOpen => "proc_open",
+            RuleName::Socket => "socket",
+            RuleName::Connect => "connect",
+        }
+    }
 }
 
 impl KernelEvent {
@@ -96,6 +200,8 @@ impl KernelEvent {
             EventBody::Connect { .. } => EventKind::Connect,
             EventBody::Ptrace { .. } => EventKind::Ptrace,
             EventBody::Mount { .. } => EventKind::Mount,
+            EventBody::NetPolicy { .. } => EventKind::NetPolicy,
+            EventBody::Refused { .. } => EventKind::Refused,
         }
     }
 }
@@ -196,6 +302,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 target_pid: e.target_pid,
                 addr: e.addr,
                 data: e.data,
+                verdict: Verdict::from_raw(e.verdict),
             }
         }
         EventKind::Mount => {
@@ -205,6 +312,38 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 target: text(&e.target, e.target_len),
                 fstype: text(&e.fstype, e.fstype_len),
                 flags: e.flags,
+                verdict: Verdict::from_raw(e.verdict),
+            }
+        }
+        EventKind::NetPolicy => {
+            let e: NetPolicyEvent = checked(bytes, &raw, kind)?;
+            let family = if matches!(e.op, net_op::CONNECT6 | net_op::SENDMSG6) {
+                AF_INET6
+            } else {
+                e.family as u16
+            };
+            EventBody::NetPolicy {
+                rule: RuleName::from_raw(e.rule).ok_or(DecodeError::UnknownRule(e.rule))?,
+                verdict: Verdict::from_raw(e.verdict),
+                op: match e.op {
+                    net_op::CONNECT4 | net_op::CONNECT6 => "connect",
+                    net_op::SENDMSG4 | net_op::SENDMSG6 => "sendmsg",
+                    _ => "socket",
+                },
+                family: e.family,
+                sock_type: e.sock_type,
+                protocol: e.protocol,
+                address: (e.op != net_op::SOCK_CREATE)
+                    .then(|| ip_address(family, &e.addr))
+                    .flatten(),
+                port: e.port,
+            }
+        }
+        EventKind::Refused => {
+            let e: RefusedEvent = checked(bytes, &raw, kind)?;
+            EventBody::Refused {
+                rule: RuleName::from_raw(e.rule).ok_or(DecodeError::UnknownRule(e.rule))?,
+                ret: e.ret,
             }
         }
     };

@@ -1,7 +1,7 @@
 //! Loading the embedded eBPF object and attaching its programs.
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
 use crabpot_common::names;
@@ -17,8 +17,13 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
     ("sys_enter_openat", "syscalls", "sys_enter_openat"),
     ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_enter_socket", "syscalls", "sys_enter_socket"),
     ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
     ("sys_enter_mount", "syscalls", "sys_enter_mount"),
+    ("sys_enter_move_mount", "syscalls", "sys_enter_move_mount"),
+    ("sys_enter_fsmount", "syscalls", "sys_enter_fsmount"),
+    ("sys_exit_mount", "syscalls", "sys_exit_mount"),
+    ("sys_exit_ptrace", "syscalls", "sys_exit_ptrace"),
     ("sched_process_fork", "sched", "sched_process_fork"),
 ];
 
@@ -67,6 +72,15 @@ pub struct KernelPipeline {
     pub events: RingBuf<MapData>,
     pub monitored_cgroups: HashMap<MapData, u64, u32>,
     pub dropped: PerCpuArray<MapData, u64>,
+    pub policy: PolicyMaps,
+}
+
+/// The maps through which the agent sets the kernel's policy.
+pub struct PolicyMaps {
+    pub rule_modes: Array<MapData, u32>,
+    pub lsm_enforced: Array<MapData, u32>,
+    pub allow_v4: LpmTrie<MapData, [u8; 6], u32>,
+    pub allow_v6: LpmTrie<MapData, [u8; 18], u32>,
 }
 
 fn take<T>(
@@ -110,10 +124,17 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
     let events = take(&mut ebpf, names::EVENTS, RingBuf::try_from)?;
     let monitored_cgroups = take(&mut ebpf, names::MONITORED_CGROUPS, HashMap::try_from)?;
     let dropped = take(&mut ebpf, names::DROPPED, PerCpuArray::try_from)?;
+    let policy = PolicyMaps {
+        rule_modes: take(&mut ebpf, names::RULE_MODES, Array::try_from)?,
+        lsm_enforced: take(&mut ebpf, names::LSM_ENFORCED, Array::try_from)?,
+        allow_v4: take(&mut ebpf, names::ALLOW_V4, LpmTrie::try_from)?,
+        allow_v6: take(&mut ebpf, names::ALLOW_V6, LpmTrie::try_from)?,
+    };
     Ok(KernelPipeline {
         ebpf,
         events,
         monitored_cgroups,
         dropped,
+        policy,
     })
 }

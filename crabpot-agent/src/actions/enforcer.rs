@@ -1,0 +1,235 @@
+//! In-kernel enforcement: writes the policy into the kernel's maps and keeps the cgroup
+//! hooks attached to the guarded container's cgroup2 directory across restarts.
+use std::fs::File;
+
+use aya::{
+    Ebpf,
+    maps::lpm_trie::Key,
+    programs::{
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, cgroup_sock::CgroupSockLinkId,
+        cgroup_sock_addr::CgroupSockAddrLinkId,
+    },
+};
+use ipnet::IpNet;
+use tokio::sync::watch;
+
+use crate::{
+    policy::rules::{Action, Policy},
+    sources::{
+        bpf::{decode::RuleName, loader::PolicyMaps},
+        container::GuardedContainer,
+    },
+};
+
+const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
+const SOCK_PROGRAMS: [&str; 1] = ["sock_create"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnforceError {
+    #[error("the eBPF object has no cgroup program `{0}` (build mismatch: rebuild the agent)")]
+    MissingProgram(&'static str),
+    #[error("cgroup program `{program}`: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("policy map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("cannot open the container's cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Which layer enforces a rule, for the start-up line and status.
+pub fn layer(rule: RuleName, action: Action, lsm: bool) -> &'static str {
+    match (rule, action) {
+        (_, Action::Off) => "off",
+        (RuleName::Connect, _) => "cgroup",
+        (RuleName::Socket, Action::Block) => "cgroup+tracepoint-kill",
+        (RuleName::Socket, _) => "cgroup+tracepoint",
+        (RuleName::Mount | RuleName::Ptrace, Action::Block) if lsm => "lsm",
+        (RuleName::Mount | RuleName::Ptrace, Action::Block) => "tracepoint-kill",
+        _ => "observe",
+    }
+}
+
+enum Link {
+    SockAddr(&'static str, CgroupSockAddrLinkId),
+    Sock(&'static str, CgroupSockLinkId),
+}
+
+pub struct Enforcer {
+    ebpf: Ebpf,
+    maps: PolicyMaps,
+    links: Vec<Link>,
+    attached_to: Option<u64>,
+    lsm_rules: Vec<RuleName>,
+}
+
+fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> EnforceError {
+    move |source| EnforceError::Program {
+        program,
+        source: Box::new(source),
+    }
+}
+
+/// LPM key data for an allowlist entry: the network's address then any port.
+fn v4_key(net: &ipnet::Ipv4Net) -> Key<[u8; 6]> {
+    let a = net.network().octets();
+    Key::new(u32::from(net.prefix_len()), [a[0], a[1], a[2], a[3], 0, 0])
+}
+
+fn v6_key(net: &ipnet::Ipv6Net) -> Key<[u8; 18]> {
+    let mut data = [0u8; 18];
+    data[..16].copy_from_slice(&net.network().octets());
+    Key::new(u32::from(net.prefix_len()), data)
+}
+
+impl Enforcer {
+    /// Load the cgroup programs (attached later, per container).
+    pub fn new(mut ebpf: Ebpf, maps: PolicyMaps) -> Result<Self, EnforceError> {
+        for name in SOCK_ADDR_PROGRAMS {
+            let program: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or(EnforceError::MissingProgram(name))?
+                .try_into()
+                .map_err(program_error(name))?;
+            program.load().map_err(program_error(name))?;
+        }
+        for name in SOCK_PROGRAMS {
+            let program: &mut CgroupSock = ebpf
+                .program_mut(name)
+                .ok_or(EnforceError::MissingProgram(name))?
+                .try_into()
+                .map_err(program_error(name))?;
+            program.load().map_err(program_error(name))?;
+        }
+        Ok(Enforcer {
+            ebpf,
+            maps,
+            links: Vec::new(),
+            attached_to: None,
+            lsm_rules: Vec::new(),
+        })
+    }
+
+    pub fn lsm_rules(&self) -> &[RuleName] {
+        &self.lsm_rules
+    }
+
+    /// Write rule modes and the connect allowlist into the kernel.
+    pub fn apply(&mut self, policy: &Policy) -> Result<(), EnforceError> {
+        for (rule, action) in policy.rules() {
+            self.maps
+                .rule_modes
+                .set(rule.id(), action.kernel_mode(), 0)?;
+        }
+        let stale_v4: Vec<_> = self.maps.allow_v4.keys().filter_map(Result::ok).collect();
+        for key in stale_v4 {
+            self.maps.allow_v4.remove(&key)?;
+        }
+        let stale_v6: Vec<_> = self.maps.allow_v6.keys().filter_map(Result::ok).collect();
+        for key in stale_v6 {
+            self.maps.allow_v6.remove(&key)?;
+        }
+        for net in &policy.allow {
+            match net {
+                IpNet::V4(v4) => self.maps.allow_v4.insert(&v4_key(v4), 1, 0)?,
+                IpNet::V6(v6) => {
+                    // An IPv4-mapped range also allows the IPv4 addresses it maps.
+                    if let Some(mapped) = v6.network().to_ipv4_mapped()
+                        && v6.prefix_len() >= 96
+                        && let Ok(net) = ipnet::Ipv4Net::new(mapped, v6.prefix_len() - 96)
+                    {
+                        self.maps.allow_v4.insert(&v4_key(&net), 1, 0)?;
+                    }
+                    self.maps.allow_v6.insert(&v6_key(v6), 1, 0)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Attach the cgroup hooks to `container`'s cgroup, detaching them from the previous one.
+    pub fn follow(&mut self, container: &GuardedContainer) -> Result<(), EnforceError> {
+        if self.attached_to == Some(container.cgroup.id) {
+            return Ok(());
+        }
+        self.detach_all();
+        let dir =
+            File::open(&container.cgroup.directory).map_err(|source| EnforceError::Cgroup {
+                path: container.cgroup.directory.display().to_string(),
+                source,
+            })?;
+        for name in SOCK_ADDR_PROGRAMS {
+            let program: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(EnforceError::MissingProgram(name))?
+                .try_into()
+                .map_err(program_error(name))?;
+            let link = program
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            self.links.push(Link::SockAddr(name, link));
+        }
+        for name in SOCK_PROGRAMS {
+            let program: &mut CgroupSock = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(EnforceError::MissingProgram(name))?
+                .try_into()
+                .map_err(program_error(name))?;
+            let link = program
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            self.links.push(Link::Sock(name, link));
+        }
+        self.attached_to = Some(container.cgroup.id);
+        tracing::info!(
+            "enforcing on cgroup {} (connect, sendmsg, socket hooks attached)",
+            container.cgroup.directory.display()
+        );
+        Ok(())
+    }
+
+    fn detach_all(&mut self) {
+        for link in self.links.drain(..) {
+            let result = match link {
+                Link::SockAddr(name, id) => self
+                    .ebpf
+                    .program_mut(name)
+                    .and_then(|p| <&mut CgroupSockAddr>::try_from(p).ok())
+                    .map(|p| p.detach(id)),
+                Link::Sock(name, id) => self
+                    .ebpf
+                    .program_mut(name)
+                    .and_then(|p| <&mut CgroupSock>::try_from(p).ok())
+                    .map(|p| p.detach(id)),
+            };
+            if let Some(Err(error)) = result {
+                // The old cgroup is usually gone with its container: nothing to detach.
+                tracing::debug!("detaching a cgroup hook: {error}");
+            }
+        }
+        self.attached_to = None;
+    }
+
+    /// Keep the hooks on the current container until the agent stops.
+    pub async fn run(mut self, mut container: watch::Receiver<Option<GuardedContainer>>) {
+        loop {
+            let current = container.borrow_and_update().clone();
+            if let Some(current) = current
+                && let Err(error) = self.follow(&current)
+            {
+                tracing::error!("cannot enforce on container `{}`: {error}", current.name);
+            }
+            if container.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
