@@ -282,3 +282,95 @@ fn proc_opens_are_logged_to_the_audit_log() {
             .any(|a| a.to_string().contains("/proc/1/status"))
     );
 }
+
+#[test]
+fn a_sighup_applies_a_new_allowlist_and_a_broken_file_is_refused() {
+    let container = privileged("reload");
+    let gateway = container.gateway();
+    let dir = std::env::temp_dir().join(crabpot_integration_tests::unique_name("config"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("monitor.yml");
+    std::fs::write(&config, "auto_pause: false\nallow: []\n").expect("write config");
+    let config_arg = config.to_string_lossy().into_owned();
+    let (container, agent) = guarded(container, &["--config", &config_arg]);
+    let url = format!("http://{gateway}:18790/");
+    assert!(wget(&container, &url).1.contains("Operation not permitted"));
+
+    std::fs::write(
+        &config,
+        format!("auto_pause: false\nallow: [\"{gateway}/32\"]\n"),
+    )
+    .expect("write config");
+    let hup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP")
+    };
+    hup(agent.pid());
+    agent.wait_for_alert("the reload", |a| {
+        a["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Configuration reloaded")
+    });
+    let (_, out) = wget(&container, &url);
+    assert!(
+        out.contains("Connection refused"),
+        "allowed after reload: {out}"
+    );
+
+    std::fs::write(&config, "auto_pause: false\npolicy:\n  connect: maybe\n").expect("write");
+    hup(agent.pid());
+    let refused = agent.wait_for_alert("the refused reload", |a| {
+        a["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Configuration reload refused")
+    });
+    let text = refused["message"].as_str().unwrap_or("");
+    assert!(
+        text.contains(&format!("{config_arg}:3:")),
+        "line and column: {text}"
+    );
+    let (_, out) = wget(&container, &url);
+    assert!(out.contains("Connection refused"), "old policy kept: {out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn check_config_names_file_line_and_column() {
+    let dir = std::env::temp_dir().join(crabpot_integration_tests::unique_name("check"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("monitor.yml");
+    std::fs::write(&config, "container: x\nthresholds:\n  cpu_pct: 90\n").expect("write");
+    let out = Command::new(crabpot_integration_tests::agent_bin())
+        .args(["--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run --check-config");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3:3:", config.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `cpu_pct`"), "{stderr}");
+    std::fs::write(
+        &config,
+        "container: x\npolicy: {connect: audit}\nallow: [10.0.0.0/8]\n",
+    )
+    .expect("write");
+    let out = Command::new(crabpot_integration_tests::agent_bin())
+        .args(["--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run --check-config");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("rule connect: audit") && stdout.contains("10.0.0.0/8"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

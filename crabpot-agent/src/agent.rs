@@ -21,9 +21,9 @@ use crate::{
         denylist::Denylist,
         kernel_rules::KernelRules,
         rules::{Action, Policy},
-        trust::TrustScore,
     },
     preflight::{self, KernelFeatures},
+    reload, settings,
     sinks::{
         alert_log::{self, AlertLogWriter},
         dispatcher::{Dispatcher, SINK_QUEUE},
@@ -51,10 +51,42 @@ const ALERT_CAPACITY: usize = 64 * 1024;
 /// How long a clean stop waits for queued alerts to reach the sinks.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
+/// `--check-config`: validate and summarise without starting. Exit code 0 or 2.
+pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
+    match settings::resolve(args) {
+        Ok(settings) => {
+            let source = settings
+                .file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "no file (defaults and flags)".into());
+            println!("configuration OK: {source}");
+            println!("container: {}", settings.monitor.container);
+            println!("profiles: {}", settings.profiles.join("+"));
+            for (rule, action) in settings.policy.rules() {
+                println!("rule {}: {action}", rule.as_str());
+            }
+            let allow: Vec<String> = settings
+                .policy
+                .allow
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            println!("allow: loopback {}", allow.join(" "));
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("crabpot-agent: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     preflight::require_root()?;
     preflight::raise_memlock();
-    let config = Arc::new(args.monitor_config());
+    let settings = settings::resolve(&args)?;
+    let config = Arc::new(settings.monitor.clone());
     let scanner = LogScanner::new(&config.log_patterns)?;
     let log_writer = AlertLogWriter::open(
         &config.alerts_log,
@@ -83,7 +115,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         "crabpot-agent {} started: profiles {}, {} tracepoints attached, ring buffer {} KiB, \
          alerts to {}, auto-pause {}",
         env!("CARGO_PKG_VERSION"),
-        args.profiles().join("+"),
+        settings.profiles.join("+"),
         bpf::loader::TRACEPOINTS.len(),
         args.ring_buffer_bytes / 1024,
         config.alerts_log.display(),
@@ -96,10 +128,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         dropped,
         policy: policy_maps,
     } = kernel;
-    let policy = Arc::new(args.policy());
+    let policy = Arc::new(settings.policy.clone());
     let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
     enforcer.apply(&policy)?;
     report_layers(&policy, enforcer.lsm_rules());
+    let (policy_tx, policy_rx) = watch::channel(policy.clone());
 
     let (guarded_tx, guarded) = watch::channel(None);
     let (docker_events, _) = broadcast::channel(256);
@@ -112,7 +145,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     );
     let mut tasks: Vec<JoinHandle<()>> = vec![
         tokio::spawn(tracker.run()),
-        tokio::spawn(enforcer.run(guarded.clone())),
+        tokio::spawn(enforcer.run(guarded.clone(), policy_rx.clone())),
     ];
 
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
@@ -167,12 +200,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
     let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
-    let (trust, _trust_rx) = watch::channel(TrustScore::default());
+    let (trust, _trust_rx) = watch::channel(settings.trust);
+    tasks.push(tokio::spawn(reload::on_sighup(
+        args.clone(),
+        policy_tx,
+        alerts.clone(),
+    )));
     let kernel_loop = KernelLoop {
         args: args.clone(),
         guarded: guarded.clone(),
         rules,
-        policy: policy.clone(),
+        policy: policy_rx,
         alerts: alerts.clone(),
         audit: audit_tx,
         trust,

@@ -1,12 +1,13 @@
 //! Command line of `crabpot-agent`.
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use clap::Parser;
-use ipnet::IpNet;
 
 use crate::{
-    config::MonitorConfig,
-    policy::rules::{Action, Policy, parse_override},
+    policy::{
+        allow::AllowEntry,
+        rules::{Action, parse_override},
+    },
     sinks::event_printer::EventFormat,
     sources::bpf::decode::RuleName,
 };
@@ -51,38 +52,47 @@ pub struct AgentArgs {
     pub no_auto_pause: bool,
 
     /// CPU % that, sustained, raises a WARNING.
-    #[arg(long, default_value_t = 80.0)]
-    pub cpu_threshold: f64,
+    #[arg(long)]
+    pub cpu_threshold: Option<f64>,
 
     /// Seconds the CPU must stay above the threshold.
-    #[arg(long, default_value_t = 30)]
-    pub cpu_sustain_seconds: u64,
+    #[arg(long)]
+    pub cpu_sustain_seconds: Option<u64>,
 
     /// Memory % of the limit (usage minus inactive file cache) that raises a WARNING.
-    #[arg(long, default_value_t = 85.0)]
-    pub memory_threshold: f64,
+    #[arg(long)]
+    pub memory_threshold: Option<f64>,
 
     /// Seconds between `docker top` polls of the process watchdog.
-    #[arg(long, default_value_t = 15)]
-    pub process_poll_seconds: u64,
+    #[arg(long)]
+    pub process_poll_seconds: Option<u64>,
 
     /// Seconds between socket-table polls of the network auditor.
-    #[arg(long, default_value_t = 30)]
-    pub network_poll_seconds: u64,
+    #[arg(long)]
+    pub network_poll_seconds: Option<u64>,
 
     /// Seconds between health checks (also checked at every Docker health event).
-    #[arg(long, default_value_t = 30)]
-    pub health_poll_seconds: u64,
+    #[arg(long)]
+    pub health_poll_seconds: Option<u64>,
 
     /// Extra allowed destination (CIDR, e.g. 10.0.0.0/8); repeatable. Loopback and the
     /// unspecified addresses are always allowed.
-    #[arg(long = "allow", value_name = "CIDR")]
-    pub allow: Vec<IpNet>,
+    #[arg(long = "allow", value_name = "CIDR|ADDR:PORT")]
+    pub allow: Vec<AllowEntry>,
 
     /// Per-rule action, RULE=ACTION; repeatable. Rules: mount, exec, ptrace, proc_open,
     /// socket, connect. Actions: block, audit, alert, log, off.
     #[arg(long = "rule", value_name = "RULE=ACTION", value_parser = parse_override)]
     pub rules: Vec<(RuleName, Action)>,
+
+    /// Configuration file [default: /etc/crabpot/monitor.yml, then
+    /// ~/.crabpot/config/monitor.yml, when present]. Flags override the file.
+    #[arg(long, env = "CRABPOT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration, print what it selects and exit (0 valid, 2 invalid).
+    #[arg(long)]
+    pub check_config: bool,
 
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRABPOT_LOG")]
@@ -90,51 +100,16 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
-    /// The ASF-42 policy these flags select: the table, the profiles, the overrides.
-    pub fn policy(&self) -> Policy {
-        let mut policy = Policy::default();
-        policy.allow = self.allow.clone();
-        policy = policy.with_profiles(&self.profiles());
-        for (rule, action) in &self.rules {
-            policy.set(*rule, *action);
-        }
-        policy
-    }
-
-    /// The monitor settings these flags select.
-    pub fn monitor_config(&self) -> MonitorConfig {
-        let mut config = MonitorConfig {
-            container: self.container.clone(),
-            cpu_threshold: self.cpu_threshold,
-            cpu_sustain: Duration::from_secs(self.cpu_sustain_seconds),
-            memory_threshold: self.memory_threshold,
-            process_poll: Duration::from_secs(self.process_poll_seconds.max(1)),
-            network_poll: Duration::from_secs(self.network_poll_seconds.max(1)),
-            health_poll: Duration::from_secs(self.health_poll_seconds.max(1)),
-            auto_pause: !self.no_auto_pause,
-            ..MonitorConfig::default()
-        };
-        config.network_allow.extend(self.allow.iter().copied());
-        if let Some(path) = &self.alerts_log {
-            config.alerts_log = path.clone();
-        }
-        config
-    }
-
-    /// Names of the selected presets, `openclaw` when none is given.
-    pub fn profiles(&self) -> Vec<&'static str> {
-        let mut profiles: Vec<&'static str> = [
+    /// Names of the presets selected by flags (none when no flag is given).
+    pub fn profile_flags(&self) -> Vec<&'static str> {
+        [
             (self.openclaw, "openclaw"),
             (self.clawbot, "clawbot"),
             (self.moltbot, "moltbot"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
-        .collect();
-        if profiles.is_empty() {
-            profiles.push("openclaw");
-        }
-        profiles
+        .collect()
     }
 }
 
@@ -148,10 +123,10 @@ mod tests {
         assert_eq!(args.events, Some(EventFormat::Text));
         let args = AgentArgs::parse_from(["crabpot-agent", "--events", "json", "--clawbot"]);
         assert_eq!(args.events, Some(EventFormat::Json));
-        assert_eq!(args.profiles(), vec!["clawbot"]);
+        assert_eq!(args.profile_flags(), vec!["clawbot"]);
         let args = AgentArgs::parse_from(["crabpot-agent"]);
         assert_eq!(args.events, None);
-        assert_eq!(args.profiles(), vec!["openclaw"]);
+        assert!(args.profile_flags().is_empty());
     }
 
     #[test]

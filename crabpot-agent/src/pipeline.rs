@@ -31,7 +31,7 @@ pub struct KernelLoop {
     pub args: AgentArgs,
     pub guarded: watch::Receiver<Option<GuardedContainer>>,
     pub rules: KernelRules,
-    pub policy: Arc<Policy>,
+    pub policy: watch::Receiver<Arc<Policy>>,
     pub alerts: AlertSender,
     pub audit: mpsc::Sender<Arc<Alert>>,
     pub trust: watch::Sender<TrustScore>,
@@ -97,7 +97,8 @@ impl KernelLoop {
         if let Some(alert) = self.rules.evaluate(&event, &lineage) {
             self.alerts.raise(alert).await;
         }
-        let judgement = judge.judge(&event, &lineage, &self.policy);
+        let policy = self.policy.borrow().clone();
+        let judgement = judge.judge(&event, &lineage, &policy);
         if let Some(record) = judgement.audit {
             let _ = self.audit.send(Arc::new(record)).await;
         }

@@ -1,6 +1,6 @@
 //! In-kernel enforcement: writes the policy into the kernel's maps and keeps the cgroup
 //! hooks attached to the guarded container's cgroup2 directory across restarts.
-use std::fs::File;
+use std::{fs::File, sync::Arc};
 
 use aya::{
     Ebpf,
@@ -76,16 +76,21 @@ fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) 
     }
 }
 
-/// LPM key data for an allowlist entry: the network's address then any port.
-fn v4_key(net: &ipnet::Ipv4Net) -> Key<[u8; 6]> {
+/// LPM key for an allowlist entry: the address then the port; a CIDR matches any port, an
+/// address with a port only that port.
+fn v4_key(net: &ipnet::Ipv4Net, port: Option<u16>) -> Key<[u8; 6]> {
     let a = net.network().octets();
-    Key::new(u32::from(net.prefix_len()), [a[0], a[1], a[2], a[3], 0, 0])
+    let p = port.unwrap_or(0).to_be_bytes();
+    let prefix = u32::from(net.prefix_len()) + if port.is_some() { 16 } else { 0 };
+    Key::new(prefix, [a[0], a[1], a[2], a[3], p[0], p[1]])
 }
 
-fn v6_key(net: &ipnet::Ipv6Net) -> Key<[u8; 18]> {
+fn v6_key(net: &ipnet::Ipv6Net, port: Option<u16>) -> Key<[u8; 18]> {
     let mut data = [0u8; 18];
     data[..16].copy_from_slice(&net.network().octets());
-    Key::new(u32::from(net.prefix_len()), data)
+    data[16..].copy_from_slice(&port.unwrap_or(0).to_be_bytes());
+    let prefix = u32::from(net.prefix_len()) + if port.is_some() { 16 } else { 0 };
+    Key::new(prefix, data)
 }
 
 impl Enforcer {
@@ -135,18 +140,22 @@ impl Enforcer {
         for key in stale_v6 {
             self.maps.allow_v6.remove(&key)?;
         }
-        for net in &policy.allow {
-            match net {
-                IpNet::V4(v4) => self.maps.allow_v4.insert(&v4_key(v4), 1, 0)?,
+        for entry in &policy.allow {
+            // A port needs the whole address before it in the key.
+            let port = entry
+                .port
+                .filter(|_| entry.net.prefix_len() == entry.net.max_prefix_len());
+            match &entry.net {
+                IpNet::V4(v4) => self.maps.allow_v4.insert(&v4_key(v4, port), 1, 0)?,
                 IpNet::V6(v6) => {
                     // An IPv4-mapped range also allows the IPv4 addresses it maps.
                     if let Some(mapped) = v6.network().to_ipv4_mapped()
                         && v6.prefix_len() >= 96
                         && let Ok(net) = ipnet::Ipv4Net::new(mapped, v6.prefix_len() - 96)
                     {
-                        self.maps.allow_v4.insert(&v4_key(&net), 1, 0)?;
+                        self.maps.allow_v4.insert(&v4_key(&net, port), 1, 0)?;
                     }
-                    self.maps.allow_v6.insert(&v6_key(v6), 1, 0)?
+                    self.maps.allow_v6.insert(&v6_key(v6, port), 1, 0)?
                 }
             }
         }
@@ -218,8 +227,14 @@ impl Enforcer {
         self.attached_to = None;
     }
 
-    /// Keep the hooks on the current container until the agent stops.
-    pub async fn run(mut self, mut container: watch::Receiver<Option<GuardedContainer>>) {
+    /// Keep the hooks on the current container, and the kernel's policy current, until the
+    /// agent stops. A new policy replaces the old one in place: no program is reloaded, no
+    /// event lost.
+    pub async fn run(
+        mut self,
+        mut container: watch::Receiver<Option<GuardedContainer>>,
+        mut policy: watch::Receiver<Arc<Policy>>,
+    ) {
         loop {
             let current = container.borrow_and_update().clone();
             if let Some(current) = current
@@ -227,8 +242,18 @@ impl Enforcer {
             {
                 tracing::error!("cannot enforce on container `{}`: {error}", current.name);
             }
-            if container.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = container.changed() => if changed.is_err() { return },
+                changed = policy.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let next = policy.borrow_and_update().clone();
+                    match self.apply(&next) {
+                        Ok(()) => tracing::info!("new policy applied in the kernel"),
+                        Err(error) => tracing::error!("cannot apply the new policy: {error}"),
+                    }
+                }
             }
         }
     }

@@ -1,4 +1,5 @@
 //! Deciding what is worth an alert, and what the kernel must stop.
+pub mod allow;
 pub mod denylist;
 pub mod kernel_rules;
 pub mod network_allow;

@@ -1,10 +1,8 @@
 //! The ASF-42 table as the default policy, per-rule actions and the agent profiles.
 use std::{fmt, str::FromStr};
 
+use crate::{policy::allow::AllowEntry, sources::bpf::decode::RuleName};
 use crabpot_common::mode;
-use ipnet::IpNet;
-
-use crate::sources::bpf::decode::RuleName;
 
 /// What to do when a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +81,7 @@ pub fn parse_override(text: &str) -> Result<(RuleName, Action), String> {
 pub struct Policy {
     actions: [(RuleName, Action); 6],
     /// Destinations the connect rule allows besides loopback (always allowed).
-    pub allow: Vec<IpNet>,
+    pub allow: Vec<AllowEntry>,
     /// Alert on opens of input, sound, video and display devices (moltbot).
     pub watch_devices: bool,
 }
@@ -166,7 +164,7 @@ mod tests {
         assert!(parse_override("bogus=block").is_err());
         assert!(parse_override("mount=maybe").is_err());
         let mut policy = Policy::default();
-        policy.allow.push("10.0.0.0/8".parse().expect("cidr"));
+        policy.allow.push("10.0.0.0/8".parse().expect("entry"));
         let clawbot = policy.clone().with_profiles(&["clawbot"]);
         assert!(clawbot.allow.is_empty());
         assert!(policy.with_profiles(&["moltbot"]).watch_devices);

@@ -1,0 +1,175 @@
+//! The effective settings: defaults, then the configuration file, then the flags.
+use std::{path::PathBuf, time::Duration};
+
+use crate::{
+    cli::AgentArgs,
+    config::{LogPattern, MonitorConfig},
+    config_file::{self, ConfigError, FileConfig},
+    policy::{rules::Policy, trust::TrustScore},
+    sources::bpf::decode::RuleName,
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub monitor: MonitorConfig,
+    pub policy: Policy,
+    pub trust: TrustScore,
+    pub profiles: Vec<&'static str>,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// The configuration file to read: `--config`, else the first default location present.
+pub fn config_path(args: &AgentArgs) -> Option<PathBuf> {
+    args.config.clone().or_else(|| {
+        config_file::default_locations()
+            .into_iter()
+            .find(|p| p.exists())
+    })
+}
+
+fn apply_file(
+    monitor: &mut MonitorConfig,
+    policy: &mut Policy,
+    trust: &mut TrustScore,
+    file: &FileConfig,
+) {
+    let secs = |s: &Option<config_file::Seconds>| s.map(|s| Duration::from_secs(s.0));
+    if let Some(name) = &file.container {
+        monitor.container = name.clone();
+    }
+    if let Some(on) = file.auto_pause {
+        monitor.auto_pause = on;
+    }
+    if let Some(p) = file.thresholds.cpu_percent {
+        monitor.cpu_threshold = p.0;
+    }
+    if let Some(s) = file.thresholds.cpu_sustain_seconds {
+        monitor.cpu_sustain = Duration::from_secs(s);
+    }
+    if let Some(p) = file.thresholds.memory_percent {
+        monitor.memory_threshold = p.0;
+    }
+    let intervals = &file.intervals;
+    monitor.stats_interval = secs(&intervals.stats_seconds).unwrap_or(monitor.stats_interval);
+    monitor.process_poll = secs(&intervals.processes_seconds).unwrap_or(monitor.process_poll);
+    monitor.network_poll = secs(&intervals.network_seconds).unwrap_or(monitor.network_poll);
+    monitor.health_poll = secs(&intervals.health_seconds).unwrap_or(monitor.health_poll);
+    if let Some(n) = file.health_failures {
+        monitor.health_failures = n;
+    }
+    if let Some(list) = &file.denylist {
+        monitor.process_denylist = list.clone();
+    }
+    if let Some(allow) = &file.allow {
+        policy.allow = allow.iter().map(|a| a.0).collect();
+    }
+    if let Some(patterns) = &file.logs.patterns {
+        monitor.log_patterns = patterns
+            .iter()
+            .map(|p| LogPattern {
+                name: p.name.clone(),
+                regex: p.regex.0.clone(),
+                severity: p.severity.0,
+            })
+            .collect();
+    }
+    if let Some(n) = file.logs.line_max {
+        monitor.log_line_max = n;
+    }
+    let rules = &file.policy;
+    for (rule, action) in [
+        (RuleName::Mount, rules.mount),
+        (RuleName::Exec, rules.exec),
+        (RuleName::Ptrace, rules.ptrace),
+        (RuleName::ProcOpen, rules.proc_open),
+        (RuleName::Socket, rules.socket),
+        (RuleName::Connect, rules.connect),
+    ] {
+        if let Some(action) = action {
+            policy.set(rule, action.0);
+        }
+    }
+    if let Some(p) = file.trust.penalty {
+        trust.penalty = p;
+    }
+    if let Some(t) = file.trust.quarantine_below {
+        trust.quarantine_below = t;
+    }
+    if let Some(path) = &file.alerts_log.path {
+        monitor.alerts_log = path.clone();
+    }
+    if let Some(n) = file.alerts_log.max_bytes {
+        monitor.alerts_log_max_bytes = n;
+    }
+    if let Some(n) = file.alerts_log.keep {
+        monitor.alerts_log_keep = n;
+    }
+}
+
+pub fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
+    let path = config_path(args);
+    let file = match &path {
+        Some(path) => config_file::load(path)?,
+        None => FileConfig::default(),
+    };
+    let mut monitor = MonitorConfig::default();
+    let mut policy = Policy::default();
+    let mut trust = TrustScore::default();
+    apply_file(&mut monitor, &mut policy, &mut trust, &file);
+
+    // Flags win over the file.
+    if args.container != "crabpot" || file.container.is_none() {
+        monitor.container = args.container.clone();
+    }
+    if args.no_auto_pause {
+        monitor.auto_pause = false;
+    }
+    let set_secs = |flag: Option<u64>, field: &mut Duration| {
+        if let Some(s) = flag {
+            *field = Duration::from_secs(s.max(1));
+        }
+    };
+    if let Some(p) = args.cpu_threshold {
+        monitor.cpu_threshold = p;
+    }
+    if let Some(s) = args.cpu_sustain_seconds {
+        monitor.cpu_sustain = Duration::from_secs(s);
+    }
+    if let Some(p) = args.memory_threshold {
+        monitor.memory_threshold = p;
+    }
+    set_secs(args.process_poll_seconds, &mut monitor.process_poll);
+    set_secs(args.network_poll_seconds, &mut monitor.network_poll);
+    set_secs(args.health_poll_seconds, &mut monitor.health_poll);
+    if let Some(path) = &args.alerts_log {
+        monitor.alerts_log = path.clone();
+    }
+    policy.allow.extend(args.allow.iter().copied());
+
+    let mut profiles = args.profile_flags();
+    if profiles.is_empty() {
+        profiles = file
+            .profiles
+            .as_ref()
+            .map(|list| list.iter().map(|p| p.name()).collect())
+            .unwrap_or_default();
+    }
+    if profiles.is_empty() {
+        profiles.push("openclaw");
+    }
+    policy = policy.with_profiles(&profiles);
+    for (rule, action) in &args.rules {
+        policy.set(*rule, *action);
+    }
+    monitor
+        .network_allow
+        .extend(policy.allow.iter().map(|entry| entry.net));
+    Ok(Settings {
+        monitor,
+        policy,
+        trust,
+        profiles,
+        file: path,
+    })
+}
