@@ -374,3 +374,53 @@ fn check_config_names_file_line_and_column() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An /etc/hosts line for the duration of a test.
+struct HostsLine(String);
+
+impl HostsLine {
+    fn add(line: String) -> Self {
+        let mut hosts = std::fs::read_to_string("/etc/hosts").expect("read /etc/hosts");
+        if !hosts.ends_with('\n') {
+            hosts.push('\n');
+        }
+        hosts.push_str(&line);
+        hosts.push('\n');
+        std::fs::write("/etc/hosts", hosts).expect("write /etc/hosts");
+        HostsLine(line)
+    }
+}
+
+impl Drop for HostsLine {
+    fn drop(&mut self) {
+        if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
+            let kept: String = hosts
+                .lines()
+                .filter(|l| *l != self.0)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write("/etc/hosts", kept);
+        }
+    }
+}
+
+#[test]
+fn allowlisted_host_names_are_resolved_by_the_agent() {
+    let container = privileged("hostname");
+    let gateway = container.gateway();
+    let name = format!("{}.crabpot.test", container.name);
+    let _line = HostsLine::add(format!("{gateway} {name}"));
+    let allow = format!("{name}:18790");
+    let (container, agent) = guarded(container, &["--no-auto-pause", "--allow", &allow]);
+    agent.wait_for_log(
+        &["allowlist hosts resolved", &format!("{gateway}:18790")],
+        DEADLINE,
+    );
+    let (_, out) = wget(&container, &format!("http://{gateway}:18790/"));
+    assert!(out.contains("Connection refused"), "allowed by name: {out}");
+    let (_, out) = wget(&container, &format!("http://{gateway}:18791/"));
+    assert!(
+        out.contains("Operation not permitted"),
+        "only that port: {out}"
+    );
+}

@@ -19,6 +19,7 @@ use crate::{
     pipeline::{KernelLoop, QUARANTINE},
     policy::{
         denylist::Denylist,
+        hosts,
         kernel_rules::KernelRules,
         rules::{Action, Policy},
     },
@@ -71,6 +72,7 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
                 .allow
                 .iter()
                 .map(|a| a.to_string())
+                .chain(settings.policy.allow_hosts.iter().map(|h| h.name.clone()))
                 .collect();
             println!("allow: loopback {}", allow.join(" "));
             std::process::ExitCode::SUCCESS
@@ -132,6 +134,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
     enforcer.apply(&policy)?;
     report_layers(&policy, enforcer.lsm_rules());
+    // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
+    let (base_tx, base_rx) = watch::channel(policy.clone());
     let (policy_tx, policy_rx) = watch::channel(policy.clone());
 
     let (guarded_tx, guarded) = watch::channel(None);
@@ -146,6 +150,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut tasks: Vec<JoinHandle<()>> = vec![
         tokio::spawn(tracker.run()),
         tokio::spawn(enforcer.run(guarded.clone(), policy_rx.clone())),
+        tokio::spawn(hosts::keep_resolved(base_rx, policy_tx)),
     ];
 
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
@@ -203,7 +208,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (trust, _trust_rx) = watch::channel(settings.trust);
     tasks.push(tokio::spawn(reload::on_sighup(
         args.clone(),
-        policy_tx,
+        base_tx,
         alerts.clone(),
     )));
     let kernel_loop = KernelLoop {
@@ -242,12 +247,21 @@ fn report_layers(policy: &Policy, lsm_rules: &[RuleName]) {
         })
         .collect();
     tracing::info!(
-        "policy: {} (allowlist: loopback{})",
+        "policy: {} (allowlist: loopback{}{})",
         layers.join(" "),
         policy
             .allow
             .iter()
             .map(|n| format!(", {n}"))
+            .collect::<String>(),
+        policy
+            .allow_hosts
+            .iter()
+            .map(|h| format!(
+                ", {}{}",
+                h.name,
+                h.port.map(|p| format!(":{p}")).unwrap_or_default()
+            ))
             .collect::<String>()
     );
 }

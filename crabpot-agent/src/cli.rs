@@ -5,7 +5,7 @@ use clap::Parser;
 
 use crate::{
     policy::{
-        allow::AllowEntry,
+        allow::AllowSpec,
         rules::{Action, parse_override},
     },
     sinks::event_printer::EventFormat,
@@ -77,8 +77,8 @@ pub struct AgentArgs {
 
     /// Extra allowed destination (CIDR, e.g. 10.0.0.0/8); repeatable. Loopback and the
     /// unspecified addresses are always allowed.
-    #[arg(long = "allow", value_name = "CIDR|ADDR:PORT")]
-    pub allow: Vec<AllowEntry>,
+    #[arg(long = "allow", value_name = "CIDR|ADDR[:PORT]|HOST[:PORT]")]
+    pub allow: Vec<AllowSpec>,
 
     /// Per-rule action, RULE=ACTION; repeatable. Rules: mount, exec, ptrace, proc_open,
     /// socket, connect. Actions: block, audit, alert, log, off.

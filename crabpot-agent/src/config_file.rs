@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::{
     alert::Severity,
-    policy::{allow::AllowEntry, rules::Action},
+    policy::{allow::AllowSpec, rules::Action},
 };
 
 /// Where the file is looked for when `--config` is not given, in order.
@@ -189,7 +189,7 @@ pub struct FileConfig {
     pub health_failures: Option<usize>,
     pub denylist: Option<Vec<String>>,
     /// Allowed outbound destinations (CIDR, address, address:port).
-    pub allow: Option<Vec<AllowEntryText>>,
+    pub allow: Option<Vec<AllowSpec>>,
     #[serde(default)]
     pub logs: Logs,
     #[serde(default)]
@@ -198,16 +198,6 @@ pub struct FileConfig {
     pub trust: Trust,
     #[serde(default)]
     pub alerts_log: AlertsLog,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct AllowEntryText(pub AllowEntry);
-impl TryFrom<String> for AllowEntryText {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse().map(AllowEntryText)
-    }
 }
 
 /// Parse the text of a configuration file named `path`.
@@ -256,14 +246,14 @@ mod tests {
         let config = parse_text(
             "container: gateway\nprofiles: [openclaw, moltbot]\nauto_pause: false\n\
              thresholds:\n  cpu_percent: 90\n  memory_percent: 70\n\
-             allow: [10.0.0.0/8, \"192.0.2.7:443\"]\n\
+             allow: [10.0.0.0/8, \"192.0.2.7:443\", api.example.com]\n\
              policy:\n  connect: audit\n  mount: block\n\
              logs:\n  patterns:\n    - {name: boom, regex: 'BOOM', severity: critical}\n",
         )
         .expect("valid");
         assert_eq!(config.container.as_deref(), Some("gateway"));
         assert_eq!(config.policy.connect, Some(ActionName(Action::Audit)));
-        assert_eq!(config.allow.as_ref().map(Vec::len), Some(2));
+        assert_eq!(config.allow.as_ref().map(Vec::len), Some(3));
         assert_eq!(config.thresholds.cpu_percent, Some(Percent(90.0)));
     }
 

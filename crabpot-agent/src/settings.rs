@@ -62,7 +62,9 @@ fn apply_file(
         monitor.process_denylist = list.clone();
     }
     if let Some(allow) = &file.allow {
-        policy.allow = allow.iter().map(|a| a.0).collect();
+        policy.allow.clear();
+        policy.allow_hosts.clear();
+        policy.allow_specs(allow.iter().cloned());
     }
     if let Some(patterns) = &file.logs.patterns {
         monitor.log_patterns = patterns
@@ -145,7 +147,7 @@ pub fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     if let Some(path) = &args.alerts_log {
         monitor.alerts_log = path.clone();
     }
-    policy.allow.extend(args.allow.iter().copied());
+    policy.allow_specs(args.allow.iter().cloned());
 
     let mut profiles = args.profile_flags();
     if profiles.is_empty() {

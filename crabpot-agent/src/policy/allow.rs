@@ -53,9 +53,91 @@ impl TryFrom<String> for AllowEntry {
     }
 }
 
+/// A host name to allow, resolved by the agent and refreshed periodically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub name: String,
+    pub port: Option<u16>,
+}
+
+/// One allowlist line: an address form, or a host name (with an optional port).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum AllowSpec {
+    Address(AllowEntry),
+    Host(HostEntry),
+}
+
+fn valid_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+impl FromStr for AllowSpec {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(entry) = text.parse::<AllowEntry>() {
+            return Ok(AllowSpec::Address(entry));
+        }
+        let text = text.trim();
+        let (name, port) = match text.rsplit_once(':') {
+            Some((name, port)) => (
+                name,
+                Some(
+                    port.parse::<u16>()
+                        .map_err(|_| format!("`{port}` in `{text}` is not a port number"))?,
+                ),
+            ),
+            None => (text, None),
+        };
+        if !valid_host(name) {
+            return Err(format!(
+                "`{text}` is not an allowlist entry: use a CIDR (10.0.0.0/8), an address \
+                 (192.0.2.7), an address with a port (192.0.2.7:443, [2001:db8::1]:443) or a \
+                 host name (api.example.com, api.example.com:443)"
+            ));
+        }
+        Ok(AllowSpec::Host(HostEntry {
+            name: name.to_ascii_lowercase(),
+            port,
+        }))
+    }
+}
+
+impl TryFrom<String> for AllowSpec {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_are_allowlist_entries_too() {
+        assert_eq!(
+            "Api.Example.com:443".parse::<AllowSpec>(),
+            Ok(AllowSpec::Host(HostEntry {
+                name: "api.example.com".into(),
+                port: Some(443)
+            }))
+        );
+        assert!(matches!(
+            "10.0.0.0/8".parse::<AllowSpec>(),
+            Ok(AllowSpec::Address(_))
+        ));
+        assert!("bad_host!".parse::<AllowSpec>().is_err());
+        assert!("host:99999".parse::<AllowSpec>().is_err());
+        assert!("10.0.0.0/33".parse::<AllowSpec>().is_err());
+    }
 
     #[test]
     fn parses_cidrs_addresses_and_ports() {

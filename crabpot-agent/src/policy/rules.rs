@@ -1,7 +1,10 @@
 //! The ASF-42 table as the default policy, per-rule actions and the agent profiles.
 use std::{fmt, str::FromStr};
 
-use crate::{policy::allow::AllowEntry, sources::bpf::decode::RuleName};
+use crate::{
+    policy::allow::{AllowEntry, AllowSpec, HostEntry},
+    sources::bpf::decode::RuleName,
+};
 use crabpot_common::mode;
 
 /// What to do when a rule matches.
@@ -82,6 +85,8 @@ pub struct Policy {
     actions: [(RuleName, Action); 6],
     /// Destinations the connect rule allows besides loopback (always allowed).
     pub allow: Vec<AllowEntry>,
+    /// Host names to allow; their addresses join `allow` once resolved.
+    pub allow_hosts: Vec<HostEntry>,
     /// Alert on opens of input, sound, video and display devices (moltbot).
     pub watch_devices: bool,
 }
@@ -99,6 +104,7 @@ impl Default for Policy {
                 (RuleName::Connect, Action::Block),
             ],
             allow: Vec::new(),
+            allow_hosts: Vec::new(),
             watch_devices: false,
         }
     }
@@ -121,6 +127,16 @@ impl Policy {
         }
     }
 
+    /// Add allowlist lines.
+    pub fn allow_specs(&mut self, specs: impl IntoIterator<Item = AllowSpec>) {
+        for spec in specs {
+            match spec {
+                AllowSpec::Address(entry) => self.allow.push(entry),
+                AllowSpec::Host(host) => self.allow_hosts.push(host),
+            }
+        }
+    }
+
     pub fn rules(&self) -> impl Iterator<Item = (RuleName, Action)> + '_ {
         self.actions.iter().copied()
     }
@@ -130,6 +146,7 @@ impl Policy {
     pub fn with_profiles(mut self, profiles: &[&str]) -> Self {
         if profiles.contains(&"clawbot") {
             self.allow.clear();
+            self.allow_hosts.clear();
             self.set(RuleName::Connect, Action::Block);
         }
         if profiles.contains(&"moltbot") {
