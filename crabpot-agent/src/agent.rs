@@ -9,14 +9,9 @@ use tokio::{
 };
 
 use crate::{
-    actions::{
-        self,
-        enforcer::{self, Enforcer},
-    },
-    alert::{Alert, Severity},
+    actions::enforcer::{self, Enforcer},
     cli::AgentArgs,
-    config::MonitorConfig,
-    pipeline::{KernelLoop, QUARANTINE},
+    pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
         hosts,
@@ -27,12 +22,14 @@ use crate::{
     reload, settings,
     sinks::{
         alert_log::{self, AlertLogWriter},
-        dispatcher::{Dispatcher, SINK_QUEUE},
-        terminal,
+        dispatcher::SINK_QUEUE,
+        http::{self, HttpState, StaticInfo},
+        metrics::{Metrics, StateViews},
+        router::AlertRouter,
     },
     sources::{
         bpf::{self, BpfOptions, decode::RuleName, drops},
-        container::{ContainerTracker, GuardedContainer},
+        container::ContainerTracker,
         docker,
         watchers::{
             self, AlertSender, ChannelTicks, WatchContext,
@@ -108,6 +105,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         config.alerts_log_keep,
     )
     .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
+    if !args.listen.ip().is_loopback() && !args.listen_remote {
+        anyhow::bail!(
+            "--listen {} is not a loopback address: add --listen-remote to expose the agent \
+             beyond this host (every request then needs the token)",
+            args.listen
+        );
+    }
+    let token_path = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| crate::config::effective_home().join(".crabpot/dashboard.token"));
+    let token = http::load_or_create_token(&token_path).with_context(|| {
+        format!(
+            "cannot read or create the token file {}",
+            token_path.display()
+        )
+    })?;
     KernelFeatures::probe().report();
     let docker = docker::connect().await?;
     let kernel = bpf::load(&BpfOptions {
@@ -134,6 +148,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
     enforcer.apply(&policy)?;
     report_layers(&policy, enforcer.lsm_rules());
+    let metrics = Arc::new(Metrics::new());
+    let layers: Vec<(String, String)> = policy
+        .rules()
+        .map(|(rule, action)| {
+            let layer = enforcer::layer(rule, action, enforcer.lsm_rules().contains(&rule));
+            metrics.layer(rule.as_str(), layer);
+            (rule.as_str().to_string(), layer.to_string())
+        })
+        .collect();
     // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
     let (base_tx, base_rx) = watch::channel(policy.clone());
     let (policy_tx, policy_rx) = watch::channel(policy.clone());
@@ -156,25 +179,27 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
     let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
     let (stop_router, router_stop) = tokio::sync::oneshot::channel();
-    let router = start_router(
-        &config,
-        docker.clone(),
-        guarded.clone(),
-        alerts.clone(),
+    let router = AlertRouter {
+        metrics: metrics.clone(),
+        auto_pause: config.auto_pause,
+        docker: docker.clone(),
+        guarded: guarded.clone(),
+        alerts: alerts.clone(),
         log_writer,
-        alerts_rx,
-        router_stop,
-    );
+    }
+    .start(alerts_rx, router_stop);
 
     let denylist = Arc::new(Denylist::new(&config.process_denylist));
     let alerted_pids = AlertedPids::default();
-    let (stats_tx, _stats) = watch::channel(None);
+    let (stats_tx, stats_rx) = watch::channel(None);
+    let ticks = Arc::new(ChannelTicks::default());
+    let ctx_docker = docker.clone();
     let ctx = WatchContext {
         docker,
         config: config.clone(),
         container: guarded.clone(),
         alerts: alerts.clone(),
-        ticks: Arc::new(ChannelTicks::default()),
+        ticks: ticks.clone(),
         docker_events,
     };
     tasks.extend([
@@ -205,7 +230,34 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
     let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
-    let (trust, _trust_rx) = watch::channel(settings.trust);
+    let (trust, trust_rx) = watch::channel(settings.trust);
+    let dashboard_url = format!("http://{}/?token={token}", args.listen);
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        views: StateViews {
+            container: guarded.clone(),
+            stats: stats_rx,
+            trust: trust_rx,
+            ticks,
+        },
+        token: Arc::new(token),
+        remote: args.listen_remote,
+        info: Arc::new(StaticInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            profiles: settings.profiles.clone(),
+            layers,
+            dashboard_url: dashboard_url.clone(),
+            started_at: crate::alert::now_rfc3339(),
+        }),
+        docker: ctx_docker.clone(),
+    };
+    let listen = args.listen;
+    tasks.push(tokio::spawn(async move {
+        if let Err(error) = http::serve(listen, http_state).await {
+            tracing::error!("HTTP listener stopped: {error:#}");
+        }
+    }));
+    tracing::info!("status and metrics: http://{listen}/metrics; control: {dashboard_url}");
     tasks.push(tokio::spawn(reload::on_sighup(
         args.clone(),
         base_tx,
@@ -219,6 +271,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         alerts: alerts.clone(),
         audit: audit_tx,
         trust,
+        metrics: metrics.clone(),
     };
     let outcome = kernel_loop.run(bus).await;
 
@@ -264,51 +317,4 @@ fn report_layers(policy: &Policy, lsm_rules: &[RuleName]) {
             ))
             .collect::<String>()
     );
-}
-
-/// The alert router: every alert to every sink; CRITICALs also to the auto-pause action.
-fn start_router(
-    config: &MonitorConfig,
-    docker: bollard::Docker,
-    guarded: watch::Receiver<Option<GuardedContainer>>,
-    alerts: AlertSender,
-    log_writer: AlertLogWriter,
-    mut incoming: mpsc::Receiver<Alert>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> JoinHandle<()> {
-    let mut dispatcher = Dispatcher::default();
-    dispatcher.add("terminal", false, terminal::run);
-    dispatcher.add("alerts-log", true, move |rx| {
-        alert_log::writer::run(log_writer, rx)
-    });
-    let auto_pause = config.auto_pause;
-    let (pause_tx, pause_rx) = mpsc::channel(1024);
-    let pauser = tokio::spawn(actions::pause::run(docker, pause_rx, guarded, alerts));
-    tokio::spawn(async move {
-        let mut stopping = false;
-        loop {
-            let next = if stopping {
-                incoming.recv().await
-            } else {
-                tokio::select! {
-                    next = incoming.recv() => next,
-                    _ = &mut stop => {
-                        // Take no more alerts, but deliver every one already queued.
-                        stopping = true;
-                        incoming.close();
-                        continue;
-                    }
-                }
-            };
-            let Some(alert) = next else { break };
-            let quarantine = alert.details.contains_key(QUARANTINE);
-            if (auto_pause && alert.severity == Severity::Critical) || quarantine {
-                // Full only if pausing is already far behind: it is in hand.
-                let _ = pause_tx.try_send(alert.clone());
-            }
-            dispatcher.dispatch(alert).await;
-        }
-        pauser.abort();
-        dispatcher.close().await;
-    })
 }

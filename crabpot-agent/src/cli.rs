@@ -94,6 +94,19 @@ pub struct AgentArgs {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Address of the HTTP listener (metrics, status, control).
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    pub listen: std::net::SocketAddr,
+
+    /// Allow a non-loopback --listen address; every request then needs the token.
+    #[arg(long)]
+    pub listen_remote: bool,
+
+    /// Control token file [default: ~/.crabpot/dashboard.token of the effective user,
+    /// created root-only at first start].
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRABPOT_LOG")]
     pub log: String,

@@ -18,7 +18,10 @@ use crate::{
     policy::{
         kernel_rules::KernelRules, rules::Policy, trust::TrustScore, violations::ViolationJudge,
     },
-    sinks::event_printer::{EventFormat, ObservedEvent, format_line, print_line},
+    sinks::{
+        event_printer::{EventFormat, ObservedEvent, format_line, print_line},
+        metrics::Metrics,
+    },
     sources::{
         bpf::KernelEvent, container::GuardedContainer, lineage::ProcessTable, watchers::AlertSender,
     },
@@ -35,6 +38,7 @@ pub struct KernelLoop {
     pub alerts: AlertSender,
     pub audit: mpsc::Sender<Arc<Alert>>,
     pub trust: watch::Sender<TrustScore>,
+    pub metrics: Arc<Metrics>,
 }
 
 fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
@@ -62,6 +66,7 @@ impl KernelLoop {
             match message {
                 BusMessage::Kernel(event) => self.on_event(event, &mut table, &mut judge).await?,
                 BusMessage::KernelDrops(report) => {
+                    self.metrics.dropped_total(report.total);
                     tracing::warn!(
                         total = report.total,
                         "kernel ring buffer full: {} events dropped so far ({:?}); raise \
@@ -89,6 +94,7 @@ impl KernelLoop {
         judge: &mut ViolationJudge,
     ) -> anyhow::Result<()> {
         table.observe(&event);
+        self.metrics.kernel_event(event.kind().name());
         let lineage = if needs_lineage(&event, self.args.events.is_some()) {
             table.lineage(&event)
         } else {
@@ -103,6 +109,13 @@ impl KernelLoop {
             let _ = self.audit.send(Arc::new(record)).await;
         }
         if let Some(alert) = judgement.alert {
+            if let (Some(rule), Some(verdict)) = (
+                alert.details.get("rule").and_then(|v| v.as_str()),
+                alert.details.get("verdict").and_then(|v| v.as_str()),
+            ) && matches!(verdict, "blocked" | "killed" | "refused" | "audit")
+            {
+                self.metrics.decision(rule, verdict);
+            }
             self.alerts.raise(alert).await;
         }
         if judgement.violation {

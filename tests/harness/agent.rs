@@ -50,13 +50,20 @@ impl Agent {
     /// Start the agent guarding `container`, printing JSON events, with its own alerts log,
     /// plus `extra` flags.
     pub fn start(container: &str, extra: &[&str]) -> Self {
-        let alerts_log = private_dir().join("alerts.log");
-        let mut agent = Self::spawn(
-            Command::new(agent_bin())
-                .args(["--container", container, "--events", "json", "--alerts-log"])
-                .arg(&alerts_log)
-                .args(extra),
-        );
+        let dir = private_dir();
+        let alerts_log = dir.join("alerts.log");
+        let mut command = Command::new(agent_bin());
+        command
+            .args(["--container", container, "--events", "json", "--alerts-log"])
+            .arg(&alerts_log)
+            .arg("--token-file")
+            .arg(dir.join("token"))
+            .args(extra);
+        if !extra.contains(&"--listen") {
+            // Each agent its own port, so agents of parallel tests never collide.
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut agent = Self::spawn(&mut command);
         agent.alerts_log = alerts_log;
         agent
     }

@@ -38,6 +38,15 @@ enum Command {
         #[arg(long, env = "CRABPOT_ALERTS_LOG")]
         file: Option<PathBuf>,
     },
+    /// What the running agent reports: container state, trust, layers, channels.
+    Status {
+        /// The agent's HTTP listener.
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        agent: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Freeze the container now.
     Pause {
         #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
@@ -104,6 +113,7 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Status { agent, json } => status(&agent, json),
         Command::Pause { container } => {
             report(&container, "paused", control::pause(&container).await)
         }
@@ -132,4 +142,81 @@ fn report(
             ExitCode::FAILURE
         }
     }
+}
+
+/// GET /api/status from the agent with a minimal HTTP/1.1 request.
+fn fetch_status(agent: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let not_running = |e: std::io::Error| {
+        format!(
+            "crabpot-agent is not running (nothing answers at http://{agent}: {e}); start it with `sudo crabpot-agent --openclaw` or `systemctl start crabpot-agent`"
+        )
+    };
+    let mut stream = std::net::TcpStream::connect(agent).map_err(not_running)?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET /api/status HTTP/1.1\r\nHost: {agent}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(not_running)?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| "the agent sent a malformed HTTP response".to_string())?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "the agent answered: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(body.to_string())
+}
+
+fn status(agent: &str, json: bool) -> ExitCode {
+    let body = match fetch_status(agent) {
+        Ok(body) => body,
+        Err(error) => {
+            eprintln!("crabpot: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{body}");
+        return ExitCode::SUCCESS;
+    }
+    let Ok(status) = serde_json::from_str::<crabpot_agent::sinks::http::Status>(&body) else {
+        eprintln!("crabpot: the agent's status is not what this version expects:\n{body}");
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "container: {} ({})",
+        status.container.as_deref().unwrap_or("-"),
+        status.state
+    );
+    println!(
+        "trust: {} after {} violation(s){}",
+        status.trust_score,
+        status.violations,
+        if status.quarantined {
+            ", quarantined"
+        } else {
+            ""
+        }
+    );
+    if let Some(layers) = status.info["layers"].as_array() {
+        let text: Vec<String> = layers
+            .iter()
+            .filter_map(|l| Some(format!("{}={}", l[0].as_str()?, l[1].as_str()?)))
+            .collect();
+        println!("bpf enforcement: {}", text.join(" "));
+    }
+    for (channel, at) in &status.channels {
+        println!("channel {channel}: last tick {at}");
+    }
+    if let Some(url) = status.info["dashboard_url"].as_str() {
+        println!("dashboard: {}", url.split("?token=").next().unwrap_or(url));
+    }
+    ExitCode::SUCCESS
 }

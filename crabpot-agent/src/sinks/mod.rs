@@ -2,5 +2,8 @@
 pub mod alert_log;
 pub mod dispatcher;
 pub mod event_printer;
+pub mod http;
+pub mod metrics;
+pub mod router;
 pub mod terminal;
 pub mod terminal_text;

@@ -1,0 +1,212 @@
+//! The agent's HTTP listener (default 127.0.0.1:9876): `/metrics` for Prometheus,
+//! `/api/status` for `crabpot status`, and the token-protected control actions.
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::sinks::metrics::{Metrics, StateViews};
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    pub views: StateViews,
+    pub token: Arc<String>,
+    /// Bound beyond loopback: the token is required for everything.
+    pub remote: bool,
+    pub info: Arc<StaticInfo>,
+    pub docker: bollard::Docker,
+}
+
+/// What does not change while the agent runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticInfo {
+    pub version: &'static str,
+    pub profiles: Vec<&'static str>,
+    pub layers: Vec<(String, String)>,
+    pub dashboard_url: String,
+    pub started_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub container: Option<String>,
+    pub container_id: Option<String>,
+    pub state: String,
+    pub trust_score: i32,
+    pub violations: u32,
+    pub quarantined: bool,
+    pub channels: std::collections::BTreeMap<String, String>,
+    pub info: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn presented(headers: &HeaderMap, query: &TokenQuery) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| query.token.clone())
+}
+
+/// Constant-time comparison of the presented token.
+fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool {
+    let Some(given) = presented(headers, query) else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), state.token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refused() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        "a valid token is required (Authorization: Bearer TOKEN); it is in the agent's token \
+         file and start-up banner\n",
+    )
+        .into_response()
+}
+
+pub fn status(state: &HttpState) -> Status {
+    let container = state.views.container.borrow().clone();
+    let trust = *state.views.trust.borrow();
+    Status {
+        container: container.as_ref().map(|c| c.name.clone()),
+        container_id: container.as_ref().map(|c| c.id.clone()),
+        state: match &container {
+            None => "absent".into(),
+            Some(c) if c.paused && trust.score < trust.quarantine_below => "quarantined".into(),
+            Some(c) if c.paused => "paused".into(),
+            Some(_) => "running".into(),
+        },
+        trust_score: trust.score,
+        violations: trust.violations,
+        quarantined: trust.score < trust.quarantine_below,
+        channels: state
+            .views
+            .ticks
+            .snapshot()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        info: serde_json::to_value(&*state.info).unwrap_or_default(),
+    }
+}
+
+async fn metrics(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if state.remote && !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.views),
+    )
+        .into_response()
+}
+
+async fn api_status(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if state.remote && !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    Json(status(&state)).into_response()
+}
+
+async fn control(state: HttpState, headers: HeaderMap, q: TokenQuery, pause: bool) -> Response {
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    let Some(container) = state.views.container.borrow().clone() else {
+        return (StatusCode::CONFLICT, "no container is being guarded\n").into_response();
+    };
+    let result = if pause {
+        state.docker.pause_container(&container.id).await
+    } else {
+        state.docker.unpause_container(&container.id).await
+    };
+    match result {
+        Ok(()) => (StatusCode::OK, if pause { "paused\n" } else { "resumed\n" }).into_response(),
+        Err(error) => (StatusCode::CONFLICT, format!("{error}\n")).into_response(),
+    }
+}
+
+async fn api_pause(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    control(state, headers, q, true).await
+}
+
+async fn api_resume(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    control(state, headers, q, false).await
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(api_status))
+        .route("/api/pause", post(api_pause))
+        .route("/api/resume", post(api_resume))
+        .with_state(state)
+}
+
+/// Bind and serve until the agent stops.
+pub async fn serve(address: SocketAddr, state: HttpState) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {address}: {e}; choose another with --listen")
+    })?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!("HTTP listener on {bound} (/metrics, /api/status)");
+    }
+    axum::serve(listener, router(state)).await?;
+    Ok(())
+}
+
+/// The control token: read from `path`, or generated (32 random bytes, hex) into a new
+/// root-only file.
+pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
+    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let token = text.trim().to_string();
+        if token.len() >= 32 {
+            return Ok(token);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut file, token.as_bytes())?;
+    Ok(token)
+}

@@ -1,0 +1,238 @@
+//! Prometheus metrics: counters fed by the pipeline, gauges read from the agent's state at
+//! scrape time.
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+use tokio::sync::watch;
+
+use crate::{
+    alert::Alert,
+    policy::trust::TrustScore,
+    sources::{
+        container::GuardedContainer,
+        watchers::{ChannelTicks, stats::StatsSample},
+    },
+};
+
+pub struct Metrics {
+    registry: Registry,
+    alerts: IntCounterVec,
+    kernel_events: IntCounterVec,
+    dropped: IntCounter,
+    blocked: IntCounterVec,
+    latency: Histogram,
+    cpu: Gauge,
+    memory_used: IntGauge,
+    memory_limit: IntGauge,
+    pids: IntGauge,
+    network: GaugeVec,
+    paused: IntGauge,
+    quarantined: IntGauge,
+    trust: IntGauge,
+    last_tick: GaugeVec,
+    layers: GaugeVec,
+}
+
+/// What the scrape reads.
+#[derive(Clone)]
+pub struct StateViews {
+    pub container: watch::Receiver<Option<GuardedContainer>>,
+    pub stats: watch::Receiver<Option<StatsSample>>,
+    pub trust: watch::Receiver<TrustScore>,
+    pub ticks: Arc<ChannelTicks>,
+}
+
+fn must<T>(result: prometheus::Result<T>) -> T {
+    // Metric names and labels are constants here: an error is a programming mistake.
+    #[expect(clippy::panic, reason = "invalid constant metric definitions")]
+    result.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| must(registry.register(c));
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            reg(Box::new(c.clone()));
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(GaugeVec::new(Opts::new(name, help), labels));
+            reg(Box::new(g.clone()));
+            g
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            reg(Box::new(g.clone()));
+            g
+        };
+        let alerts = counter_vec(
+            "crabpot_alerts_total",
+            "Alerts raised.",
+            &["severity", "source"],
+        );
+        let kernel_events = counter_vec(
+            "crabpot_kernel_events_total",
+            "Kernel events received.",
+            &["kind"],
+        );
+        let blocked = counter_vec(
+            "crabpot_policy_decisions_total",
+            "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit).",
+            &["rule", "verdict"],
+        );
+        let dropped = must(IntCounter::new(
+            "crabpot_kernel_events_dropped_total",
+            "Kernel events lost because the ring buffer was full.",
+        ));
+        reg(Box::new(dropped.clone()));
+        let latency = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "crabpot_detection_latency_seconds",
+                "Kernel event time to alert dispatched.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+            ]),
+        ));
+        reg(Box::new(latency.clone()));
+        let cpu = must(Gauge::new(
+            "crabpot_container_cpu_percent",
+            "Container CPU %.",
+        ));
+        reg(Box::new(cpu.clone()));
+        let metrics = Metrics {
+            memory_used: int_gauge(
+                "crabpot_container_memory_used_bytes",
+                "Memory used (minus inactive file cache).",
+            ),
+            memory_limit: int_gauge("crabpot_container_memory_limit_bytes", "Memory limit."),
+            pids: int_gauge("crabpot_container_pids", "Processes in the container."),
+            network: gauge_vec(
+                "crabpot_container_network_bytes",
+                "Network bytes since start.",
+                &["direction"],
+            ),
+            paused: int_gauge(
+                "crabpot_container_paused",
+                "1 while the container is frozen.",
+            ),
+            quarantined: int_gauge(
+                "crabpot_container_quarantined",
+                "1 once trust fell below the threshold.",
+            ),
+            trust: int_gauge("crabpot_trust_score", "Trust score (100 = no violation)."),
+            last_tick: gauge_vec(
+                "crabpot_channel_last_tick_timestamp_seconds",
+                "Unix time of each channel's last completed tick.",
+                &["channel"],
+            ),
+            layers: gauge_vec(
+                "crabpot_enforcement_layer",
+                "1 for the layer enforcing each rule.",
+                &["rule", "layer"],
+            ),
+            registry,
+            alerts,
+            kernel_events,
+            dropped,
+            blocked,
+            latency,
+            cpu,
+        };
+        let build = must(GaugeVec::new(
+            Opts::new("crabpot_build_info", "Build information."),
+            &["version"],
+        ));
+        must(metrics.registry.register(Box::new(build.clone())));
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        metrics
+    }
+
+    pub fn alert(&self, alert: &Alert, monotonic_now_ns: u64) {
+        self.alerts
+            .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
+            .inc();
+        if let Some(ts) = alert.details.get("kernel_ts_ns").and_then(|v| v.as_u64())
+            && monotonic_now_ns >= ts
+        {
+            self.latency.observe((monotonic_now_ns - ts) as f64 / 1e9);
+        }
+    }
+
+    pub fn kernel_event(&self, kind: &str) {
+        self.kernel_events.with_label_values(&[kind]).inc();
+    }
+
+    pub fn dropped_total(&self, total: u64) {
+        let seen = self.dropped.get();
+        if total > seen {
+            self.dropped.inc_by(total - seen);
+        }
+    }
+
+    pub fn decision(&self, rule: &str, verdict: &str) {
+        self.blocked.with_label_values(&[rule, verdict]).inc();
+    }
+
+    pub fn layer(&self, rule: &str, layer: &str) {
+        self.layers.with_label_values(&[rule, layer]).set(1.0);
+    }
+
+    /// The text exposition, gauges refreshed from `views`.
+    pub fn render(&self, views: &StateViews) -> String {
+        if let Some(sample) = views.stats.borrow().clone() {
+            self.cpu.set(sample.cpu_percent);
+            self.memory_used.set(sample.memory_used_bytes as i64);
+            self.memory_limit.set(sample.memory_limit_bytes as i64);
+            self.pids.set(sample.pids as i64);
+            self.network
+                .with_label_values(&["rx"])
+                .set(sample.net_rx_bytes as f64);
+            self.network
+                .with_label_values(&["tx"])
+                .set(sample.net_tx_bytes as f64);
+        }
+        let paused = views.container.borrow().as_ref().is_some_and(|c| c.paused);
+        self.paused.set(i64::from(paused));
+        let trust = *views.trust.borrow();
+        self.trust.set(i64::from(trust.score));
+        self.quarantined
+            .set(i64::from(trust.score < trust.quarantine_below));
+        for (channel, at) in views.ticks.snapshot() {
+            if let Ok(time) = chrono::DateTime::parse_from_rfc3339(&at) {
+                self.last_tick
+                    .with_label_values(&[channel])
+                    .set(time.timestamp_millis() as f64 / 1000.0);
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!("encoding metrics: {error}");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,0 +1,83 @@
+//! The alert router: every alert to every sink (and the metrics); CRITICALs, and any
+//! quarantine, also to the auto-pause action. On stop it takes no new alert but delivers every
+//! queued one.
+use std::sync::Arc;
+
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    actions,
+    alert::{Alert, Severity},
+    pipeline::QUARANTINE,
+    sinks::{
+        alert_log::{self, AlertLogWriter},
+        dispatcher::Dispatcher,
+        metrics::{Metrics, monotonic_ns},
+        terminal,
+    },
+    sources::{container::GuardedContainer, watchers::AlertSender},
+};
+
+pub struct AlertRouter {
+    pub metrics: Arc<Metrics>,
+    pub auto_pause: bool,
+    pub docker: bollard::Docker,
+    pub guarded: watch::Receiver<Option<GuardedContainer>>,
+    /// For the auto-pause action's own announcements.
+    pub alerts: AlertSender,
+    pub log_writer: AlertLogWriter,
+}
+
+impl AlertRouter {
+    pub fn start(
+        self,
+        mut incoming: mpsc::Receiver<Alert>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> JoinHandle<()> {
+        let AlertRouter {
+            metrics,
+            auto_pause,
+            docker,
+            guarded,
+            alerts,
+            log_writer,
+        } = self;
+        let mut dispatcher = Dispatcher::default();
+        dispatcher.add("terminal", false, terminal::run);
+        dispatcher.add("alerts-log", true, move |rx| {
+            alert_log::writer::run(log_writer, rx)
+        });
+        let (pause_tx, pause_rx) = mpsc::channel(1024);
+        let pauser = tokio::spawn(actions::pause::run(docker, pause_rx, guarded, alerts));
+        tokio::spawn(async move {
+            let mut stopping = false;
+            loop {
+                let next = if stopping {
+                    incoming.recv().await
+                } else {
+                    tokio::select! {
+                        next = incoming.recv() => next,
+                        _ = &mut stop => {
+                            stopping = true;
+                            incoming.close();
+                            continue;
+                        }
+                    }
+                };
+                let Some(alert) = next else { break };
+                metrics.alert(&alert, monotonic_ns());
+                let quarantine = alert.details.contains_key(QUARANTINE);
+                if (auto_pause && alert.severity == Severity::Critical) || quarantine {
+                    // Full only if pausing is already far behind: it is in hand.
+                    let _ = pause_tx.try_send(alert.clone());
+                }
+                dispatcher.dispatch(alert).await;
+            }
+            pauser.abort();
+            dispatcher.close().await;
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! The operator's view: `crabpot status`, `/metrics`, and control actions that need the
+//! token, against a running agent.
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    process::Command,
+};
+
+use crabpot_integration_tests::{Agent, DEADLINE, TestContainer, agent_bin, wait_until};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A raw HTTP/1.1 request: (status line, body).
+fn http(address: &str, method: &str, path: &str, token: Option<&str>) -> (String, String) {
+    let mut stream = TcpStream::connect(address).expect("connect to the agent");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+fn crabpot(args: &[&str]) -> (bool, String) {
+    let out = Command::new(agent_bin().with_file_name("crabpot"))
+        .args(args)
+        .output()
+        .expect("run crabpot");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn status_metrics_and_token_protected_control() {
+    let container = TestContainer::start("service");
+    let address = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::start(&container.name, &["--listen", &address]);
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    agent.wait_for_log(&["HTTP listener on"], DEADLINE);
+
+    let (ok, out) = crabpot(&["status", "--agent", &address]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("container: {} (running)", container.name)),
+        "{out}"
+    );
+    assert!(out.contains("trust: 100"), "{out}");
+    assert!(out.contains("connect=cgroup"), "{out}");
+
+    // A shell: a CRITICAL alert, counted, with its detection latency observed.
+    let _ = container.exec_status(&["sh", "-c", "true"]);
+    wait_until("the agent to report the pause", DEADLINE, || {
+        crabpot(&["status", "--agent", &address])
+            .1
+            .contains("(paused)")
+            .then_some(())
+    });
+    let (status, metrics) = http(&address, "GET", "/metrics", None);
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        metrics.contains(r#"crabpot_alerts_total{severity="CRITICAL",source="processes"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("crabpot_detection_latency_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("crabpot_container_paused 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"crabpot_kernel_events_total{kind="exec"}"#),
+        "{metrics}"
+    );
+
+    // Control needs the token.
+    let (status, _) = http(&address, "POST", "/api/resume", None);
+    assert!(status.contains("401"), "{status}");
+    assert!(container.is_paused());
+    let token_file = agent.alerts_log.with_file_name("token");
+    let token = std::fs::read_to_string(&token_file).expect("token file");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).expect("meta").permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the token file is private");
+    let (status, _) = http(&address, "POST", "/api/resume", Some(token.trim()));
+    assert!(status.contains("200"), "{status}");
+    assert!(!container.is_paused());
+}
+
+#[test]
+fn status_says_when_the_agent_is_not_running() {
+    let (ok, out) = crabpot(&["status", "--agent", &format!("127.0.0.1:{}", free_port())]);
+    assert!(!ok);
+    assert!(out.contains("crabpot-agent is not running"), "{out}");
+}
+
+#[test]
+fn a_non_loopback_listener_needs_an_explicit_flag() {
+    let container = TestContainer::start("remote");
+    let mut agent = Agent::start(&container.name, &["--listen", "0.0.0.0:0"]);
+    let status = agent.wait_exit(DEADLINE);
+    assert!(!status.success());
+    agent.wait_for_log(&["not a loopback address", "--listen-remote"], DEADLINE);
+}
