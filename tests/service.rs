@@ -120,3 +120,63 @@ fn a_non_loopback_listener_needs_an_explicit_flag() {
     assert!(!status.success());
     agent.wait_for_log(&["not a loopback address", "--listen-remote"], DEADLINE);
 }
+
+#[test]
+fn crabpot_install_puts_a_unit_that_systemd_analyze_verifies() {
+    let (ok, out) = crabpot(&["install"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("/etc/systemd/system/crabpot-agent.service"),
+        "{out}"
+    );
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "/etc/systemd/system/crabpot-agent.service"])
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let check = Command::new("/usr/local/bin/crabpot-agent")
+        .args(["--check-config", "--config", "/etc/crabpot/monitor.yml"])
+        .output()
+        .expect("installed agent");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn under_systemd_the_agent_notifies_ready_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let container = TestContainer::start("notify");
+    let socket_path = std::env::temp_dir().join(crabpot_integration_tests::unique_name("notify"));
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let mut command = Command::new(agent_bin());
+    command
+        .args(["--container", &container.name, "--listen", "127.0.0.1:0"])
+        .arg("--alerts-log")
+        .arg(socket_path.with_extension("alerts.log"))
+        .arg("--token-file")
+        .arg(socket_path.with_extension("token"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000");
+    let _agent = Agent::spawn(&mut command);
+    let mut seen = Vec::new();
+    wait_until("READY=1 then WATCHDOG=1", DEADLINE, || {
+        let mut buf = [0u8; 256];
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        (seen.iter().any(|m| m == "READY=1") && seen.iter().any(|m| m == "WATCHDOG=1"))
+            .then_some(())
+    });
+    let _ = std::fs::remove_file(&socket_path);
+}

@@ -26,6 +26,7 @@ use crate::{
         http::{self, HttpState, StaticInfo},
         metrics::{Metrics, StateViews},
         router::AlertRouter,
+        systemd,
     },
     sources::{
         bpf::{self, BpfOptions, decode::RuleName, drops},
@@ -258,6 +259,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }));
     tracing::info!("status and metrics: http://{listen}/metrics; control: {dashboard_url}");
+    tasks.push(tokio::spawn(systemd::watchdog()));
+    systemd::notify("READY=1");
     tasks.push(tokio::spawn(reload::on_sighup(
         args.clone(),
         base_tx,
@@ -274,6 +277,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
     };
     let outcome = kernel_loop.run(bus).await;
+    systemd::notify("STOPPING=1");
 
     // Stop the producers, then let every queued alert reach the sinks.
     drain.abort();

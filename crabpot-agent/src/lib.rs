@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod control;
+pub mod install;
 pub mod pipeline;
 pub mod policy;
 pub mod preflight;

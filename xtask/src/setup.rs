@@ -22,6 +22,7 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "gcc",
     "libc6-dev",
+    "systemd",
 ];
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
 

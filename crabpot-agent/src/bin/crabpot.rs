@@ -47,6 +47,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install crabpot-agent and crabpot (from beside this binary), the systemd unit and a
+    /// default /etc/crabpot/monitor.yml (an existing one is kept). Then:
+    /// `systemctl daemon-reload && systemctl enable --now crabpot-agent`.
+    Install,
     /// Freeze the container now.
     Pause {
         #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
@@ -114,6 +118,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Status { agent, json } => status(&agent, json),
+        Command::Install => install(),
         Command::Pause { container } => {
             report(&container, "paused", control::pause(&container).await)
         }
@@ -219,4 +224,33 @@ fn status(agent: &str, json: bool) -> ExitCode {
         println!("dashboard: {}", url.split("?token=").next().unwrap_or(url));
     }
     ExitCode::SUCCESS
+}
+
+fn install() -> ExitCode {
+    let from = match std::env::current_exe() {
+        Ok(exe) => exe.parent().map(PathBuf::from).unwrap_or_default(),
+        Err(error) => {
+            eprintln!("crabpot: cannot find this binary's directory: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crabpot_agent::install::install(&from, &crabpot_agent::install::Layout::default()) {
+        Ok(done) => {
+            for line in done {
+                println!("{line}");
+            }
+            if std::path::Path::new("/run/systemd/system").exists() {
+                println!("next: systemctl daemon-reload && systemctl enable --now crabpot-agent");
+            } else {
+                println!(
+                    "systemd is not running here: start the agent by hand (sudo crabpot-agent)"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("crabpot: {error} (run as root)");
+            ExitCode::FAILURE
+        }
+    }
 }

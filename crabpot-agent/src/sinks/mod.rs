@@ -5,5 +5,6 @@ pub mod event_printer;
 pub mod http;
 pub mod metrics;
 pub mod router;
+pub mod systemd;
 pub mod terminal;
 pub mod terminal_text;
