@@ -430,3 +430,71 @@ fn sigkill_mid_burst_leaves_no_torn_line() {
         serde_json::from_str::<Value>(line).expect("whole alert");
     }
 }
+
+#[test]
+fn critical_alerts_raise_a_toast_whose_text_never_becomes_code() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let container = TestContainer::start("toast");
+    // A stand-in powershell.exe (Windows is not here) that records what it receives.
+    let dir = std::env::temp_dir().join(crabpot_integration_tests::unique_name("toast"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let stand_in = dir.join("powershell.exe");
+    std::fs::write(
+        &stand_in,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$CRABPOT_TOAST_RECORD.args\"\n\
+         printf '%s' \"$CRABPOT_TOAST_TEXT\" > \"$CRABPOT_TOAST_RECORD.text\"\n",
+    )
+    .expect("write stand-in");
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let record = dir.join("record");
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new(agent_bin());
+    command
+        .args([
+            "--container",
+            &container.name,
+            "--toasts",
+            "on",
+            "--no-auto-pause",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--alerts-log"])
+        .arg(dir.join("alerts.log"))
+        .arg("--token-file")
+        .arg(dir.join("token"))
+        .env("PATH", &path)
+        .env("CRABPOT_TOAST_RECORD", &record);
+    let agent = Agent::spawn(&mut command);
+    agent.wait_guarding(&container.name, container.cgroup_id());
+
+    // A shell whose path holds quotes, $(...), backticks and a newline.
+    let hostile = "q\"'$(id)`uname`\nz";
+    let local = dir.join(hostile);
+    std::fs::create_dir_all(&local).expect("hostile dir");
+    std::os::unix::fs::symlink("/bin/busybox", local.join("sh")).expect("symlink");
+    docker(&[
+        "cp",
+        &local.to_string_lossy(),
+        &format!("{}:/tmp/", container.name),
+    ]);
+    let shell = format!("/tmp/{hostile}/sh");
+    let _ = container.exec_status(&[&shell, "-c", "true"]);
+
+    let text = wait_until("the toast", DEADLINE, || {
+        std::fs::read_to_string(record.with_extension("text")).ok()
+    });
+    assert!(
+        text.contains(&shell),
+        "the text arrives unaltered: {text:?}"
+    );
+    let args = std::fs::read_to_string(record.with_extension("args")).expect("args");
+    assert!(args.contains("-EncodedCommand"), "{args}");
+    assert!(
+        !args.contains("$(id)") && !args.contains("uname"),
+        "no text in the command: {args}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

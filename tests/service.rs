@@ -180,3 +180,61 @@ fn under_systemd_the_agent_notifies_ready_and_pings_the_watchdog() {
     });
     let _ = std::fs::remove_file(&socket_path);
 }
+
+#[test]
+fn a_real_prometheus_scrapes_an_alert_we_caused() {
+    let container = TestContainer::start("prometheus");
+    let agent_address = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::start(
+        &container.name,
+        &["--listen", &agent_address, "--no-auto-pause"],
+    );
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    agent.wait_for_log(&["HTTP listener on"], DEADLINE);
+    let _ = container.exec_status(&["sh", "-c", "true"]);
+    agent.wait_for_alert("the shell alert", |a| a["severity"] == "CRITICAL");
+
+    let dir = std::env::temp_dir().join(crabpot_integration_tests::unique_name("prom"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: crabpot\n    \
+             static_configs: [{{targets: ['{agent_address}']}}]\n"
+        ),
+    )
+    .expect("write config");
+    let prometheus_address = format!("127.0.0.1:{}", free_port());
+    /// Stops the Prometheus server however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Server(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prometheus_address}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start prometheus (Debian package prometheus)"),
+    );
+    let query = "/api/v1/query?query=crabpot_alerts_total%7Bseverity%3D%22CRITICAL%22%2Csource%3D%22processes%22%7D";
+    let body = wait_until("Prometheus to have scraped the alert", DEADLINE, || {
+        TcpStream::connect(&prometheus_address).ok()?;
+        let (status, body) = http(&prometheus_address, "GET", query, None);
+        (status.contains("200") && body.contains("\"value\"")).then_some(body)
+    });
+    let parsed: serde_json::Value = serde_json::from_str(body.trim())
+        .unwrap_or_else(|e| panic!("Prometheus answered non-JSON ({e}): {body}"));
+    assert_eq!(parsed["data"]["result"][0]["value"][1], "1", "{parsed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,7 +10,7 @@ use tokio::{
 
 use crate::{
     actions::enforcer::{self, Enforcer},
-    cli::AgentArgs,
+    cli::{AgentArgs, Toasts},
     pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
@@ -26,7 +26,7 @@ use crate::{
         http::{self, HttpState, StaticInfo},
         metrics::{Metrics, StateViews},
         router::AlertRouter,
-        systemd,
+        systemd, toast,
     },
     sources::{
         bpf::{self, BpfOptions, decode::RuleName, drops},
@@ -187,6 +187,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         guarded: guarded.clone(),
         alerts: alerts.clone(),
         log_writer,
+        toasts: match args.toasts {
+            Toasts::On => true,
+            Toasts::Off => false,
+            Toasts::Auto => toast::detect(),
+        },
     }
     .start(alerts_rx, router_stop);
 

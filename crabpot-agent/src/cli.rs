@@ -107,9 +107,20 @@ pub struct AgentArgs {
     #[arg(long)]
     pub token_file: Option<PathBuf>,
 
+    /// Windows toasts for CRITICAL alerts: `auto` (on WSL2 with interop), `on`, `off`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub toasts: Toasts,
+
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRABPOT_LOG")]
     pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Toasts {
+    Auto,
+    On,
+    Off,
 }
 
 impl AgentArgs {

@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
     "systemd",
+    "prometheus",
 ];
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
 

@@ -8,3 +8,4 @@ pub mod router;
 pub mod systemd;
 pub mod terminal;
 pub mod terminal_text;
+pub mod toast;

@@ -16,7 +16,7 @@ use crate::{
         alert_log::{self, AlertLogWriter},
         dispatcher::Dispatcher,
         metrics::{Metrics, monotonic_ns},
-        terminal,
+        terminal, toast,
     },
     sources::{container::GuardedContainer, watchers::AlertSender},
 };
@@ -29,6 +29,8 @@ pub struct AlertRouter {
     /// For the auto-pause action's own announcements.
     pub alerts: AlertSender,
     pub log_writer: AlertLogWriter,
+    /// Raise Windows toasts (WSL2).
+    pub toasts: bool,
 }
 
 impl AlertRouter {
@@ -44,12 +46,16 @@ impl AlertRouter {
             guarded,
             alerts,
             log_writer,
+            toasts,
         } = self;
         let mut dispatcher = Dispatcher::default();
         dispatcher.add("terminal", false, terminal::run);
         dispatcher.add("alerts-log", true, move |rx| {
             alert_log::writer::run(log_writer, rx)
         });
+        if toasts {
+            dispatcher.add("toast", false, toast::run);
+        }
         let (pause_tx, pause_rx) = mpsc::channel(1024);
         let pauser = tokio::spawn(actions::pause::run(docker, pause_rx, guarded, alerts));
         tokio::spawn(async move {
