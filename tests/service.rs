@@ -238,3 +238,83 @@ fn a_real_prometheus_scrapes_an_alert_we_caused() {
     assert_eq!(parsed["data"]["result"][0]["value"][1], "1", "{parsed}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_webhook_retries_until_a_failing_server_accepts() {
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let bodies: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let seen = bodies.clone();
+    // A local server that fails the first two requests with 500, then accepts.
+    std::thread::spawn(move || {
+        for (attempt, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = vec![0u8; 65536];
+            let mut request = Vec::new();
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            // Read headers, then the body as Content-Length says.
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            let code = if attempt < 2 { 500 } else { 200 };
+            let text = String::from_utf8_lossy(&request).to_string();
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default();
+            if let Ok(mut list) = seen.lock() {
+                list.push((code, body));
+            }
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    let container = TestContainer::start("webhook");
+    let url = format!("http://{address}/hook");
+    let agent = Agent::start(
+        &container.name,
+        &[
+            "--webhook",
+            &url,
+            "--webhook-format",
+            "slack",
+            "--no-auto-pause",
+        ],
+    );
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    let _ = container.exec_status(&["sh", "-c", "true"]);
+    let delivered = wait_until("an accepted delivery", DEADLINE, || {
+        let list = bodies.lock().ok()?;
+        list.iter()
+            .find(|(code, _)| *code == 200)
+            .map(|(_, body)| body.clone())
+    });
+    let payload: serde_json::Value = serde_json::from_str(&delivered).expect("JSON body");
+    let text = payload["text"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with("[CRITICAL]") && text.contains("Suspicious process"),
+        "{text}"
+    );
+    let attempts = bodies.lock().map(|l| l.len()).unwrap_or(0);
+    assert!(attempts >= 3, "two failures, then success: {attempts}");
+}

@@ -139,14 +139,28 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         if config.auto_pause { "on" } else { "off" },
     );
     let bpf::KernelPipeline {
-        ebpf,
+        mut ebpf,
         events,
         monitored_cgroups,
         dropped,
         policy: policy_maps,
     } = kernel;
     let policy = Arc::new(settings.policy.clone());
+    let lsm = bpf::lsm::attach_lsm(&mut ebpf);
     let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
+    match &lsm {
+        bpf::lsm::LsmOutcome::Attached(programs) => {
+            tracing::info!(
+                "BPF LSM attached ({}): mount and ptrace are refused in the kernel",
+                programs.join(", ")
+            );
+            enforcer.set_lsm_rules(&[RuleName::Mount, RuleName::Ptrace, RuleName::Exec])?;
+        }
+        bpf::lsm::LsmOutcome::Unavailable { reason } => tracing::info!(
+            "BPF LSM unavailable: {reason}. Blocking mount and ptrace falls back to killing the \
+             caller and freezing the container"
+        ),
+    }
     enforcer.apply(&policy)?;
     report_layers(&policy, enforcer.lsm_rules());
     let metrics = Arc::new(Metrics::new());
@@ -192,6 +206,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             Toasts::Off => false,
             Toasts::Auto => toast::detect(),
         },
+        webhook: args.webhook.clone().map(|url| (url, args.webhook_format)),
     }
     .start(alerts_rx, router_stop);
 

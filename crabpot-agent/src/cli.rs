@@ -111,6 +111,14 @@ pub struct AgentArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub toasts: Toasts,
 
+    /// Send CRITICAL alerts and quarantines to this URL (retried with backoff).
+    #[arg(long)]
+    pub webhook: Option<String>,
+
+    /// Payload shape for --webhook.
+    #[arg(long, value_enum, default_value = "generic")]
+    pub webhook_format: crate::sinks::webhook::WebhookFormat,
+
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRABPOT_LOG")]
     pub log: String,

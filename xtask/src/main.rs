@@ -4,6 +4,7 @@ mod images;
 mod run;
 mod setup;
 mod test;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,14 @@ enum Command {
         /// Only run integration tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Run the BPF LSM test (crabpot-agent/tests/lsm_vm.rs) inside a throwaway QEMU VM with a
+    /// stock Debian kernel; installs QEMU and downloads the kernel (cached in target/vm/).
+    VmTest {
+        /// Kernel: "6.1" (bookworm), "6.12" (bookworm-security/backports) or a linux-image
+        /// package name.
+        #[arg(long, default_value = "6.1")]
+        kernel: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::setup().map(|_| ()),
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),
+        Command::VmTest { kernel } => vm::vm_test(&kernel),
     }
 }

@@ -125,6 +125,15 @@ impl Enforcer {
         &self.lsm_rules
     }
 
+    /// Record that BPF LSM programs enforce `rules`: the tracepoints stop killing for them.
+    pub fn set_lsm_rules(&mut self, rules: &[RuleName]) -> Result<(), EnforceError> {
+        for rule in rules {
+            self.maps.lsm_enforced.set(rule.id(), 1, 0)?;
+        }
+        self.lsm_rules = rules.to_vec();
+        Ok(())
+    }
+
     /// Write rule modes and the connect allowlist into the kernel.
     pub fn apply(&mut self, policy: &Policy) -> Result<(), EnforceError> {
         for (rule, action) in policy.rules() {

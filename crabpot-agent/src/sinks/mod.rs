@@ -9,3 +9,4 @@ pub mod systemd;
 pub mod terminal;
 pub mod terminal_text;
 pub mod toast;
+pub mod webhook;

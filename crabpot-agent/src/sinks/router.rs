@@ -16,7 +16,7 @@ use crate::{
         alert_log::{self, AlertLogWriter},
         dispatcher::Dispatcher,
         metrics::{Metrics, monotonic_ns},
-        terminal, toast,
+        terminal, toast, webhook,
     },
     sources::{container::GuardedContainer, watchers::AlertSender},
 };
@@ -31,6 +31,7 @@ pub struct AlertRouter {
     pub log_writer: AlertLogWriter,
     /// Raise Windows toasts (WSL2).
     pub toasts: bool,
+    pub webhook: Option<(String, webhook::WebhookFormat)>,
 }
 
 impl AlertRouter {
@@ -47,6 +48,7 @@ impl AlertRouter {
             alerts,
             log_writer,
             toasts,
+            webhook,
         } = self;
         let mut dispatcher = Dispatcher::default();
         dispatcher.add("terminal", false, terminal::run);
@@ -55,6 +57,9 @@ impl AlertRouter {
         });
         if toasts {
             dispatcher.add("toast", false, toast::run);
+        }
+        if let Some((url, format)) = webhook {
+            dispatcher.add("webhook", false, move |rx| webhook::run(url, format, rx));
         }
         let (pause_tx, pause_rx) = mpsc::channel(1024);
         let pauser = tokio::spawn(actions::pause::run(docker, pause_rx, guarded, alerts));

@@ -11,6 +11,11 @@ use crate::sources::bpf::tracefs;
 /// The kernel object built from `crabpot-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/crabpot"));
 
+/// The embedded kernel object, for loaders other than [`load`] (e.g. the BPF LSM VM test).
+pub fn object() -> &'static [u8] {
+    EBPF_OBJECT
+}
+
 /// Program name → (tracepoint category, tracepoint name).
 pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),

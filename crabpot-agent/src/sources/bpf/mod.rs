@@ -2,6 +2,7 @@
 pub mod decode;
 pub mod drops;
 pub mod loader;
+pub mod lsm;
 pub mod ring;
 pub mod tracefs;
 

@@ -1,0 +1,122 @@
+//! Webhook sink for CRITICAL alerts and quarantines: generic JSON (the alert itself), Discord
+//! or Slack message shapes; a bounded queue, retries with exponential backoff.
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::alert::{Alert, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WebhookFormat {
+    Generic,
+    Discord,
+    Slack,
+}
+
+pub const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+fn one_line(alert: &Alert) -> String {
+    let container = if alert.container.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", alert.container)
+    };
+    format!(
+        "[{}]{container} {}: {}",
+        alert.severity,
+        alert.source.as_str(),
+        alert.message
+    )
+}
+
+/// The request body for `format`.
+pub fn payload(alert: &Alert, format: WebhookFormat) -> Value {
+    match format {
+        WebhookFormat::Generic => serde_json::to_value(alert).unwrap_or(Value::Null),
+        // Discord caps content at 2000 characters; Slack's `text` is plain mrkdwn.
+        WebhookFormat::Discord => json!({
+            "content": one_line(alert).chars().take(1990).collect::<String>(),
+            "allowed_mentions": {"parse": []},
+        }),
+        WebhookFormat::Slack => json!({ "text": one_line(alert) }),
+    }
+}
+
+/// Whether an alert is sent: CRITICAL alerts (quarantines are CRITICAL).
+pub fn wanted(alert: &Alert) -> bool {
+    alert.severity == Severity::Critical
+}
+
+async fn deliver(client: &reqwest::Client, url: &str, body: &Value) -> Result<(), String> {
+    let mut backoff = FIRST_BACKOFF;
+    let mut last_error = String::new();
+    for attempt in 1..=ATTEMPTS {
+        match client.post(url).json(body).send().await {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) => last_error = format!("HTTP {}", response.status()),
+            Err(error) => last_error = error.to_string(),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    Err(last_error)
+}
+
+/// The sink: sends wanted alerts in order; a delivery that fails every attempt is logged.
+pub async fn run(url: String, format: WebhookFormat, mut alerts: mpsc::Receiver<Arc<Alert>>) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!("webhook disabled: cannot build an HTTP client: {error}");
+            return;
+        }
+    };
+    while let Some(alert) = alerts.recv().await {
+        if !wanted(&alert) {
+            continue;
+        }
+        if let Err(error) = deliver(&client, &url, &payload(&alert, format)).await {
+            tracing::error!(
+                "webhook: alert not delivered after {ATTEMPTS} attempts ({error}): {}",
+                alert.message
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::AlertSource;
+
+    #[test]
+    fn payload_shapes() {
+        let alert = Alert::new(
+            Severity::Critical,
+            AlertSource::Processes,
+            "shell @everyone",
+        )
+        .for_container("crabpot", "abc");
+        let slack = payload(&alert, WebhookFormat::Slack);
+        assert_eq!(
+            slack["text"],
+            "[CRITICAL] [crabpot] processes: shell @everyone"
+        );
+        let discord = payload(&alert, WebhookFormat::Discord);
+        assert_eq!(
+            discord["allowed_mentions"]["parse"],
+            json!([]),
+            "no pings from alert text"
+        );
+        let generic = payload(&alert, WebhookFormat::Generic);
+        assert_eq!(generic["severity"], "CRITICAL");
+        assert_eq!(generic["container_id"], "abc");
+    }
+}
