@@ -22,6 +22,7 @@ use crate::{
     reload, settings,
     sinks::{
         alert_log::{self, AlertLogWriter},
+        dashboard,
         dispatcher::SINK_QUEUE,
         http::{self, HttpState, StaticInfo},
         metrics::{Metrics, StateViews},
@@ -191,6 +192,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(hosts::keep_resolved(base_rx, policy_tx)),
     ];
 
+    let hub = dashboard::Hub::default();
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
     let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
     let (stop_router, router_stop) = tokio::sync::oneshot::channel();
@@ -207,6 +209,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             Toasts::Auto => toast::detect(),
         },
         webhook: args.webhook.clone().map(|url| (url, args.webhook_format)),
+        dashboard: hub.clone(),
     }
     .start(alerts_rx, router_stop);
 
@@ -271,7 +274,27 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             started_at: crate::alert::now_rfc3339(),
         }),
         docker: ctx_docker.clone(),
+        hub: hub.clone(),
     };
+    let bpf_mode: serde_json::Value = http_state
+        .info
+        .layers
+        .iter()
+        .map(|(rule, layer)| (rule.clone(), serde_json::Value::from(layer.clone())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let counter_source = metrics.clone();
+    tasks.push(tokio::spawn(dashboard::hub::follow_state(
+        hub,
+        http_state.views.stats.clone(),
+        guarded.clone(),
+        http_state.views.trust.clone(),
+        bpf_mode,
+        move || {
+            let (events, dropped) = counter_source.event_counts();
+            serde_json::json!({"events": events, "dropped": dropped})
+        },
+    )));
     let listen = args.listen;
     tasks.push(tokio::spawn(async move {
         if let Err(error) = http::serve(listen, http_state).await {

@@ -106,6 +106,9 @@ impl KernelLoop {
         let policy = self.policy.borrow().clone();
         let judgement = judge.judge(&event, &lineage, &policy);
         if let Some(record) = judgement.audit {
+            if let Some(rule) = record.details.get("rule").and_then(|v| v.as_str()) {
+                self.metrics.decision(rule, "logged");
+            }
             let _ = self.audit.send(Arc::new(record)).await;
         }
         if let Some(alert) = judgement.alert {

@@ -24,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "libc6-dev",
     "systemd",
     "prometheus",
+    "chromium",
 ];
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
 
@@ -37,6 +38,7 @@ pub fn setup() -> anyhow::Result<String> {
     let started = Instant::now();
     install_packages()?;
     install_rust_pieces()?;
+    install_browser_driver()?;
     start_dockerd()?;
     let image = images::build_demo_image()?;
     eprintln!(
@@ -145,4 +147,21 @@ fn start_dockerd() -> anyhow::Result<()> {
         sleep(Duration::from_millis(250));
     }
     bail!("dockerd did not answer within 60 s; see {DOCKERD_LOG}")
+}
+
+/// playwright-core for the dashboard test (it drives Debian's chromium; no browser download).
+fn install_browser_driver() -> anyhow::Result<()> {
+    let dir = cmd::workspace_root().join("tests/browser");
+    if dir.join("node_modules/playwright-core").is_dir() {
+        return Ok(());
+    }
+    if !cmd::succeeds("npm", &["--version"]) {
+        bail!("npm is missing: install Node.js and npm (Debian: apt-get install nodejs npm)");
+    }
+    eprintln!("xtask: installing playwright-core (tests/browser, from package-lock.json)");
+    cmd::run_command(
+        Command::new("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]),
+    )
 }

@@ -11,7 +11,10 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::sinks::metrics::{Metrics, StateViews};
+use crate::sinks::{
+    dashboard,
+    metrics::{Metrics, StateViews},
+};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -22,6 +25,7 @@ pub struct HttpState {
     pub remote: bool,
     pub info: Arc<StaticInfo>,
     pub docker: bollard::Docker,
+    pub hub: crate::sinks::dashboard::Hub,
 }
 
 /// What does not change while the agent runs.
@@ -47,7 +51,7 @@ pub struct Status {
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
+pub struct TokenQuery {
     token: Option<String>,
 }
 
@@ -61,7 +65,7 @@ fn presented(headers: &HeaderMap, query: &TokenQuery) -> Option<String> {
 }
 
 /// Constant-time comparison of the presented token.
-fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool {
+pub fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool {
     let Some(given) = presented(headers, query) else {
         return false;
     };
@@ -69,7 +73,17 @@ fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool 
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn refused() -> Response {
+/// Viewing needs no token on loopback; beyond it (`--listen-remote`) everything does.
+/// `Some(refusal)` when this request may not view.
+pub fn view_refused(
+    state: &HttpState,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Option<Response> {
+    (state.remote && !token_ok(state, headers, query)).then(refused)
+}
+
+pub fn refused() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         "a valid token is required (Authorization: Bearer TOKEN); it is in the agent's token \
@@ -109,8 +123,8 @@ async fn metrics(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if state.remote && !token_ok(&state, &headers, &q) {
-        return refused();
+    if let Some(refusal) = view_refused(&state, &headers, &q) {
+        return refusal;
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -124,8 +138,8 @@ async fn api_status(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if state.remote && !token_ok(&state, &headers, &q) {
-        return refused();
+    if let Some(refusal) = view_refused(&state, &headers, &q) {
+        return refusal;
     }
     Json(status(&state)).into_response()
 }
@@ -166,6 +180,10 @@ async fn api_resume(
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
+        .route("/", get(dashboard::routes::page))
+        .route("/assets/uplot.js", get(dashboard::routes::uplot_js))
+        .route("/assets/uplot.css", get(dashboard::routes::uplot_css))
+        .route("/ws", get(dashboard::routes::feed))
         .route("/metrics", get(metrics))
         .route("/api/status", get(api_status))
         .route("/api/pause", post(api_pause))

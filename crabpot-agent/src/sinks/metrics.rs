@@ -82,7 +82,7 @@ impl Metrics {
         );
         let blocked = counter_vec(
             "crabpot_policy_decisions_total",
-            "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit).",
+            "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit, logged).",
             &["rule", "verdict"],
         );
         let dropped = must(IntCounter::new(
@@ -179,6 +179,23 @@ impl Metrics {
 
     pub fn decision(&self, rule: &str, verdict: &str) {
         self.blocked.with_label_values(&[rule, verdict]).inc();
+    }
+
+    /// Kernel events received and dropped so far (for the dashboard).
+    pub fn event_counts(&self) -> (u64, u64) {
+        let received = [
+            "exec",
+            "open",
+            "connect",
+            "ptrace",
+            "mount",
+            "net_policy",
+            "refused",
+        ]
+        .iter()
+        .map(|kind| self.kernel_events.with_label_values(&[kind]).get())
+        .sum();
+        (received, self.dropped.get())
     }
 
     pub fn layer(&self, rule: &str, layer: &str) {

@@ -1,5 +1,6 @@
 //! Where observations and alerts go.
 pub mod alert_log;
+pub mod dashboard;
 pub mod dispatcher;
 pub mod event_printer;
 pub mod http;

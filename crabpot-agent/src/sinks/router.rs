@@ -14,6 +14,7 @@ use crate::{
     pipeline::QUARANTINE,
     sinks::{
         alert_log::{self, AlertLogWriter},
+        dashboard,
         dispatcher::Dispatcher,
         metrics::{Metrics, monotonic_ns},
         terminal, toast, webhook,
@@ -32,6 +33,7 @@ pub struct AlertRouter {
     /// Raise Windows toasts (WSL2).
     pub toasts: bool,
     pub webhook: Option<(String, webhook::WebhookFormat)>,
+    pub dashboard: dashboard::Hub,
 }
 
 impl AlertRouter {
@@ -49,11 +51,15 @@ impl AlertRouter {
             log_writer,
             toasts,
             webhook,
+            dashboard,
         } = self;
         let mut dispatcher = Dispatcher::default();
         dispatcher.add("terminal", false, terminal::run);
         dispatcher.add("alerts-log", true, move |rx| {
             alert_log::writer::run(log_writer, rx)
+        });
+        dispatcher.add("dashboard", false, move |rx| {
+            dashboard::hub::run_alert_sink(dashboard, rx)
         });
         if toasts {
             dispatcher.add("toast", false, toast::run);
