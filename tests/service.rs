@@ -53,12 +53,18 @@ fn crabpot(args: &[&str]) -> (bool, String) {
 fn status_metrics_and_token_protected_control() {
     let container = TestContainer::start("service");
     let address = format!("127.0.0.1:{}", free_port());
-    let agent = Agent::start(&container.name, &["--listen", &address]);
+    let metrics_address = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::start(
+        &container.name,
+        &["--listen", &address, "--metrics-listen", &metrics_address],
+    );
     agent.wait_guarding(&container.name, container.cgroup_id());
     agent.wait_for_log(&["HTTP listener on"], DEADLINE);
+    agent.wait_for_log(&["metrics listener on"], DEADLINE);
 
     let (ok, out) = crabpot(&["status", "--agent", &address]);
     assert!(ok, "{out}");
+    assert!(out.contains("kernel events:"), "{out}");
     assert!(
         out.contains(&format!("container: {} (running)", container.name)),
         "{out}"

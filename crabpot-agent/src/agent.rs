@@ -107,11 +107,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         config.alerts_log_keep,
     )
     .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
-    if !args.listen.ip().is_loopback() && !args.listen_remote {
+    let exposed = !args.listen.ip().is_loopback()
+        || args.metrics_listen.is_some_and(|a| !a.ip().is_loopback());
+    if exposed && !args.listen_remote {
         anyhow::bail!(
-            "--listen {} is not a loopback address: add --listen-remote to expose the agent \
-             beyond this host (every request then needs the token)",
-            args.listen
+            "--listen {} / --metrics-listen {:?}: not a loopback address: add --listen-remote \
+             to expose the agent beyond this host (every request then needs the token)",
+            args.listen,
+            args.metrics_listen
         );
     }
     let token_path = args
@@ -295,6 +298,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             serde_json::json!({"events": events, "dropped": dropped})
         },
     )));
+    if let Some(address) = args.metrics_listen {
+        let router = http::metrics_router(http_state.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = http::serve_router(address, router).await {
+                tracing::error!("metrics listener stopped: {error:#}");
+            }
+        }));
+    }
     let listen = args.listen;
     tasks.push(tokio::spawn(async move {
         if let Err(error) = http::serve(listen, http_state).await {

@@ -98,6 +98,11 @@ pub struct AgentArgs {
     #[arg(long, default_value = "127.0.0.1:9876")]
     pub listen: std::net::SocketAddr,
 
+    /// Also serve `/metrics` alone on this address (e.g. for a Prometheus on another
+    /// interface; a non-loopback address needs --listen-remote and then the token).
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Allow a non-loopback --listen address; every request then needs the token.
     #[arg(long)]
     pub listen_remote: bool,

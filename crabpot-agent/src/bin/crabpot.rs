@@ -217,6 +217,10 @@ fn status(agent: &str, json: bool) -> ExitCode {
             .collect();
         println!("bpf enforcement: {}", text.join(" "));
     }
+    println!(
+        "kernel events: {} received, {} dropped",
+        status.kernel_events, status.kernel_events_dropped
+    );
     for (channel, at) in &status.channels {
         println!("channel {channel}: last tick {at}");
     }

@@ -47,6 +47,8 @@ pub struct Status {
     pub violations: u32,
     pub quarantined: bool,
     pub channels: std::collections::BTreeMap<String, String>,
+    pub kernel_events: u64,
+    pub kernel_events_dropped: u64,
     pub info: serde_json::Value,
 }
 
@@ -95,7 +97,10 @@ pub fn refused() -> Response {
 pub fn status(state: &HttpState) -> Status {
     let container = state.views.container.borrow().clone();
     let trust = *state.views.trust.borrow();
+    let (kernel_events, kernel_events_dropped) = state.metrics.event_counts();
     Status {
+        kernel_events,
+        kernel_events_dropped,
         container: container.as_ref().map(|c| c.name.clone()),
         container_id: container.as_ref().map(|c| c.id.clone()),
         state: match &container {
@@ -189,6 +194,25 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/pause", post(api_pause))
         .route("/api/resume", post(api_resume))
         .with_state(state)
+}
+
+/// Only `/metrics`, for a separate scrape address (`--metrics-listen`).
+pub fn metrics_router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Bind and serve `router` until the agent stops.
+pub async fn serve_router(address: SocketAddr, router: Router) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}; choose another address"))?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!("metrics listener on {bound}");
+    }
+    axum::serve(listener, router).await?;
+    Ok(())
 }
 
 /// Bind and serve until the agent stops.
