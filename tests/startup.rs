@@ -79,3 +79,39 @@ fn a_missing_container_is_waited_for_then_guarded() {
         e["kind"] == "open" && e["path"] == "/etc/passwd" && e["cgroup_id"] == cgroup_id
     });
 }
+
+#[test]
+fn poll_only_mode_still_catches_a_shell_through_docker_top() {
+    let container = TestContainer::start("pollonly");
+    let agent = Agent::start(
+        &container.name,
+        &["--no-bpf", "--process-poll-seconds", "1", "--no-auto-pause"],
+    );
+    agent.wait_for_log(&["running in poll-only mode"], Duration::from_secs(20));
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    crabpot_integration_tests::container::docker(&[
+        "exec",
+        "-d",
+        &container.name,
+        "sh",
+        "-c",
+        "sleep 30; true",
+    ]);
+    let alert = agent.wait_for_alert("the backstop alert", |a| {
+        a["severity"] == "CRITICAL" && a["details"]["detected_by"] == "docker top"
+    });
+    assert!(
+        alert["message"].as_str().unwrap_or("").contains("sh"),
+        "{alert}"
+    );
+    agent.wait_for_alert("the poll-only warning", |a| {
+        a["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("poll-only mode")
+    });
+    assert!(
+        agent.events().is_empty(),
+        "no kernel events in poll-only mode"
+    );
+}

@@ -9,8 +9,8 @@ use tokio::{
 };
 
 use crate::{
-    actions::enforcer::{self, Enforcer},
     cli::{AgentArgs, Toasts},
+    kernel_side,
     pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
@@ -30,7 +30,7 @@ use crate::{
         systemd, toast,
     },
     sources::{
-        bpf::{self, BpfOptions, decode::RuleName, drops},
+        bpf::{self, decode::RuleName, drops},
         container::ContainerTracker,
         docker,
         watchers::{
@@ -87,6 +87,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     preflight::require_root()?;
     preflight::raise_memlock();
     let settings = settings::resolve(&args)?;
+    // A bad setting is an error, not a reason to fall back to poll-only mode.
+    bpf::loader::check_ring_size(args.ring_buffer_bytes)?;
     let config = Arc::new(settings.monitor.clone());
     let scanner = LogScanner::new(&config.log_patterns)?;
     let log_writer = AlertLogWriter::open(
@@ -129,53 +131,50 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     })?;
     KernelFeatures::probe().report();
     let docker = docker::connect().await?;
-    let kernel = bpf::load(&BpfOptions {
-        ring_buffer_bytes: args.ring_buffer_bytes,
-    })?;
+    let policy = Arc::new(settings.policy.clone());
+    let (kernel, poll_only_reason) = if args.no_bpf {
+        (None, Some("--no-bpf was given".to_string()))
+    } else {
+        match kernel_side::start(&args, &policy) {
+            Ok(kernel) => (Some(kernel), None),
+            Err(error) => (None, Some(format!("{error:#}"))),
+        }
+    };
+    if let Some(reason) = &poll_only_reason {
+        tracing::error!(
+            "eBPF unavailable ({reason}): running in poll-only mode (docker top, socket-table \
+             and Docker API channels; no kernel events, no in-kernel blocking)"
+        );
+    }
     tracing::info!(
-        "crabpot-agent {} started: profiles {}, {} tracepoints attached, ring buffer {} KiB, \
-         alerts to {}, auto-pause {}",
+        "crabpot-agent {} started: profiles {}, mode {}, ring buffer {} KiB, alerts to {}, \
+         auto-pause {}",
         env!("CARGO_PKG_VERSION"),
         settings.profiles.join("+"),
-        bpf::loader::TRACEPOINTS.len(),
+        if kernel.is_some() {
+            "ebpf"
+        } else {
+            "poll-only"
+        },
         args.ring_buffer_bytes / 1024,
         config.alerts_log.display(),
         if config.auto_pause { "on" } else { "off" },
     );
-    let bpf::KernelPipeline {
-        mut ebpf,
-        events,
-        monitored_cgroups,
-        dropped,
-        policy: policy_maps,
-    } = kernel;
-    let policy = Arc::new(settings.policy.clone());
-    let lsm = bpf::lsm::attach_lsm(&mut ebpf);
-    let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
-    match &lsm {
-        bpf::lsm::LsmOutcome::Attached(programs) => {
-            tracing::info!(
-                "BPF LSM attached ({}): mount and ptrace are refused in the kernel",
-                programs.join(", ")
-            );
-            enforcer.set_lsm_rules(&[RuleName::Mount, RuleName::Ptrace, RuleName::Exec])?;
-        }
-        bpf::lsm::LsmOutcome::Unavailable { reason } => tracing::info!(
-            "BPF LSM unavailable: {reason}. Blocking mount and ptrace falls back to killing the \
-             caller and freezing the container"
-        ),
-    }
-    enforcer.apply(&policy)?;
-    report_layers(&policy, enforcer.lsm_rules());
+    let layers = kernel_side::layers(&policy, kernel.as_ref());
+    report_layers(&policy, &layers);
     let metrics = Arc::new(Metrics::new());
-    let layers: Vec<(String, String)> = policy
-        .rules()
-        .map(|(rule, action)| {
-            let layer = enforcer::layer(rule, action, enforcer.lsm_rules().contains(&rule));
-            metrics.layer(rule.as_str(), layer);
-            (rule.as_str().to_string(), layer.to_string())
-        })
-        .collect();
+    for (rule, layer) in &layers {
+        metrics.layer(rule, layer);
+    }
+    let (events, dropped, cgroups, enforcer) = match kernel {
+        Some(k) => (
+            Some(k.events),
+            Some(k.dropped),
+            Some(k.cgroups),
+            Some(k.enforcer),
+        ),
+        None => (None, None, None, None),
+    };
     // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
     let (base_tx, base_rx) = watch::channel(policy.clone());
     let (policy_tx, policy_rx) = watch::channel(policy.clone());
@@ -185,19 +184,35 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let tracker = ContainerTracker::new(
         docker.clone(),
         config.container.clone(),
-        monitored_cgroups,
+        cgroups,
         guarded_tx,
         docker_events.clone(),
     );
     let mut tasks: Vec<JoinHandle<()>> = vec![
         tokio::spawn(tracker.run()),
-        tokio::spawn(enforcer.run(guarded.clone(), policy_rx.clone())),
         tokio::spawn(hosts::keep_resolved(base_rx, policy_tx)),
     ];
+    if let Some(enforcer) = enforcer {
+        tasks.push(tokio::spawn(
+            enforcer.run(guarded.clone(), policy_rx.clone()),
+        ));
+    }
 
     let hub = dashboard::Hub::default();
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
     let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
+    if let Some(reason) = poll_only_reason {
+        let alert = crate::alert::Alert::new(
+            crate::alert::Severity::Warning,
+            crate::alert::AlertSource::Policy,
+            format!(
+                "eBPF unavailable, poll-only mode: no kernel events and no in-kernel blocking \
+                 ({reason})"
+            ),
+        );
+        let sender = alerts.clone();
+        tokio::spawn(async move { sender.raise(alert).await });
+    }
     let (stop_router, router_stop) = tokio::sync::oneshot::channel();
     let router = AlertRouter {
         metrics: metrics.clone(),
@@ -249,8 +264,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     drop(ctx);
 
     let (bus_tx, bus) = mpsc::channel(BUS_CAPACITY);
-    let drain = tokio::spawn(bpf::ring::drain(events, bus_tx.clone()));
-    let drop_watch = tokio::spawn(drops::watch(dropped, bus_tx, Duration::from_millis(500)));
+    // Held until the end: in poll-only mode nothing else sends, and the loop must still run.
+    let _bus_keepalive = bus_tx.clone();
+    let bus_tx_for_drops = bus_tx.clone();
+    if let (Some(events), Some(dropped)) = (events, dropped) {
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = bpf::ring::drain(events, bus_tx.clone()).await {
+                tracing::error!("ring buffer drain stopped: {error:#}");
+            }
+        }));
+        let watch_tx = bus_tx_for_drops;
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = drops::watch(dropped, watch_tx, Duration::from_millis(500)).await {
+                tracing::error!("drop counter watch stopped: {error:#}");
+            }
+        }));
+    }
     let mut rules = KernelRules::new(denylist, config.network_allow.clone(), alerted_pids);
     if policy.action(RuleName::Connect) != Action::Off {
         rules = rules.without_connect_alerts();
@@ -334,8 +363,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     systemd::notify("STOPPING=1");
 
     // Stop the producers, then let every queued alert reach the sinks.
-    drain.abort();
-    drop_watch.abort();
     for task in tasks {
         task.abort();
     }
@@ -349,13 +376,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 /// The start-up line that says which layer enforces each rule.
-fn report_layers(policy: &Policy, lsm_rules: &[RuleName]) {
+fn report_layers(policy: &Policy, layers: &[(String, String)]) {
     let layers: Vec<String> = policy
         .rules()
-        .map(|(rule, action)| {
-            let layer = enforcer::layer(rule, action, lsm_rules.contains(&rule));
-            format!("{}={action}/{layer}", rule.as_str())
-        })
+        .zip(layers)
+        .map(|((rule, action), (_, layer))| format!("{}={action}/{layer}", rule.as_str()))
         .collect();
     tracing::info!(
         "policy: {} (allowlist: loopback{}{})",

@@ -31,6 +31,11 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 4 << 20)]
     pub ring_buffer_bytes: u32,
 
+    /// Poll-only mode: no kernel programs (Docker API and /proc channels only), as on hosts
+    /// without eBPF. The agent also falls back to it, loudly, when loading eBPF fails.
+    #[arg(long)]
+    pub no_bpf: bool,
+
     /// Policy preset for the OpenClaw gateway (the full ASF-42 table).
     #[arg(long)]
     pub openclaw: bool,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod config_file;
 pub mod control;
 pub mod install;
+pub mod kernel_side;
 pub mod pipeline;
 pub mod policy;
 pub mod preflight;

@@ -45,7 +45,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct ContainerTracker {
     docker: Docker,
     name: String,
-    cgroups: HashMap<MapData, u64, u32>,
+    /// The kernel's cgroup filter; absent in poll-only mode.
+    cgroups: Option<HashMap<MapData, u64, u32>>,
     current: watch::Sender<Option<GuardedContainer>>,
     events: broadcast::Sender<DockerEvent>,
     said_missing: bool,
@@ -55,7 +56,7 @@ impl ContainerTracker {
     pub fn new(
         docker: Docker,
         name: String,
-        cgroups: HashMap<MapData, u64, u32>,
+        cgroups: Option<HashMap<MapData, u64, u32>>,
         current: watch::Sender<Option<GuardedContainer>>,
         events: broadcast::Sender<DockerEvent>,
     ) -> Self {
@@ -207,13 +208,15 @@ impl ContainerTracker {
         let previous = self.current.borrow().as_ref().map(|c| c.cgroup.id);
         let next_id = next.as_ref().map(|c| c.cgroup.id);
         if let Some(id) = next_id
-            && let Err(error) = self.cgroups.insert(id, 1, 0)
+            && let Some(cgroups) = self.cgroups.as_mut()
+            && let Err(error) = cgroups.insert(id, 1, 0)
         {
             tracing::error!("cannot add cgroup {id} to the kernel filter: {error}");
         }
         if let Some(old) = previous
             && Some(old) != next_id
-            && let Err(error) = self.cgroups.remove(&old)
+            && let Some(cgroups) = self.cgroups.as_mut()
+            && let Err(error) = cgroups.remove(&old)
         {
             tracing::warn!("cannot remove stale cgroup {old} from the kernel filter: {error}");
         }

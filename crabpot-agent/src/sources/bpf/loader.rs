@@ -97,12 +97,18 @@ fn take<T>(
     convert(map).map_err(|source| BpfError::Map { name, source })
 }
 
-/// Load the object, set the globals the programs need and attach every tracepoint.
-pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
-    let size = options.ring_buffer_bytes;
+/// A ring buffer must be a power of two of at least one page.
+pub fn check_ring_size(size: u32) -> Result<(), BpfError> {
     if size < 4096 || !size.is_power_of_two() {
         return Err(BpfError::RingSize(size));
     }
+    Ok(())
+}
+
+/// Load the object, set the globals the programs need and attach every tracepoint.
+pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
+    check_ring_size(options.ring_buffer_bytes)?;
+    let size = options.ring_buffer_bytes;
     let root = tracefs::ensure_mounted()?;
     let fork = tracefs::fork_pid_offsets(&root)?;
     let mut ebpf = EbpfLoader::new()

@@ -1,0 +1,65 @@
+//! The kernel side of the agent: programs loaded and attached, the policy applied, BPF LSM
+//! used where the kernel allows it. Absent in poll-only mode.
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+
+use crate::{
+    actions::enforcer::{self, Enforcer},
+    cli::AgentArgs,
+    policy::rules::Policy,
+    sources::bpf::{self, BpfOptions, decode::RuleName, lsm::LsmOutcome},
+};
+
+pub struct KernelSide {
+    pub events: RingBuf<MapData>,
+    pub dropped: PerCpuArray<MapData, u64>,
+    pub cgroups: HashMap<MapData, u64, u32>,
+    pub enforcer: Enforcer,
+}
+
+pub fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelSide> {
+    let bpf::KernelPipeline {
+        mut ebpf,
+        events,
+        monitored_cgroups,
+        dropped,
+        policy: policy_maps,
+    } = bpf::load(&BpfOptions {
+        ring_buffer_bytes: args.ring_buffer_bytes,
+    })?;
+    let lsm = bpf::lsm::attach_lsm(&mut ebpf);
+    let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
+    match &lsm {
+        LsmOutcome::Attached(programs) => {
+            tracing::info!(
+                "BPF LSM attached ({}): mount and ptrace are refused in the kernel",
+                programs.join(", ")
+            );
+            enforcer.set_lsm_rules(&[RuleName::Mount, RuleName::Ptrace, RuleName::Exec])?;
+        }
+        LsmOutcome::Unavailable { reason } => tracing::info!(
+            "BPF LSM unavailable: {reason}. Blocking mount and ptrace falls back to killing the \
+             caller and freezing the container"
+        ),
+    }
+    enforcer.apply(policy)?;
+    Ok(KernelSide {
+        events,
+        dropped,
+        cgroups: monitored_cgroups,
+        enforcer,
+    })
+}
+
+/// Which layer enforces each rule; `poll-only` for all without the kernel side.
+pub fn layers(policy: &Policy, kernel: Option<&KernelSide>) -> Vec<(String, String)> {
+    policy
+        .rules()
+        .map(|(rule, action)| {
+            let layer = match kernel {
+                Some(k) => enforcer::layer(rule, action, k.enforcer.lsm_rules().contains(&rule)),
+                None => "poll-only",
+            };
+            (rule.as_str().to_string(), layer.to_string())
+        })
+        .collect()
+}
