@@ -51,38 +51,6 @@ const ALERT_CAPACITY: usize = 64 * 1024;
 /// How long a clean stop waits for queued alerts to reach the sinks.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
-/// `--check-config`: validate and summarise without starting. Exit code 0 or 2.
-pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
-    match settings::resolve(args) {
-        Ok(settings) => {
-            let source = settings
-                .file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "no file (defaults and flags)".into());
-            println!("configuration OK: {source}");
-            println!("container: {}", settings.monitor.container);
-            println!("profiles: {}", settings.profiles.join("+"));
-            for (rule, action) in settings.policy.rules() {
-                println!("rule {}: {action}", rule.as_str());
-            }
-            let allow: Vec<String> = settings
-                .policy
-                .allow
-                .iter()
-                .map(|a| a.to_string())
-                .chain(settings.policy.allow_hosts.iter().map(|h| h.name.clone()))
-                .collect();
-            println!("allow: loopback {}", allow.join(" "));
-            std::process::ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("crabpot-agent: {error}");
-            std::process::ExitCode::from(2)
-        }
-    }
-}
-
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     preflight::require_root()?;
     preflight::raise_memlock();

@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     let args = AgentArgs::parse();
     if args.check_config {
-        return crabpot_agent::agent::check_config(&args);
+        return crabpot_agent::settings::check_config(&args);
     }
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|error| {
         eprintln!("invalid --log filter `{}`: {error}; using `info`", args.log);
