@@ -93,24 +93,27 @@ fn v6_key(net: &ipnet::Ipv6Net, port: Option<u16>) -> Key<[u8; 18]> {
     Key::new(prefix, data)
 }
 
+/// The program `name` of the object, as its type `T`.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, EnforceError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(EnforceError::MissingProgram(name))?
+        .try_into()
+        .map_err(program_error(name))
+}
+
 impl Enforcer {
     /// Load the cgroup programs (attached later, per container).
     pub fn new(mut ebpf: Ebpf, maps: PolicyMaps) -> Result<Self, EnforceError> {
         for name in SOCK_ADDR_PROGRAMS {
-            let program: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(EnforceError::MissingProgram(name))?
-                .try_into()
-                .map_err(program_error(name))?;
-            program.load().map_err(program_error(name))?;
+            let loaded = program::<CgroupSockAddr>(&mut ebpf, name)?.load();
+            loaded.map_err(program_error(name))?;
         }
         for name in SOCK_PROGRAMS {
-            let program: &mut CgroupSock = ebpf
-                .program_mut(name)
-                .ok_or(EnforceError::MissingProgram(name))?
-                .try_into()
-                .map_err(program_error(name))?;
-            program.load().map_err(program_error(name))?;
+            let loaded = program::<CgroupSock>(&mut ebpf, name)?.load();
+            loaded.map_err(program_error(name))?;
         }
         Ok(Enforcer {
             ebpf,
@@ -182,29 +185,18 @@ impl Enforcer {
                 path: container.cgroup.directory.display().to_string(),
                 source,
             })?;
+        // Link-based cgroup attachment: other programs on the cgroup keep running too.
         for name in SOCK_ADDR_PROGRAMS {
-            let program: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(EnforceError::MissingProgram(name))?
-                .try_into()
-                .map_err(program_error(name))?;
-            let link = program
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-            self.links.push(Link::SockAddr(name, link));
+            let attached = program::<CgroupSockAddr>(&mut self.ebpf, name)?
+                .attach(&dir, CgroupAttachMode::Single);
+            self.links
+                .push(Link::SockAddr(name, attached.map_err(program_error(name))?));
         }
         for name in SOCK_PROGRAMS {
-            let program: &mut CgroupSock = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(EnforceError::MissingProgram(name))?
-                .try_into()
-                .map_err(program_error(name))?;
-            let link = program
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-            self.links.push(Link::Sock(name, link));
+            let attached =
+                program::<CgroupSock>(&mut self.ebpf, name)?.attach(&dir, CgroupAttachMode::Single);
+            self.links
+                .push(Link::Sock(name, attached.map_err(program_error(name))?));
         }
         self.attached_to = Some(container.cgroup.id);
         tracing::info!(
@@ -217,15 +209,11 @@ impl Enforcer {
     fn detach_all(&mut self) {
         for link in self.links.drain(..) {
             let result = match link {
-                Link::SockAddr(name, id) => self
-                    .ebpf
-                    .program_mut(name)
-                    .and_then(|p| <&mut CgroupSockAddr>::try_from(p).ok())
+                Link::SockAddr(name, id) => program::<CgroupSockAddr>(&mut self.ebpf, name)
+                    .ok()
                     .map(|p| p.detach(id)),
-                Link::Sock(name, id) => self
-                    .ebpf
-                    .program_mut(name)
-                    .and_then(|p| <&mut CgroupSock>::try_from(p).ok())
+                Link::Sock(name, id) => program::<CgroupSock>(&mut self.ebpf, name)
+                    .ok()
                     .map(|p| p.detach(id)),
             };
             if let Some(Err(error)) = result {
