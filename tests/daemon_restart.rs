@@ -36,6 +36,17 @@ fn start_dockerd() {
     });
 }
 
+/// True once the process is gone or a zombie (exited, not yet reaped by its parent).
+fn has_exited(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses, which may itself hold ") ".
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
 /// Brings dockerd back even when the test fails half-way.
 struct DaemonGuard;
 
@@ -70,8 +81,10 @@ fn the_agent_survives_a_dockerd_restart_and_alerts_afterwards() {
         .status()
         .expect("kill dockerd");
     // Its pid file goes with the process: a new daemon can only start after it is gone.
+    // When dockerd is the unreaped child of whoever started it (`cargo xtask test` in CI),
+    // it lingers as a zombie after exiting: that counts as gone.
     wait_until("dockerd to exit", Duration::from_secs(60), || {
-        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+        has_exited(&pid).then_some(())
     });
     start_dockerd();
 
