@@ -1,4 +1,5 @@
 //! `cargo xtask <command>`: the project's own set-up, run and test entry points.
+mod bench;
 mod cmd;
 mod images;
 mod run;
@@ -32,6 +33,9 @@ enum Command {
         /// Only run integration tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Measure detection latency, syscall overhead, event throughput and footprint beside
+    /// their baselines (poll-only mode, no agent, bpftrace, auditd); table in target/bench/.
+    Bench(bench::BenchArgs),
     /// Run the BPF LSM test (crabpot-agent/tests/lsm_vm.rs) inside a throwaway QEMU VM with a
     /// stock Debian kernel; installs QEMU and downloads the kernel (cached in target/vm/).
     VmTest {
@@ -48,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),
         Command::VmTest { kernel } => vm::vm_test(&kernel),
+        Command::Bench(args) => bench::bench(&args),
     }
 }

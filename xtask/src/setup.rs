@@ -36,7 +36,7 @@ pub fn cargo() -> String {
 pub fn setup() -> anyhow::Result<String> {
     cmd::require_root()?;
     let started = Instant::now();
-    install_packages()?;
+    install_packages(PACKAGES)?;
     install_rust_pieces()?;
     install_browser_driver()?;
     start_dockerd()?;
@@ -53,8 +53,9 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|status| status.contains("install ok installed"))
 }
 
-fn install_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+/// Install the Debian packages of `packages` that are missing.
+pub fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -1,0 +1,164 @@
+//! Event throughput and footprint: an openat flood from inside the container at set rates,
+//! per ring-buffer size; events drained and dropped as the agent's own /metrics count them;
+//! the agent's RSS and CPU at idle and during the flood.
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::{Bench, agent::BenchAgent, container::BenchContainer, report::Row, sys};
+
+const IN_CONTAINER_LOAD: &str = "/tmp/crabpot-bench-syscalls";
+const EVENTS: &str = "crabpot_kernel_events_total";
+const DROPPED: &str = "crabpot_kernel_events_dropped_total";
+const FLOOD_SECONDS: &str = "3";
+
+struct Step {
+    offered_per_s: f64,
+    drained_per_s: f64,
+    drop_fraction: f64,
+    agent_cpu_percent: f64,
+    agent_rss_mib: f64,
+}
+
+fn counts(agent: &BenchAgent) -> anyhow::Result<(f64, f64)> {
+    Ok((
+        agent.metric(EVENTS, "kind=\"open\"")?,
+        agent.metric(DROPPED, "")?,
+    ))
+}
+
+/// Wait until the agent's counters stop moving: everything sent has been drained.
+fn settle(agent: &BenchAgent) -> anyhow::Result<(f64, f64, Instant)> {
+    let mut last = counts(agent)?;
+    let mut last_change = Instant::now();
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = counts(agent)?;
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= Duration::from_millis(750) {
+            break;
+        }
+    }
+    Ok((last.0, last.1, last_change))
+}
+
+fn flood(agent: &BenchAgent, container: &BenchContainer, rate: u64) -> anyhow::Result<Step> {
+    let (events0, dropped0, _) = settle(agent)?;
+    let cpu0 = sys::cpu_seconds(agent.pid())?;
+    let started = Instant::now();
+    let output = container.exec(&[IN_CONTAINER_LOAD, "flood", FLOOD_SECONDS, &rate.to_string()])?;
+    let rss = sys::rss_mib(agent.pid())?;
+    let (events1, dropped1, drained_at) = settle(agent)?;
+    let cpu1 = sys::cpu_seconds(agent.pid())?;
+    let mut fields = output.split_whitespace();
+    let calls: f64 = fields
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("the flood printed no count: {output}"))?;
+    let seconds: f64 = fields.nth(1).and_then(|v| v.parse().ok()).unwrap_or(3.0);
+    let drained = events1 - events0;
+    let busy = drained_at
+        .duration_since(started)
+        .as_secs_f64()
+        .max(seconds);
+    Ok(Step {
+        offered_per_s: calls / seconds,
+        drained_per_s: drained / busy,
+        drop_fraction: (dropped1 - dropped0) / (drained + dropped1 - dropped0).max(1.0),
+        agent_cpu_percent: (cpu1 - cpu0) / busy * 100.0,
+        agent_rss_mib: rss,
+    })
+}
+
+pub fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
+    let load = bench.helpers.join("crabpot-bench-syscalls");
+    let container =
+        BenchContainer::start("throughput", &bench.image, &[(&load, IN_CONTAINER_LOAD)])?;
+    let mut rows = Vec::new();
+    let mut idle_done = false;
+    for ring in &bench.ring_sizes {
+        let ring_arg = ring.to_string();
+        let agent = BenchAgent::start(
+            &bench.agent,
+            &bench.dir.join("throughput"),
+            &container.name,
+            &["--ring-buffer-bytes", &ring_arg, "--no-auto-pause"],
+        )?;
+        let ring_label = format!("{} KiB ring", ring / 1024);
+        if !idle_done {
+            idle_done = true;
+            let (cpu0, t0) = (sys::cpu_seconds(agent.pid())?, Instant::now());
+            std::thread::sleep(Duration::from_secs(10));
+            let cpu = (sys::cpu_seconds(agent.pid())? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+            rows.push(
+                Row::new("agent CPU at idle (10 s)", "%", cpu)
+                    .note("one core = 100 %; clock-tick resolution"),
+            );
+            rows.push(Row::new(
+                "agent RSS at idle",
+                "MiB",
+                sys::rss_mib(agent.pid())?,
+            ));
+        }
+        let mut best_clean = 0.0f64;
+        let mut flat_out = None;
+        for &rate in &bench.flood_rates {
+            eprintln!(
+                "xtask bench: flood {ring_label}, rate {}",
+                if rate == 0 {
+                    "flat out".into()
+                } else {
+                    rate.to_string()
+                }
+            );
+            let step = flood(&agent, &container, rate)?;
+            if step.drop_fraction == 0.0 {
+                best_clean = best_clean.max(step.drained_per_s);
+            }
+            if rate == 0 {
+                flat_out = Some(step);
+            }
+        }
+        rows.push(
+            Row::new(
+                format!("events/s drained with zero drops, {ring_label}"),
+                "events/s",
+                best_clean,
+            )
+            .target("≥ 1 000 000")
+            .note(format!(
+                "offered rates {:?}/s (0 = flat out)",
+                bench.flood_rates
+            )),
+        );
+        if let Some(step) = flat_out {
+            rows.push(
+                Row::new(
+                    format!("flat-out flood, {ring_label}: drained"),
+                    "events/s",
+                    step.drained_per_s,
+                )
+                .against("offered by the flooder", step.offered_per_s)
+                .note(format!("{:.1} % dropped", step.drop_fraction * 100.0)),
+            );
+            rows.push(
+                Row::new(
+                    format!("agent CPU during flat-out flood, {ring_label}"),
+                    "%",
+                    step.agent_cpu_percent,
+                )
+                .note("one core = 100 %"),
+            );
+            rows.push(Row::new(
+                format!("agent RSS during flat-out flood, {ring_label}"),
+                "MiB",
+                step.agent_rss_mib,
+            ));
+        }
+        agent.stop()?;
+    }
+    Ok(rows)
+}
