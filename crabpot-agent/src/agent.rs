@@ -44,8 +44,9 @@ use crate::{
     },
 };
 
-/// Queue between the ring-buffer drain and the agent loop.
-const BUS_CAPACITY: usize = 16 * 1024;
+/// Queue between the ring-buffer drain and the agent loop, in batches of up to
+/// `ring::BATCH` events (64 × 256: at most 16 Ki events in flight).
+const BUS_CAPACITY: usize = 64;
 /// Queue between all channels and the alert router.
 const ALERT_CAPACITY: usize = 64 * 1024;
 /// How long a clean stop waits for queued alerts to reach the sinks.

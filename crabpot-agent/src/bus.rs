@@ -3,8 +3,9 @@ use crate::sources::bpf::{DecodeError, KernelEvent, drops::DropReport};
 
 #[derive(Debug)]
 pub enum BusMessage {
-    /// A decoded event from the kernel programs.
-    Kernel(KernelEvent),
+    /// Decoded events from the kernel programs, in ring-buffer order (a batch of at most
+    /// [`crate::sources::bpf::ring::BATCH`]).
+    Kernel(Vec<KernelEvent>),
     /// The kernel dropped records because the ring buffer was full (running totals).
     KernelDrops(DropReport),
     /// A record that could not be decoded (running total of such records).

@@ -64,7 +64,11 @@ impl KernelLoop {
                 _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
             };
             match message {
-                BusMessage::Kernel(event) => self.on_event(event, &mut table, &mut judge).await?,
+                BusMessage::Kernel(events) => {
+                    for event in events {
+                        self.on_event(event, &mut table, &mut judge).await?;
+                    }
+                }
                 BusMessage::KernelDrops(report) => {
                     self.metrics.dropped_total(report.total);
                     tracing::warn!(
@@ -94,7 +98,7 @@ impl KernelLoop {
         judge: &mut ViolationJudge,
     ) -> anyhow::Result<()> {
         table.observe(&event);
-        self.metrics.kernel_event(event.kind().name());
+        self.metrics.kernel_event(event.kind());
         let lineage = if needs_lineage(&event, self.args.events.is_some()) {
             table.lineage(&event)
         } else {

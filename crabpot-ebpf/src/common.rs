@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
 };
 use crabpot_common::{EventHeader, EventKind};
 
-use crate::maps::{DROPPED, MONITORED_CGROUPS, PARENTS};
+use crate::maps::{DROPPED, EVENTS, MONITORED_CGROUPS, PARENTS};
 
 /// Offsets of the argument slots in a `syscalls/sys_enter_*` record: the common fields take
 /// 8 bytes, `__syscall_nr` 8 more, then one 8-byte slot per argument.
@@ -68,5 +68,29 @@ pub unsafe fn read_user_str(src: *const u8, dest: &mut [u8]) -> u32 {
     match unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(src, dest) } {
         Ok(bytes) => bytes.len() as u32,
         Err(_) => 0,
+    }
+}
+
+/// Submit flags for security-relevant records (exec, connect, mount, ptrace, decisions):
+/// wake the agent now, even when earlier batched records are still unread.
+pub const URGENT: u64 = aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64;
+
+/// Most unread bytes that batched records may leave before one of them wakes the agent.
+const BATCH_WAKEUP_BYTES: u64 = 64 * 1024;
+
+/// Submit flags for records that may wait for the agent's next drain (opens, the flood
+/// kind): no wake-up per record — the agent drains on its own every few milliseconds — but
+/// a forced one once a quarter of the ring (at most 64 KiB) is waiting.
+#[inline(always)]
+pub fn batched_wakeup() -> u64 {
+    use aya_ebpf::bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
+    };
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let threshold = (EVENTS.query(BPF_RB_RING_SIZE as u64) / 4).min(BATCH_WAKEUP_BYTES);
+    if waiting >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }

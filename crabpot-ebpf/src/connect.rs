@@ -3,7 +3,7 @@ use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::Trace
 use crabpot_common::{ConnectEvent, EventKind};
 
 use crate::{
-    common::{count_drop, fill_header, monitored_cgroup, syscall_arg},
+    common::{URGENT, count_drop, fill_header, monitored_cgroup, syscall_arg},
     maps::EVENTS,
 };
 
@@ -56,6 +56,6 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
                 bpf_probe_read_user(sockaddr.add(8) as *const [u8; 16]).unwrap_or([0; 16]);
         }
     }
-    entry.submit(0);
+    entry.submit(URGENT);
     0
 }

@@ -3,7 +3,7 @@ use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::Trace
 use crabpot_common::{ARGV_COUNT, EXEC_VIA_EXECVE, EXEC_VIA_EXECVEAT, EventKind, ExecEvent};
 
 use crate::{
-    common::{count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
+    common::{URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
     maps::EVENTS,
 };
 
@@ -85,5 +85,5 @@ unsafe fn emit(
         }
         (*event).argc = argc;
     }
-    entry.submit(0);
+    entry.submit(URGENT);
 }

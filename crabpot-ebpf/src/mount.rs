@@ -4,7 +4,7 @@ use aya_ebpf::{helpers::bpf_send_signal, macros::tracepoint, programs::TracePoin
 use crabpot_common::{EventKind, MountEvent, rule};
 
 use crate::{
-    common::{count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
+    common::{URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
     maps::{EVENTS, entry_verdict},
 };
 
@@ -57,7 +57,7 @@ fn emit(call: MountCall) -> u32 {
             (*event).fstype_len = n;
         }
     }
-    entry.submit(0);
+    entry.submit(URGENT);
     0
 }
 

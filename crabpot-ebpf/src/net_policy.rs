@@ -10,7 +10,7 @@ use aya_ebpf::{
 use crabpot_common::{EventKind, NetPolicyEvent, mode, net_op, rule, verdict};
 
 use crate::{
-    common::{count_drop, fill_header, monitored_cgroup, syscall_arg},
+    common::{URGENT, count_drop, fill_header, monitored_cgroup, syscall_arg},
     maps::{ALLOW_V4, ALLOW_V6, EVENTS, entry_verdict, rule_mode},
 };
 
@@ -76,7 +76,7 @@ fn report(attempt: &Attempt, verdict: u32) {
         (*event)._pad2 = 0;
         (*event).addr = attempt.addr;
     }
-    entry.submit(0);
+    entry.submit(URGENT);
 }
 
 #[inline(always)]

@@ -3,7 +3,9 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use crabpot_common::{EventKind, OpenEvent};
 
 use crate::{
-    common::{count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
+    common::{
+        batched_wakeup, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg,
+    },
     maps::EVENTS,
 };
 
@@ -33,6 +35,6 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
         (*event).mode = mode as u32;
         (*event).path_len = read_user_str(path, &mut (*event).path);
     }
-    entry.submit(0);
+    entry.submit(batched_wakeup());
     0
 }

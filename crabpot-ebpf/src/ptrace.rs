@@ -4,7 +4,7 @@ use aya_ebpf::{helpers::bpf_send_signal, macros::tracepoint, programs::TracePoin
 use crabpot_common::{EventKind, PtraceEvent, rule, verdict};
 
 use crate::{
-    common::{count_drop, fill_header, monitored_cgroup, syscall_arg},
+    common::{URGENT, count_drop, fill_header, monitored_cgroup, syscall_arg},
     maps::{EVENTS, entry_verdict},
 };
 
@@ -46,6 +46,6 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
         (*event).verdict = verdict;
         (*event)._pad = 0;
     }
-    entry.submit(0);
+    entry.submit(URGENT);
     0
 }

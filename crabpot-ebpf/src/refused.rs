@@ -5,7 +5,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use crabpot_common::{EventKind, RefusedEvent, rule};
 
 use crate::{
-    common::{count_drop, fill_header, monitored_cgroup},
+    common::{URGENT, count_drop, fill_header, monitored_cgroup},
     maps::EVENTS,
 };
 
@@ -39,7 +39,7 @@ fn on_exit(ctx: &TracePointContext, rule: u32) -> u32 {
         (*event)._pad = 0;
         (*event).ret = ret;
     }
-    entry.submit(0);
+    entry.submit(URGENT);
     0
 }
 

@@ -5,6 +5,7 @@ use bollard::{Docker, errors::Error as DockerError};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    actions::freezer::Freezer,
     alert::{Alert, AlertSource, Severity},
     sources::{container::GuardedContainer, watchers::AlertSender},
 };
@@ -50,6 +51,19 @@ pub async fn run(
         if !should_pause(&trigger, &current) {
             continue;
         }
+        // Freeze first, ourselves (microseconds), then let Docker record the pause.
+        let frozen_directly = match Freezer::of(current.pid, &current.cgroup.directory)
+            .and_then(|freezer| freezer.freeze().map(|()| freezer))
+        {
+            Ok(freezer) => Some(freezer),
+            Err(error) => {
+                tracing::warn!(
+                    "cannot freeze `{}` through its cgroup ({error}); only Docker pauses it",
+                    current.name
+                );
+                None
+            }
+        };
         match docker.pause_container(&current.id).await {
             Ok(()) => {
                 tracing::warn!("container `{}` auto-paused", current.name);
@@ -62,6 +76,7 @@ pub async fn run(
                     ),
                 )
                 .with(FOLLOW_UP, true)
+                .with("frozen_directly", frozen_directly.is_some())
                 .with("trigger_source", trigger.source.as_str())
                 .with("trigger_message", trigger.message.clone());
                 alerts.raise(alert).await;
@@ -72,13 +87,20 @@ pub async fn run(
             }) => {}
             Err(error) => {
                 tracing::error!("auto-pause of `{}` failed: {error}", current.name);
-                let alert = Alert::new(
-                    Severity::Warning,
-                    AlertSource::Policy,
-                    format!("Auto-pause failed: {error}"),
-                )
-                .with(FOLLOW_UP, true)
-                .with("trigger_message", trigger.message.clone());
+                let (severity, message) = match &frozen_directly {
+                    // Still contained: Docker just does not know it is paused.
+                    Some(freezer) => (
+                        Severity::Critical,
+                        format!(
+                            "Docker could not record the pause ({error}); the container stays \
+                             frozen through {} (thaw with `crabpot resume`)",
+                            freezer.path().display()
+                        ),
+                    ),
+                    None => (Severity::Warning, format!("Auto-pause failed: {error}")),
+                };
+                let alert = Alert::new(severity, AlertSource::Policy, message)
+                    .with("trigger_message", trigger.message.clone());
                 alerts.raise(alert).await;
             }
         }

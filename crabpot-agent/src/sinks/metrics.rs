@@ -2,6 +2,8 @@
 //! scrape time.
 use std::sync::Arc;
 
+use crabpot_common::EventKind;
+
 use prometheus::{
     Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
@@ -20,7 +22,9 @@ use crate::{
 pub struct Metrics {
     registry: Registry,
     alerts: IntCounterVec,
-    kernel_events: IntCounterVec,
+    /// `crabpot_kernel_events_total` resolved once per kind, in `EventKind::ALL` order: the per-event
+    /// path does no label hashing.
+    kernel_events_by_kind: Vec<IntCounter>,
     dropped: IntCounter,
     blocked: IntCounterVec,
     latency: Histogram,
@@ -138,7 +142,10 @@ impl Metrics {
             ),
             registry,
             alerts,
-            kernel_events,
+            kernel_events_by_kind: EventKind::ALL
+                .iter()
+                .map(|kind| kernel_events.with_label_values(&[kind.name()]))
+                .collect(),
             dropped,
             blocked,
             latency,
@@ -166,8 +173,14 @@ impl Metrics {
         }
     }
 
-    pub fn kernel_event(&self, kind: &str) {
-        self.kernel_events.with_label_values(&[kind]).inc();
+    pub fn kernel_event(&self, kind: EventKind) {
+        if let Some(counter) = EventKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.kernel_events_by_kind.get(i))
+        {
+            counter.inc();
+        }
     }
 
     pub fn dropped_total(&self, total: u64) {
@@ -183,18 +196,7 @@ impl Metrics {
 
     /// Kernel events received and dropped so far (for the dashboard).
     pub fn event_counts(&self) -> (u64, u64) {
-        let received = [
-            "exec",
-            "open",
-            "connect",
-            "ptrace",
-            "mount",
-            "net_policy",
-            "refused",
-        ]
-        .iter()
-        .map(|kind| self.kernel_events.with_label_values(&[kind]).get())
-        .sum();
+        let received = self.kernel_events_by_kind.iter().map(|c| c.get()).sum();
         (received, self.dropped.get())
     }
 

@@ -57,6 +57,20 @@ impl BenchContainer {
     }
 }
 
+impl BenchContainer {
+    /// Start a `docker exec` whose standard output is collected.
+    pub fn spawn_exec_piped(&self, command: &[&str]) -> anyhow::Result<Child> {
+        Command::new("docker")
+            .args(["exec", &self.name])
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting docker exec")
+    }
+}
+
 impl Drop for BenchContainer {
     fn drop(&mut self) {
         let _ = cmd::succeeds("docker", &["rm", "-f", &self.name]);

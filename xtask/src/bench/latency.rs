@@ -75,6 +75,8 @@ fn ms(from_ns: u64, to_ns: u64) -> f64 {
 }
 
 fn resume(agent: &mut BenchAgent, freezer: &sys::Freezer) -> anyhow::Result<()> {
+    // As an operator would: once the agent reports the pause, resume through it.
+    agent.wait_state("paused", Duration::from_secs(20))?;
     agent.resume()?;
     agent.wait_state("running", Duration::from_secs(20))?;
     if freezer.frozen() {

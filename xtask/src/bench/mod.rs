@@ -37,8 +37,11 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [256 << 10, 4 << 20, 64 << 20])]
     pub ring_sizes: Vec<u32>,
     /// Offered openat rates per second for the flood (0: flat out).
-    #[arg(long, value_delimiter = ',', default_values_t = [100_000, 200_000, 400_000, 0])]
+    #[arg(long, value_delimiter = ',', default_values_t = [100_000, 200_000, 400_000, 800_000, 0])]
     pub flood_rates: Vec<u64>,
+    /// Concurrent flooding processes in the container.
+    #[arg(long, default_value_t = 2)]
+    pub flooders: usize,
 }
 
 /// Everything the stages share.
@@ -53,6 +56,7 @@ pub struct Bench {
     pub scale: f64,
     pub ring_sizes: Vec<u32>,
     pub flood_rates: Vec<u64>,
+    pub flooders: usize,
 }
 
 /// The static load programs, built with gcc so they also run in the FROM-scratch image.
@@ -94,6 +98,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         scale: args.scale,
         ring_sizes: args.ring_sizes.clone(),
         flood_rates: args.flood_rates.clone(),
+        flooders: args.flooders.max(1),
     };
     build_helpers(&bench.helpers)?;
     let mut report = report::Report {

@@ -45,20 +45,37 @@ fn settle(agent: &BenchAgent) -> anyhow::Result<(f64, f64, Instant)> {
     Ok((last.0, last.1, last_change))
 }
 
-fn flood(agent: &BenchAgent, container: &BenchContainer, rate: u64) -> anyhow::Result<Step> {
+fn flood(
+    bench: &Bench,
+    agent: &BenchAgent,
+    container: &BenchContainer,
+    rate: u64,
+) -> anyhow::Result<Step> {
     let (events0, dropped0, _) = settle(agent)?;
     let cpu0 = sys::cpu_seconds(agent.pid())?;
     let started = Instant::now();
-    let output = container.exec(&[IN_CONTAINER_LOAD, "flood", FLOOD_SECONDS, &rate.to_string()])?;
+    // One flooder per core, each offering its share of the rate.
+    let share = (rate / bench.flooders as u64).to_string();
+    let flooders = (0..bench.flooders)
+        .map(|_| container.spawn_exec_piped(&[IN_CONTAINER_LOAD, "flood", FLOOD_SECONDS, &share]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut calls = 0.0;
+    let mut seconds: f64 = 0.0;
+    for flooder in flooders {
+        let output = flooder
+            .wait_with_output()
+            .context("waiting for a flooder")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut fields = text.split_whitespace();
+        calls += fields
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("a flooder printed no count: {text}"))?;
+        seconds = seconds.max(fields.nth(1).and_then(|v| v.parse().ok()).unwrap_or(3.0));
+    }
     let rss = sys::rss_mib(agent.pid())?;
     let (events1, dropped1, drained_at) = settle(agent)?;
     let cpu1 = sys::cpu_seconds(agent.pid())?;
-    let mut fields = output.split_whitespace();
-    let calls: f64 = fields
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("the flood printed no count: {output}"))?;
-    let seconds: f64 = fields.nth(1).and_then(|v| v.parse().ok()).unwrap_or(3.0);
     let drained = events1 - events0;
     let busy = drained_at
         .duration_since(started)
@@ -114,7 +131,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                     rate.to_string()
                 }
             );
-            let step = flood(&agent, &container, rate)?;
+            let step = flood(bench, &agent, &container, rate)?;
             if step.drop_fraction == 0.0 {
                 best_clean = best_clean.max(step.drained_per_s);
             }

@@ -7,6 +7,11 @@ use tokio::{
 
 use crate::{bus::BusMessage, sources::bpf::decode};
 
+/// Most records handed to the pipeline at once.
+pub const BATCH: usize = 256;
+/// Longest a batched (no wake-up) record waits in the ring before the agent collects it.
+pub const LAZY_DRAIN: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Decode every record as it arrives and pass it on. Backpressure is deliberate: when the
 /// consumers fall behind, this task waits, the ring buffer fills and the kernel counts the
 /// records it could not reserve (see [`super::drops`]) instead of the agent growing without
@@ -18,27 +23,60 @@ pub async fn drain(ring: RingBuf<MapData>, bus: mpsc::Sender<BusMessage>) -> any
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
     let mut decode_errors: u64 = 0;
     loop {
-        let mut guard = fd.readable_mut().await?;
-        loop {
-            let decoded = {
-                let ring = guard.get_inner_mut();
-                let Some(item) = ring.next() else { break };
-                decode(&item)
-            };
-            let message = match decoded {
-                Ok(event) => BusMessage::Kernel(event),
-                Err(error) => {
-                    decode_errors += 1;
-                    BusMessage::DecodeError {
-                        error,
-                        total: decode_errors,
-                    }
+        // Urgent records (exec, connect, mount, ptrace…) wake us at once; opens are
+        // submitted without a wake-up and collected here at least every LAZY_DRAIN.
+        match tokio::time::timeout(LAZY_DRAIN, fd.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard?;
+                if !drain_ready(guard.get_inner_mut(), &bus, &mut decode_errors).await {
+                    return Ok(());
                 }
-            };
-            if bus.send(message).await.is_err() {
-                return Ok(()); // the consumer is gone: shutting down
+                guard.clear_ready();
+            }
+            Err(_elapsed) => {
+                if !drain_ready(fd.get_mut(), &bus, &mut decode_errors).await {
+                    return Ok(());
+                }
             }
         }
-        guard.clear_ready();
+    }
+}
+
+/// Hand every record in the ring to the pipeline; `false` once the pipeline is gone.
+async fn drain_ready(
+    ring: &mut RingBuf<MapData>,
+    bus: &mpsc::Sender<BusMessage>,
+    decode_errors: &mut u64,
+) -> bool {
+    loop {
+        // Records go on in batches: one hand-over (and at most one wake-up of the
+        // pipeline) per batch instead of per record is what keeps up with a flood.
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut errors = Vec::new();
+        while batch.len() < BATCH {
+            let Some(item) = ring.next() else { break };
+            match decode(&item) {
+                Ok(event) => batch.push(event),
+                Err(error) => {
+                    *decode_errors += 1;
+                    errors.push(BusMessage::DecodeError {
+                        error,
+                        total: *decode_errors,
+                    });
+                }
+            }
+        }
+        let ring_empty = batch.len() < BATCH;
+        if !batch.is_empty() && bus.send(BusMessage::Kernel(batch)).await.is_err() {
+            return false; // the consumer is gone: shutting down
+        }
+        for message in errors {
+            if bus.send(message).await.is_err() {
+                return false;
+            }
+        }
+        if ring_empty {
+            return true;
+        }
     }
 }
