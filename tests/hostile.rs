@@ -160,7 +160,9 @@ fn wget(container: &TestContainer, url: &str, extra: &[&str]) -> (bool, String) 
 #[test]
 fn the_default_loopback_listener_is_unreachable_from_the_container() {
     let container = TestContainer::start("reach");
-    let agent = Agent::start(&container.name, &["--no-auto-pause"]);
+    let gateway = container.gateway();
+    // Allow the gateway so the agent's own connect rule does not hide what the bind does.
+    let agent = Agent::start(&container.name, &["--no-auto-pause", "--allow", &gateway]);
     agent.wait_guarding(&container.name, container.cgroup_id());
     let line = agent.wait_for_log(&["HTTP listener on 127.0.0.1:"], DEADLINE);
     let port: u16 = line
@@ -172,7 +174,6 @@ fn the_default_loopback_listener_is_unreachable_from_the_container() {
     // The listener is up (from the host)…
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("the agent listens on loopback");
     // …but the container cannot reach it through the bridge gateway.
-    let gateway = container.gateway();
     for (path, extra) in [("", &[][..]), ("api/pause", &["--post-data="][..])] {
         let (ok, out) = wget(&container, &format!("http://{gateway}:{port}/{path}"), extra);
         assert!(!ok, "reached the dashboard from the container: {out}");
@@ -202,7 +203,14 @@ fn beyond_loopback_no_control_action_works_without_the_token() {
     let address = format!("{gateway}:{}", free_port(&gateway));
     let agent = Agent::start(
         &container.name,
-        &["--listen", &address, "--listen-remote", "--no-auto-pause"],
+        &[
+            "--listen",
+            &address,
+            "--listen-remote",
+            "--no-auto-pause",
+            "--allow",
+            &gateway,
+        ],
     );
     agent.wait_guarding(&container.name, container.cgroup_id());
     agent.wait_for_log(&["HTTP listener on"], DEADLINE);

@@ -1,6 +1,6 @@
 //! Writing the alerts log so that no line is ever torn or interleaved: each line is
-//! serialised first and appended with one `write(2)` on an `O_APPEND` descriptor by the one
-//! task that owns the file; a failed write is cut back off (and, if even that fails, before
+//! serialised first and appended on an `O_APPEND` descriptor by the one task that owns the
+//! file (a short write is continued); a failed write is cut back off (and, if even that fails, before
 //! the next write); and at start a torn tail (a SIGKILL between the pages of one write) is
 //! removed. When the disk is full, lines wait in memory (bounded) and are retried.
 use std::{
@@ -146,24 +146,29 @@ impl AlertLogWriter {
         if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
-        match self.file.write(line) {
-            Ok(n) if n == line.len() => {
-                self.size += n as u64;
-                Ok(())
-            }
-            result => {
-                // A short or failed write (disk full): cut the partial line back off, or
-                // remember to before anything else is written.
-                self.dirty = self.file.set_len(self.size).is_err();
-                Err(match result {
-                    Ok(n) => io::Error::new(
+        let mut done = 0;
+        while done < line.len() {
+            match self.file.write(&line[done..]) {
+                Ok(0) => {
+                    return Err(self.cut_back(io::Error::new(
                         io::ErrorKind::WriteZero,
-                        format!("short write ({n} of {} bytes)", line.len()),
-                    ),
-                    Err(e) => e,
-                })
+                        format!("wrote {done} of {} bytes", line.len()),
+                    )));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Disk full, I/O error…: the real reason, after the partial line is gone.
+                Err(e) => return Err(self.cut_back(e)),
             }
         }
+        self.size += done as u64;
+        Ok(())
+    }
+
+    /// Cut a partial line back off, or remember to before anything else is written.
+    fn cut_back(&mut self, error: io::Error) -> io::Error {
+        self.dirty = self.file.set_len(self.size).is_err();
+        error
     }
 
     pub fn path(&self) -> &Path {
