@@ -8,11 +8,13 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crabpot_integration_tests::{Agent, DEADLINE, TestContainer, container::docker, wait_until};
+use crabpot_integration_tests::{
+    Agent, DEADLINE, TestContainer, agent_bin, container::docker, wait_until,
+};
 use serde_json::Value;
 
 const ANSI: &str = "FATAL: ansi \u{1b}[2J\u{1b}[31mRED\u{1b}]0;owned-title\u{7} end";
-const CONTROL: &str = "FATAL: ctl \u{8}\u{8}\r\u{b}\u{c}\u{7f}\u{1}\u{1f}\u{9b}31m end";
+const CONTROL: &str = "FATAL: ctl \u{0}\u{8}\u{8}\r\u{b}\u{c}\u{7f}\u{1}\u{1f}\u{9b}31m end";
 const SCRIPT: &str = "FATAL: <script>window.pwned=1</script>";
 const IMG: &str = "FATAL: <img src=x onerror=\"window.pwned=2\">";
 const INVALID_UTF8: &[u8] = b"FATAL: utf8 \xff\xfe\xc3( end";
@@ -68,7 +70,12 @@ fn hostile_text_is_escaped_bounded_and_inert_on_every_sink() {
 
     // The hostile log lines, written to the main process's stdout.
     let mut output = Vec::new();
-    for line in [ANSI.as_bytes(), CONTROL.as_bytes(), SCRIPT.as_bytes(), IMG.as_bytes()] {
+    for line in [
+        ANSI.as_bytes(),
+        CONTROL.as_bytes(),
+        SCRIPT.as_bytes(),
+        IMG.as_bytes(),
+    ] {
         output.extend_from_slice(line);
         output.push(b'\n');
     }
@@ -102,8 +109,15 @@ fn hostile_text_is_escaped_bounded_and_inert_on_every_sink() {
         line_of(a).starts_with("FATAL: huge AAAA")
     });
     let shown = line_of(&huge);
-    assert!(shown.chars().count() <= 240, "not bounded: {} chars", shown.len());
-    assert!(shown.contains("…[truncated ") && shown.ends_with(" bytes]"), "{shown}");
+    assert!(
+        shown.chars().count() <= 240,
+        "not bounded: {} chars",
+        shown.len()
+    );
+    assert!(
+        shown.contains("…[truncated ") && shown.ends_with(" bytes]"),
+        "{shown}"
+    );
     let process = agent.wait_for_alert("the hostile process alert", |a| {
         a["source"] == "processes" && a["details"]["filename"] == EXPECTED_PATH
     });
@@ -116,7 +130,11 @@ fn hostile_text_is_escaped_bounded_and_inert_on_every_sink() {
     );
     let raw = std::fs::read(&agent.alerts_log).expect("alerts log");
     for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        assert!(line.len() < 16 * 1024, "an alert line of {} bytes", line.len());
+        assert!(
+            line.len() < 16 * 1024,
+            "an alert line of {} bytes",
+            line.len()
+        );
         assert!(
             !line.iter().any(|b| *b < 0x20),
             "a raw control byte in the alerts log: {}",
@@ -126,14 +144,37 @@ fn hostile_text_is_escaped_bounded_and_inert_on_every_sink() {
 
     // The terminal sink: escaped, not raw, on the agent's stderr.
     agent.wait_for_log(&["logs: ", r"ansi \u{1b}[2J\u{1b}[31mRED"], DEADLINE);
-    agent.wait_for_log(&["processes: ", r"\u{1b}]0;owned\u{7}", PATH_HTML], DEADLINE);
+    agent.wait_for_log(
+        &["processes: ", r"\u{1b}]0;owned\u{7}", PATH_HTML],
+        DEADLINE,
+    );
     let huge_line = agent.wait_for_log(&["logs: ", "FATAL: huge AAAA"], DEADLINE);
-    assert!(huge_line.len() < 4096, "terminal line of {}", huge_line.len());
+    assert!(
+        huge_line.len() < 4096,
+        "terminal line of {}",
+        huge_line.len()
+    );
     for line in agent.logs() {
         assert!(
             !line.chars().any(is_control),
             "a raw control character on the terminal: {line:?}"
         );
+    }
+
+    // `crabpot alerts` prints the same log on a terminal: escaped too.
+    let out = Command::new(agent_bin().with_file_name("crabpot"))
+        .args(["alerts", "--last", "100", "--file"])
+        .arg(&agent.alerts_log)
+        .output()
+        .expect("crabpot alerts");
+    let text = String::from_utf8(out.stdout).expect("UTF-8 output");
+    assert!(
+        out.status.success() && text.contains(r"ansi \u{1b}[2J"),
+        "{text}"
+    );
+    assert!(text.contains(r"ctl \u{0}\u{8}\u{8}\r"), "{text}");
+    for line in text.lines() {
+        assert!(!line.chars().any(is_control), "raw control: {line:?}");
     }
 }
 
@@ -175,7 +216,11 @@ fn the_default_loopback_listener_is_unreachable_from_the_container() {
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("the agent listens on loopback");
     // …but the container cannot reach it through the bridge gateway.
     for (path, extra) in [("", &[][..]), ("api/pause", &["--post-data="][..])] {
-        let (ok, out) = wget(&container, &format!("http://{gateway}:{port}/{path}"), extra);
+        let (ok, out) = wget(
+            &container,
+            &format!("http://{gateway}:{port}/{path}"),
+            extra,
+        );
         assert!(!ok, "reached the dashboard from the container: {out}");
         assert!(out.contains("refused"), "{out}");
     }

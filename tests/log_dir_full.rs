@@ -92,7 +92,13 @@ fn a_full_log_directory_loses_no_alert_and_says_so_once() {
     let container = TestContainer::start("logfull");
     let mut command = Command::new(agent_bin());
     command
-        .args(["--container", &container.name, "--events", "json", "--no-auto-pause"])
+        .args([
+            "--container",
+            &container.name,
+            "--events",
+            "json",
+            "--no-auto-pause",
+        ])
         .args(["--listen", "127.0.0.1:0", "--alerts-log"])
         .arg(&log)
         .arg("--token-file")
@@ -129,7 +135,10 @@ fn a_full_log_directory_loses_no_alert_and_says_so_once() {
     for line in &during {
         assert!(shown.iter().any(|m| m.ends_with(line.as_str())), "{line}");
     }
-    let failed = format!("cannot write alerts to {}: No space left on device", log.display());
+    let failed = format!(
+        "cannot write alerts to {}: No space left on device",
+        log.display()
+    );
     agent.wait_for_log(&[&failed], DEADLINE);
     let logged = |agent: &Agent| -> Vec<String> {
         agent
@@ -164,11 +173,18 @@ fn a_full_log_directory_loses_no_alert_and_says_so_once() {
     let raw = std::fs::read(&log).expect("alerts log");
     assert_eq!(raw.last(), Some(&b'\n'), "a torn last line");
     let failure = format!("cannot write alerts to {}", log.display());
-    assert_eq!(count_logs(&agent, &failure), 1, "reported once, not per alert");
+    assert_eq!(
+        count_logs(&agent, &failure),
+        1,
+        "reported once, not per alert"
+    );
     assert_eq!(count_logs(&agent, &recovered), 1);
     // The audit log shares the directory: at most one report for it too.
     let audit = log.with_file_name("audit.log");
     let audit_failure = format!("cannot write alerts to {}", audit.display());
-    assert!(count_logs(&agent, &audit_failure) <= 1, "audit log reported per entry");
+    assert!(
+        count_logs(&agent, &audit_failure) <= 1,
+        "audit log reported per entry"
+    );
     drop(agent);
 }

@@ -122,7 +122,10 @@ fn bound_value(value: &mut Value, depth: usize) {
 fn bound_map(map: &mut Map<String, Value>, depth: usize) {
     if depth > 4 {
         map.clear();
-        map.insert("truncated".into(), Value::String("…[nested too deep]".into()));
+        map.insert(
+            "truncated".into(),
+            Value::String("…[nested too deep]".into()),
+        );
         return;
     }
     if map.len() > MAX_DETAIL_ITEMS {

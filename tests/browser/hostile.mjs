@@ -26,15 +26,23 @@ try {
   say("READY");
 
   const feed = page.locator("#feed li");
+  // Had any alert text been parsed as HTML, its elements would be in the feed.
+  const checkInert = async () => {
+    const injected = await page.locator("#feed script, #feed img, #feed b, #feed [onerror]").count();
+    if (injected !== 0) throw new Error(`${injected} elements from alert text in the feed`);
+    const pwned = await page.evaluate(() => window.pwned);
+    if (pwned !== undefined) throw new Error(`alert text ran as script (window.pwned=${pwned})`);
+  };
   for (const payload of payloads) {
     const item = feed.filter({ hasText: payload }).first();
-    await item.waitFor({ state: "visible", timeout: 20000 });
+    try {
+      await item.waitFor({ state: "visible", timeout: 20000 });
+    } catch (error) {
+      await checkInert();
+      throw new Error(`not shown as text: ${payload}: ${error.message}`);
+    }
   }
-  // Had any alert text been parsed as HTML, its elements would be in the feed now.
-  const injected = await page.locator("#feed script, #feed img, #feed b, #feed *[onerror]").count();
-  if (injected !== 0) throw new Error(`${injected} elements from alert text in the feed`);
-  const pwned = await page.evaluate(() => window.pwned);
-  if (pwned !== undefined) throw new Error(`alert text ran as script (window.pwned=${pwned})`);
+  await checkInert();
   if (dialogs !== 0) throw new Error(`${dialogs} dialogs opened`);
   say("INERT");
 } catch (error) {
