@@ -178,6 +178,40 @@ fn hostile_text_is_escaped_bounded_and_inert_on_every_sink() {
     }
 }
 
+#[test]
+fn a_huge_command_line_is_bounded_in_the_alert() {
+    let container = TestContainer::named("hugeargs");
+    let huge = "A".repeat(100_000);
+    // Started before the agent: the `docker top` poll reports it, with its whole command line.
+    container.run_with(&[], &["sh", "-c", "sleep 100000; true", &huge]);
+    let agent = Agent::start(
+        &container.name,
+        &["--no-auto-pause", "--process-poll-seconds", "1"],
+    );
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    let alert = agent.wait_for_alert("the poll's shell alert", |a| {
+        a["source"] == "processes" && a["details"]["detected_by"] == "docker top"
+    });
+    let args = alert["details"]["args"].as_str().unwrap_or("");
+    assert!(args.starts_with("sh -c sleep 100000; true AAAA"), "{args}");
+    assert!(
+        args.chars().count() < 1100,
+        "not bounded: {} chars",
+        args.len()
+    );
+    assert!(
+        args.contains("…[truncated ") && args.ends_with(" bytes]"),
+        "{args}"
+    );
+    let raw = std::fs::read_to_string(&agent.alerts_log).expect("alerts log");
+    assert!(
+        raw.lines().all(|l| l.len() < 16 * 1024),
+        "an unbounded alert line"
+    );
+    let terminal = agent.wait_for_log(&["processes: ", "Suspicious process"], DEADLINE);
+    assert!(terminal.len() < 4096, "terminal line of {}", terminal.len());
+}
+
 /// `docker exec` a command in the container; whether it succeeded, and stdout plus stderr.
 fn exec_output(container: &TestContainer, command: &[&str]) -> (bool, String) {
     let out = Command::new("docker")
