@@ -43,6 +43,16 @@ try {
     }
   }
   await checkInert();
+  // Defence in depth: the page's CSP forbids inline handlers, so even markup that got into
+  // the DOM could not run. The handler attribute would run before this listener.
+  const probe = await page.evaluate(() => new Promise((resolve) => {
+    const img = document.createElement("img");
+    img.setAttribute("onerror", "window.cspProbe = 1");
+    img.addEventListener("error", () => { resolve(window.cspProbe); img.remove(); });
+    img.src = "no-such-image";
+    document.body.append(img);
+  }));
+  if (probe !== undefined) throw new Error("the page's CSP allows inline event handlers");
   if (dialogs !== 0) throw new Error(`${dialogs} dialogs opened`);
   say("INERT");
 } catch (error) {
