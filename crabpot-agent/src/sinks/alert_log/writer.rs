@@ -234,13 +234,14 @@ impl HeldWriter {
             self.held_bytes -= written;
         }
         if was_failing {
+            // Outside the macro: its arguments are not evaluated when the level is off.
+            let lost = match std::mem::take(&mut self.lost) {
+                0 => String::new(),
+                lost => format!(", {lost} older ones lost (backlog full)"),
+            };
             tracing::info!(
-                "writing alerts to {} works again; held alerts written{}",
+                "writing alerts to {} works again; held alerts written{lost}",
                 self.writer.path().display(),
-                match std::mem::take(&mut self.lost) {
-                    0 => String::new(),
-                    lost => format!(", {lost} older ones lost (backlog full)"),
-                }
             );
         }
     }
