@@ -14,7 +14,8 @@ use crabpot_integration_tests::{
 use serde_json::Value;
 
 const ANSI: &str = "FATAL: ansi \u{1b}[2J\u{1b}[31mRED\u{1b}]0;owned-title\u{7} end";
-const CONTROL: &str = "FATAL: ctl \u{0}\u{8}\u{8}\r\u{b}\u{c}\u{7f}\u{1}\u{1f}\u{9b}31m end";
+const CONTROL: &str =
+    "FATAL: ctl \u{0}\u{8}\u{8}\r\u{b}\u{c}\u{7f}\u{1}\u{1f}\u{9b}31m \u{202e}gnp end";
 const SCRIPT: &str = "FATAL: <script>window.pwned=1</script>";
 const IMG: &str = "FATAL: <img src=x onerror=\"window.pwned=2\">";
 const INVALID_UTF8: &[u8] = b"FATAL: utf8 \xff\xfe\xc3( end";
@@ -36,9 +37,9 @@ fn free_port(host: &str) -> u16 {
         .expect("free port")
 }
 
-/// A character that must never reach the terminal raw.
+/// A character that must never reach the terminal raw (controls, bidirectional overrides).
 fn is_control(c: char) -> bool {
-    c.is_control() && c != '\t'
+    (c.is_control() && c != '\t') || ('\u{202a}'..='\u{202e}').contains(&c)
 }
 
 fn line_of(alert: &Value) -> &str {
@@ -173,6 +174,7 @@ fn hostile_text_is_escaped_bounded_and_inert_on_every_sink() {
         "{text}"
     );
     assert!(text.contains(r"ctl \u{0}\u{8}\u{8}\r"), "{text}");
+    assert!(text.contains(r"\u{9b}31m \u{202e}gnp end"), "{text}");
     for line in text.lines() {
         assert!(!line.chars().any(is_control), "raw control: {line:?}");
     }
