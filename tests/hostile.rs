@@ -304,6 +304,7 @@ fn beyond_loopback_no_control_action_works_without_the_token() {
     let attempts: Vec<(String, Vec<&str>)> = vec![
         (format!("http://{address}/"), vec![]),
         (format!("http://{address}/api/status"), vec![]),
+        (format!("http://{address}/metrics"), vec![]),
         (format!("http://{address}/api/pause"), vec!["--post-data="]),
         (format!("http://{address}/api/resume"), vec!["--post-data="]),
         (
@@ -319,6 +320,23 @@ fn beyond_loopback_no_control_action_works_without_the_token() {
         let (ok, out) = wget(&container, url, extra);
         assert!(!ok && out.contains("401"), "{url} {extra:?}: {out}");
     }
+    // A real WebSocket handshake for the live feed (busybox wget cannot send one). stdin
+    // stays open a while: the server drops a connection whose client half-closes first.
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    let handshake = |query: &str| {
+        let script = format!(
+            "{{ printf 'GET /ws{query} HTTP/1.1\\r\\nHost: {address}\\r\\n\
+             Connection: Upgrade\\r\\nUpgrade: websocket\\r\\nSec-WebSocket-Version: 13\\r\\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n\\r\\n'; sleep 3; }} \
+             | timeout 10 nc {host} {port}"
+        );
+        exec_output(&container, &["sh", "-c", &script]).1
+    };
+    let refused = handshake("");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    // The same handshake with the token is accepted: the refusal was the token's doing.
+    let accepted = handshake(&format!("?token={token}"));
+    assert!(accepted.starts_with("HTTP/1.1 101"), "{accepted}");
     assert!(!container.is_paused(), "paused without the token");
 
     // With the token the same endpoint works, so the refusals above were the token's doing.
