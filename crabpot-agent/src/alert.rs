@@ -85,6 +85,62 @@ pub struct Alert {
     pub details: Map<String, Value>,
 }
 
+/// Longest message an alert carries, in characters; longer text is cut with a marker.
+pub const MAX_MESSAGE_CHARS: usize = 2048;
+/// Longest string in an alert's details, in characters.
+pub const MAX_DETAIL_CHARS: usize = 1024;
+/// Most items kept in a list or object in an alert's details.
+pub const MAX_DETAIL_ITEMS: usize = 64;
+
+/// The first `max` characters of `text`, and when more followed, a marker saying how many
+/// bytes were cut: container output is hostile and may be arbitrarily long.
+pub fn truncate_marked(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…[truncated {} bytes]", &text[..end], text.len() - end),
+        None => text.to_string(),
+    }
+}
+
+fn bound_value(value: &mut Value, depth: usize) {
+    match value {
+        Value::String(text) if text.chars().nth(MAX_DETAIL_CHARS).is_some() => {
+            *text = truncate_marked(text, MAX_DETAIL_CHARS);
+        }
+        Value::Array(items) => {
+            if items.len() > MAX_DETAIL_ITEMS {
+                let cut = items.len() - MAX_DETAIL_ITEMS;
+                items.truncate(MAX_DETAIL_ITEMS);
+                items.push(Value::String(format!("…[truncated {cut} items]")));
+            }
+            items.iter_mut().for_each(|v| bound_value(v, depth + 1));
+        }
+        Value::Object(map) => bound_map(map, depth + 1),
+        _ => {}
+    }
+}
+
+fn bound_map(map: &mut Map<String, Value>, depth: usize) {
+    if depth > 4 {
+        map.clear();
+        map.insert(
+            "truncated".into(),
+            Value::String("…[nested too deep]".into()),
+        );
+        return;
+    }
+    if map.len() > MAX_DETAIL_ITEMS {
+        let keys: Vec<String> = map.keys().skip(MAX_DETAIL_ITEMS).cloned().collect();
+        for key in &keys {
+            map.remove(key);
+        }
+        map.insert(
+            "truncated".into(),
+            Value::String(format!("…[truncated {} items]", keys.len())),
+        );
+    }
+    map.values_mut().for_each(|v| bound_value(v, depth));
+}
+
 /// The current time as the alerts write it.
 pub fn now_rfc3339() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
@@ -109,6 +165,16 @@ impl Alert {
         self
     }
 
+    /// This alert with its message and every detail bounded in size (cut with a marker), so
+    /// no container output can blow up a log line, a terminal or the dashboard.
+    pub fn bounded(mut self) -> Self {
+        if self.message.chars().nth(MAX_MESSAGE_CHARS).is_some() {
+            self.message = truncate_marked(&self.message, MAX_MESSAGE_CHARS);
+        }
+        bound_map(&mut self.details, 0);
+        self
+    }
+
     pub fn for_container(mut self, name: &str, id: &str) -> Self {
         self.container = name.to_string();
         self.container_id = id.to_string();
@@ -119,6 +185,7 @@ impl Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn serialises_as_one_json_object_with_an_offset_timestamp() {
@@ -136,6 +203,30 @@ mod tests {
         );
         let back: Alert = serde_json::from_str(&line).expect("round trip");
         assert_eq!(back, alert);
+    }
+
+    #[test]
+    fn bounds_message_and_details_with_a_marker() {
+        assert_eq!(truncate_marked("ééé", 2), "éé…[truncated 2 bytes]");
+        assert_eq!(truncate_marked("short", 200), "short");
+        let huge = "A".repeat(100_000);
+        let alert = Alert::new(Severity::Warning, AlertSource::Logs, huge.clone())
+            .with("args", huge.clone())
+            .with("list", json!(vec![huge.as_str(); 500]))
+            .with("pid", 7)
+            .bounded();
+        assert_eq!(
+            alert.message,
+            format!("{}…[truncated 97952 bytes]", &huge[..MAX_MESSAGE_CHARS])
+        );
+        let args = alert.details["args"].as_str().expect("string");
+        assert!(args.ends_with("…[truncated 98976 bytes]"), "{args}");
+        let list = alert.details["list"].as_array().expect("array");
+        assert_eq!(list.len(), MAX_DETAIL_ITEMS + 1);
+        assert_eq!(list[MAX_DETAIL_ITEMS], "…[truncated 436 items]");
+        assert_eq!(alert.details["pid"], 7);
+        let line = serde_json::to_string(&alert).expect("json");
+        assert!(line.len() < 100_000, "{}", line.len());
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/", get(dashboard::routes::page))
         .route("/assets/uplot.js", get(dashboard::routes::uplot_js))
         .route("/assets/uplot.css", get(dashboard::routes::uplot_css))
+        .route("/assets/dashboard.js", get(dashboard::routes::dashboard_js))
         .route("/ws", get(dashboard::routes::feed))
         .route("/metrics", get(metrics))
         .route("/api/status", get(api_status))

@@ -85,6 +85,8 @@ impl AlertRouter {
                     }
                 };
                 let Some(alert) = next else { break };
+                // Container output is hostile: no alert is bigger than a bound.
+                let alert = alert.bounded();
                 metrics.alert(&alert, monotonic_ns());
                 let quarantine = alert.details.contains_key(QUARANTINE);
                 if (auto_pause && alert.severity == Severity::Critical) || quarantine {

@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::alert::{Alert, Severity};
+use crate::{
+    alert::{Alert, Severity},
+    sinks::terminal_text::escape_for_terminal,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WebhookFormat {
@@ -31,6 +34,13 @@ fn one_line(alert: &Alert) -> String {
     )
 }
 
+/// Slack's control characters escaped, as its API documents.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// The request body for `format`.
 pub fn payload(alert: &Alert, format: WebhookFormat) -> Value {
     match format {
@@ -40,7 +50,8 @@ pub fn payload(alert: &Alert, format: WebhookFormat) -> Value {
             "content": one_line(alert).chars().take(1990).collect::<String>(),
             "allowed_mentions": {"parse": []},
         }),
-        WebhookFormat::Slack => json!({ "text": one_line(alert) }),
+        // Alert text is hostile: Slack's escapes keep `<!channel>` or `<url|label>` inert.
+        WebhookFormat::Slack => json!({ "text": slack_escape(&one_line(alert)) }),
     }
 }
 
@@ -85,7 +96,7 @@ pub async fn run(url: String, format: WebhookFormat, mut alerts: mpsc::Receiver<
         if let Err(error) = deliver(&client, &url, &payload(&alert, format)).await {
             tracing::error!(
                 "webhook: alert not delivered after {ATTEMPTS} attempts ({error}): {}",
-                alert.message
+                escape_for_terminal(&alert.message)
             );
         }
     }
@@ -101,13 +112,14 @@ mod tests {
         let alert = Alert::new(
             Severity::Critical,
             AlertSource::Processes,
-            "shell @everyone",
+            "shell @everyone <!channel> <https://evil.example|docs> & co",
         )
         .for_container("crabpot", "abc");
         let slack = payload(&alert, WebhookFormat::Slack);
         assert_eq!(
             slack["text"],
-            "[CRITICAL] [crabpot] processes: shell @everyone"
+            "[CRITICAL] [crabpot] processes: shell @everyone &lt;!channel&gt; \
+             &lt;https://evil.example|docs&gt; &amp; co"
         );
         let discord = payload(&alert, WebhookFormat::Discord);
         assert_eq!(

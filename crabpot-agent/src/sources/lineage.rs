@@ -44,7 +44,9 @@ pub fn parse_stat(stat: &str) -> Option<(String, u32)> {
 }
 
 fn read_proc(pid: u32) -> Option<(String, u32)> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    // A process name is hostile input and need not be UTF-8.
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&String::from_utf8_lossy(&stat))
 }
 
 fn basename(path: &str) -> &str {

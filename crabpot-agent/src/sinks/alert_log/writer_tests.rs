@@ -58,3 +58,69 @@ fn a_torn_tail_is_removed_at_open() {
     assert_eq!(fs::read(&path).expect("read").len(), 0);
     let _ = fs::remove_dir_all(dir);
 }
+
+fn messages(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Alert>(l)
+                .expect("whole alert")
+                .message
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_held_while_writing_fails_are_written_in_order_when_it_works_again() {
+    let dir = temp_dir("held");
+    let path = dir.join("alerts.log");
+    let mut log = HeldWriter::new(AlertLogWriter::open(&path, 1 << 20, 2).expect("open"));
+    log.write(Some(&alert(0)));
+    // A read-only descriptor: every write fails, as on a full disk.
+    log.writer.file = File::open(&path).expect("read-only");
+    for i in 1..5 {
+        log.write(Some(&alert(i)));
+    }
+    log.write(None);
+    assert!(log.is_failing());
+    assert_eq!(log.held(), 4);
+    assert_eq!(messages(&path), vec!["line 0"]);
+
+    log.writer.file = open_append(&path).expect("writable again");
+    log.write(None);
+    assert!(!log.is_failing());
+    let expected: Vec<String> = (0..5).map(|i| format!("line {i}")).collect();
+    assert_eq!(messages(&path), expected);
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_held_backlog_is_bounded_and_keeps_the_newest() {
+    let dir = temp_dir("shed");
+    let path = dir.join("alerts.log");
+    let mut log = HeldWriter::new(AlertLogWriter::open(&path, 1 << 30, 2).expect("open"));
+    log.writer.file = File::open(&path).expect("read-only");
+    let big = "x".repeat(100_000);
+    for i in 0..100 {
+        log.write(Some(&Alert::new(
+            Severity::Info,
+            AlertSource::Logs,
+            format!("{i} {big}"),
+        )));
+    }
+    assert!(log.held_bytes <= MAX_HELD_BYTES);
+    let held = log.held();
+    assert!(held > 0 && held < 100);
+    assert_eq!(log.lost, (100 - held) as u64);
+    log.writer.file = open_append(&path).expect("writable again");
+    log.write(None);
+    assert!(!log.is_failing() && log.lost == 0);
+    let firsts: Vec<String> = messages(&path)
+        .iter()
+        .map(|m| m.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    let expected: Vec<String> = (100 - held..100).map(|i| i.to_string()).collect();
+    assert_eq!(firsts, expected, "the newest are kept, in order");
+    let _ = fs::remove_dir_all(dir);
+}

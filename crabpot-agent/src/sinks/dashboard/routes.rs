@@ -17,8 +17,13 @@ use crate::sinks::{
 };
 
 const PAGE: &str = include_str!("page.html");
+const DASHBOARD_JS: &str = include_str!("dashboard.js");
 const UPLOT_JS: &str = include_str!("assets/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("assets/uPlot.min.css");
+/// No inline script (alert text is hostile), no framing (clickjacking of Pause/Resume).
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                   connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+                   frame-ancestors 'none'";
 /// A client that takes longer than this to accept one message is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -33,10 +38,9 @@ pub async fn page(
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         PAGE,
     )
@@ -45,6 +49,10 @@ pub async fn page(
 
 pub async fn uplot_js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript")], UPLOT_JS).into_response()
+}
+
+pub async fn dashboard_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript")], DASHBOARD_JS).into_response()
 }
 
 pub async fn uplot_css() -> Response {

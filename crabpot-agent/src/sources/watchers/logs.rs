@@ -57,12 +57,9 @@ impl LogScanner {
     }
 }
 
-/// The first `max` characters of `line`.
+/// The first `max` characters of `line`, with a marker when more was cut.
 pub fn cut(line: &str, max: usize) -> String {
-    match line.char_indices().nth(max) {
-        Some((end, _)) => line[..end].to_string(),
-        None => line.to_string(),
-    }
+    crate::alert::truncate_marked(line, max)
 }
 
 /// Splits a byte stream into lines, per output stream.
@@ -206,7 +203,7 @@ mod tests {
 
     #[test]
     fn cuts_on_characters_not_bytes() {
-        assert_eq!(cut("ééé", 2), "éé");
+        assert_eq!(cut("ééé", 2), "éé…[truncated 2 bytes]");
         assert_eq!(cut("short", 200), "short");
     }
 
