@@ -1,15 +1,9 @@
 //! Pausing and resuming the container by hand (`crabpot pause` / `crabpot resume`). These
 //! talk to Docker directly, so they work whether or not the agent runs; a running agent sees
 //! the change through Docker's events.
-use bollard::{Docker, errors::Error as DockerError, query_parameters::InspectContainerOptions};
+use bollard::{Docker, errors::Error as DockerError};
 
-use crate::{
-    actions::freezer::Freezer,
-    sources::{
-        cgroup::cgroup_of_pid,
-        docker::{self, is_not_found},
-    },
-};
+use crate::sources::docker::{self, is_not_found};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -38,9 +32,6 @@ async fn act(name: &str, pause: bool) -> Result<Outcome, ControlError> {
     } else {
         client.unpause_container(name).await
     };
-    if !pause && thaw_direct_freeze(&client, name).await {
-        return Ok(Outcome::Done);
-    }
     match result {
         Ok(()) => Ok(Outcome::Done),
         Err(error) if is_not_found(&error) => Err(ControlError::NotFound(name.to_string())),
@@ -53,29 +44,6 @@ async fn act(name: &str, pause: bool) -> Result<Outcome, ControlError> {
             source,
         }),
     }
-}
-
-/// The agent freezes the cgroup itself before `docker pause`; when that pause failed, Docker
-/// does not know the container is frozen. Thaw such a leftover; `true` when there was one.
-async fn thaw_direct_freeze(client: &Docker, name: &str) -> bool {
-    let Ok(inspect) = client
-        .inspect_container(name, None::<InspectContainerOptions>)
-        .await
-    else {
-        return false;
-    };
-    let Some(pid) = inspect
-        .state
-        .and_then(|s| s.pid)
-        .and_then(|p| u32::try_from(p).ok())
-        .filter(|p| *p > 0)
-    else {
-        return false;
-    };
-    let Ok(cgroup) = cgroup_of_pid(pid) else {
-        return false;
-    };
-    Freezer::thaw_leftover(pid, &cgroup.directory).unwrap_or(false)
 }
 
 pub async fn pause(name: &str) -> Result<Outcome, ControlError> {

@@ -1,5 +1,4 @@
 //! What the agent does: in-kernel enforcement, freezing, undoing.
 pub mod enforcer;
-pub mod freezer;
 pub mod pause;
 pub mod undo;

@@ -11,7 +11,6 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::actions::freezer::Freezer;
 use crate::sinks::{
     dashboard,
     metrics::{Metrics, StateViews},
@@ -162,19 +161,6 @@ async fn control(state: HttpState, headers: HeaderMap, q: TokenQuery, pause: boo
     } else {
         state.docker.unpause_container(&container.id).await
     };
-    // Docker does not know about a direct freeze whose `docker pause` failed: thaw it too.
-    // (Docker 20.10 says so with a 500, later versions with a 409.)
-    let not_paused = matches!(&result, Err(bollard::errors::Error::DockerResponseServerError {
-        message, .. }) if message.contains("not paused"));
-    if !pause && (result.is_ok() || not_paused) {
-        match Freezer::thaw_leftover(container.pid, &container.cgroup.directory) {
-            Ok(true) => {
-                return (StatusCode::OK, "resumed (thawed a direct freeze)\n").into_response();
-            }
-            Ok(false) => {}
-            Err(error) => tracing::warn!("cannot check the container's freezer: {error}"),
-        }
-    }
     match result {
         Ok(()) => (StatusCode::OK, if pause { "paused\n" } else { "resumed\n" }).into_response(),
         Err(error) => (StatusCode::CONFLICT, format!("{error}\n")).into_response(),
