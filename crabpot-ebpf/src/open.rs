@@ -1,5 +1,6 @@
-//! openat: which path a container process opens, with flags.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+//! openat / openat2: which path a container process opens, with flags. openat2 passes its
+//! flags and mode in a `struct open_how` (u64 flags, u64 mode, u64 resolve) in user memory.
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use crabpot_common::{EventKind, OpenEvent};
 
 use crate::{
@@ -12,6 +13,36 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
     let Some(cgroup_id) = monitored_cgroup() else {
         return 0;
     };
+    unsafe {
+        let flags: i64 = ctx.read_at(syscall_arg(2)).unwrap_or(0);
+        let mode: i64 = ctx.read_at(syscall_arg(3)).unwrap_or(0);
+        emit(&ctx, cgroup_id, flags as i32, mode as u32)
+    }
+}
+
+/// openat2(dirfd, path, how, size).
+#[tracepoint]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    let Some(cgroup_id) = monitored_cgroup() else {
+        return 0;
+    };
+    unsafe {
+        let how: *const u64 = ctx.read_at(syscall_arg(2)).unwrap_or(core::ptr::null());
+        let (flags, mode) = if how.is_null() {
+            (0, 0)
+        } else {
+            (
+                bpf_probe_read_user(how).unwrap_or(0),
+                bpf_probe_read_user(how.add(1)).unwrap_or(0),
+            )
+        };
+        emit(&ctx, cgroup_id, flags as i32, mode as u32)
+    }
+}
+
+/// Both calls have the dirfd and path in their first two arguments.
+#[inline(always)]
+unsafe fn emit(ctx: &TracePointContext, cgroup_id: u64, flags: i32, mode: u32) -> u32 {
     let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
         count_drop(EventKind::Open);
         return 0;
@@ -20,8 +51,6 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
     unsafe {
         let dirfd: i64 = ctx.read_at(syscall_arg(0)).unwrap_or(0);
         let path: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
-        let flags: i64 = ctx.read_at(syscall_arg(2)).unwrap_or(0);
-        let mode: i64 = ctx.read_at(syscall_arg(3)).unwrap_or(0);
         fill_header(
             &raw mut (*event).header,
             EventKind::Open,
@@ -29,8 +58,8 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
             cgroup_id,
         );
         (*event).dirfd = dirfd as i32;
-        (*event).flags = flags as i32;
-        (*event).mode = mode as u32;
+        (*event).flags = flags;
+        (*event).mode = mode;
         (*event).path_len = read_user_str(path, &mut (*event).path);
     }
     entry.submit(0);

@@ -57,11 +57,8 @@ pub fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
     write(&rootfs.join("etc/group"), "root:x:0:\n")?;
     write(&context.join("Dockerfile"), DOCKERFILE)?;
     let context_arg = context.to_string_lossy().into_owned();
-    cmd::run(
-        "docker",
-        &["build", "--quiet", "-t", tag, &context_arg],
-    )
-    .context("building the demo image")?;
+    cmd::run("docker", &["build", "--quiet", "-t", tag, &context_arg])
+        .context("building the demo image")?;
     Ok(tag.to_string())
 }
 
@@ -70,8 +67,11 @@ fn build_helper(source: &str, output: &Path) -> anyhow::Result<()> {
     let path = cmd::workspace_root().join("images/helpers").join(source);
     let path = path.to_string_lossy().into_owned();
     let output_arg = output.to_string_lossy().into_owned();
-    cmd::run("gcc", &["-static", "-O2", "-Wall", "-o", &output_arg, &path])
-        .with_context(|| format!("building the static helper {source} (needs gcc and libc6-dev)"))
+    cmd::run(
+        "gcc",
+        &["-static", "-O2", "-Wall", "-o", &output_arg, &path],
+    )
+    .with_context(|| format!("building the static helper {source} (needs gcc and libc6-dev)"))
 }
 
 /// The static ptrace test helper (busybox has no strace), also usable on the host.

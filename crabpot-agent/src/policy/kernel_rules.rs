@@ -14,6 +14,7 @@ use crate::{
     alert::{Alert, AlertSource, Severity},
     policy::{
         denylist::{Denylist, executable_name},
+        exe_identity::{ExeIdentity, ExecTarget},
         network_allow::is_allowed,
     },
     sources::{
@@ -29,6 +30,7 @@ const MAX_REMEMBERED_DESTINATIONS: usize = 4096;
 
 pub struct KernelRules {
     denylist: Arc<Denylist>,
+    identity: Arc<ExeIdentity>,
     allow: Vec<IpNet>,
     alerted_pids: AlertedPids,
     recent_connects: HashMap<(IpAddr, u16), Instant>,
@@ -50,9 +52,15 @@ fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Al
 }
 
 impl KernelRules {
-    pub fn new(denylist: Arc<Denylist>, allow: Vec<IpNet>, alerted_pids: AlertedPids) -> Self {
+    pub fn new(
+        denylist: Arc<Denylist>,
+        identity: Arc<ExeIdentity>,
+        allow: Vec<IpNet>,
+        alerted_pids: AlertedPids,
+    ) -> Self {
         KernelRules {
             denylist,
+            identity,
             allow,
             alerted_pids,
             recent_connects: HashMap::new(),
@@ -68,9 +76,28 @@ impl KernelRules {
 
     pub fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
         match &event.body {
-            EventBody::Exec { filename, argv, .. } => {
-                let name = executable_name(filename, argv);
-                let category = self.denylist.category(&name)?;
+            EventBody::Exec {
+                filename,
+                argv,
+                dirfd,
+                flags,
+                ..
+            } => {
+                // The name the exec shows, then what the executed file really is: a renamed
+                // copy, a link, an fd or memfd exec of a denylisted program is that program.
+                let shown = executable_name(filename, argv);
+                let by_file = self.identity.exec_names(&ExecTarget {
+                    tgid: event.header.tgid,
+                    filename,
+                    dirfd: *dirfd,
+                    flags: *flags,
+                    argv,
+                });
+                let identified_by_file =
+                    by_file.iter().any(|n| self.denylist.category(n).is_some());
+                let (name, category) = std::iter::once(shown)
+                    .chain(by_file)
+                    .find_map(|n| self.denylist.category(&n).map(|c| (n, c)))?;
                 if let Ok(mut pids) = self.alerted_pids.lock() {
                     pids.insert(event.header.tgid);
                 }
@@ -82,7 +109,8 @@ impl KernelRules {
                 .with("executable", name)
                 .with("category", category)
                 .with("filename", filename.clone())
-                .with("argv", json!(argv));
+                .with("argv", json!(argv))
+                .with("identified_by_file", identified_by_file);
                 Some(common_details(alert, event, lineage))
             }
             EventBody::Connect {
@@ -130,6 +158,7 @@ mod tests {
         let config = MonitorConfig::default();
         KernelRules::new(
             Arc::new(Denylist::new(&config.process_denylist)),
+            Arc::new(ExeIdentity::new(&config.process_denylist)),
             config.network_allow,
             AlertedPids::default(),
         )

@@ -21,6 +21,7 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
     ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+    ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
     ("sys_enter_connect", "syscalls", "sys_enter_connect"),
     ("sys_enter_socket", "syscalls", "sys_enter_socket"),
     ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),

@@ -1,0 +1,393 @@
+//! What a process really executes, judged by the file rather than by any name it shows.
+//!
+//! A renamed copy, a hard link, a symlink with an innocent name, an `execveat` of an open
+//! file descriptor or a `memfd_create` file all still run the same bytes. On the first exec
+//! from a container root the agent indexes the denylisted programs it finds in that root's
+//! usual bin directories: their inode (device, inode number) and a keyed hash of their
+//! content. An executed file is then identified by inode (links, symlinks) or, when its size
+//! matches an indexed program, by content (copies, memfd). The keyed SipHash uses a random
+//! key per agent, so content cannot be crafted to collide; a copy with any byte changed is
+//! no longer recognised (see README: a known limit of content matching).
+//!
+//! For multi-call binaries (busybox, toybox) the applet comes from argv[0], as they decide.
+use std::{
+    collections::{HashMap, HashSet, hash_map::RandomState},
+    fs::{File, Metadata},
+    hash::{BuildHasher as _, Hasher as _},
+    io::Read as _,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _},
+        unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    },
+    sync::Mutex,
+};
+
+use crate::policy::denylist::basename;
+
+/// Multi-call binaries: the applet they run is named by argv[0].
+pub const MULTICALL: &[&str] = &["busybox", "toybox"];
+const BIN_DIRS: &[&str] = &["/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin"];
+const AT_FDCWD: i32 = -100;
+const AT_EMPTY_PATH: u32 = 0x1000;
+/// Files larger than this are never hashed.
+const MAX_HASHED_BYTES: u64 = 64 << 20;
+const MAX_CACHED: usize = 4096;
+
+/// What an indexed file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A multi-call binary: argv decides the program.
+    Multicall,
+    /// One program (possibly known by several names, e.g. sh and dash).
+    Program(String),
+}
+
+impl Identity {
+    /// The program this identity runs with `argv`.
+    pub fn name(&self, argv: &[String]) -> String {
+        match self {
+            Identity::Multicall => applet(argv),
+            Identity::Program(name) => name.clone(),
+        }
+    }
+}
+
+/// The applet a multi-call binary runs: the basename of argv[0], or of argv[1] when argv[0]
+/// names the binary itself (busybox accepts any name starting with "busybox").
+pub fn applet(argv: &[String]) -> String {
+    let first = argv.first().map(|a| basename(a)).unwrap_or("");
+    if first.is_empty() || MULTICALL.iter().any(|m| first.starts_with(m)) {
+        return match argv.get(1) {
+            Some(next) if !next.starts_with('-') => basename(next).to_string(),
+            _ => first.to_string(),
+        };
+    }
+    first.to_string()
+}
+
+/// An exec as the kernel reported it at syscall entry.
+pub struct ExecTarget<'a> {
+    pub tgid: u32,
+    pub filename: &'a str,
+    pub dirfd: i32,
+    pub flags: u32,
+    pub argv: &'a [String],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileKey {
+    fn of(meta: &Metadata) -> Self {
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    roots: HashSet<(u64, u64)>,
+    by_inode: HashMap<(u64, u64), Identity>,
+    by_content: HashMap<(u64, u64), Identity>,
+    sizes: HashSet<u64>,
+    verdicts: HashMap<FileKey, Option<Identity>>,
+}
+
+/// Identifies executed files against the programs of the guarded container's image.
+pub struct ExeIdentity {
+    names: Vec<String>,
+    key: RandomState,
+    state: Mutex<State>,
+}
+
+/// Open a path (or /proc magic link) as O_PATH, and only then, for a regular file, for
+/// reading: a FIFO or device named by a hostile exec must never block or touch the agent.
+fn open_regular(path: &str) -> Option<(File, Metadata)> {
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    reopen_regular(handle)
+}
+
+fn reopen_regular(handle: File) -> Option<(File, Metadata)> {
+    let meta = handle.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+        .ok()?;
+    Some((file, meta))
+}
+
+/// Open `path` (absolute, as the container sees it) inside the root of process `proc_dir`,
+/// symlinks resolved within that root.
+fn open_in_root(proc_dir: &str, path: &str) -> Option<(File, Metadata)> {
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(format!("{proc_dir}/root"))
+        .ok()?;
+    let relative = std::ffi::CString::new(path.trim_start_matches('/')).ok()?;
+    // SAFETY: open_how is plain data; zero is a valid value for every field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT;
+    // SAFETY: valid dirfd, NUL-terminated path and a live open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            relative.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just gave us this descriptor; the File owns it from here.
+    reopen_regular(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+/// The fd an exec runs from, for `execveat(fd, "", AT_EMPTY_PATH)` and /dev/fd/N paths.
+fn exec_fd(target: &ExecTarget) -> Option<i32> {
+    if target.filename.is_empty() && target.flags & AT_EMPTY_PATH != 0 {
+        return Some(target.dirfd);
+    }
+    ["/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/"]
+        .iter()
+        .find_map(|prefix| target.filename.strip_prefix(prefix)?.parse().ok())
+}
+
+impl ExeIdentity {
+    /// Index the denylisted `names` (and the multi-call binaries) of each container root.
+    pub fn new(names: &[String]) -> Self {
+        ExeIdentity {
+            names: names.to_vec(),
+            key: RandomState::new(),
+            state: Mutex::default(),
+        }
+    }
+
+    fn content_hash(&self, mut file: &File, size: u64) -> Option<u64> {
+        if size > MAX_HASHED_BYTES {
+            return None;
+        }
+        let mut hasher = self.key.build_hasher();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            hasher.write(&buf[..n]);
+        }
+        Some(hasher.finish())
+    }
+
+    /// Index the programs of the root of `proc_dir` once per root directory.
+    fn index_root(&self, proc_dir: &str, state: &mut State) {
+        let Ok(root) = std::fs::metadata(format!("{proc_dir}/root")) else {
+            return;
+        };
+        if !state.roots.insert((root.dev(), root.ino())) {
+            return;
+        }
+        let mut found: HashMap<(u64, u64), (Vec<String>, File, u64)> = HashMap::new();
+        let names = self
+            .names
+            .iter()
+            .map(String::as_str)
+            .chain(MULTICALL.iter().copied());
+        for name in names {
+            for dir in BIN_DIRS {
+                let Some((file, meta)) = open_in_root(proc_dir, &format!("{dir}/{name}")) else {
+                    continue;
+                };
+                let entry = found
+                    .entry((meta.dev(), meta.ino()))
+                    .or_insert_with(|| (Vec::new(), file, meta.size()));
+                if !entry.0.iter().any(|n| n == name) {
+                    entry.0.push(name.to_string());
+                }
+            }
+        }
+        for (inode, (names, file, size)) in found {
+            let identity = if names.iter().any(|n| MULTICALL.contains(&n.as_str())) {
+                Identity::Multicall
+            } else {
+                Identity::Program(names[0].clone())
+            };
+            tracing::debug!(?names, ?identity, size, "indexed executable");
+            if let Some(hash) = self.content_hash(&file, size) {
+                state.by_content.insert((size, hash), identity.clone());
+                state.sizes.insert(size);
+            }
+            state.by_inode.insert(inode, identity);
+        }
+        state.verdicts.clear();
+    }
+
+    fn identify(&self, file: &File, meta: &Metadata, state: &mut State) -> Option<Identity> {
+        let key = FileKey::of(meta);
+        if let Some(verdict) = state.verdicts.get(&key) {
+            return verdict.clone();
+        }
+        let verdict = state
+            .by_inode
+            .get(&(key.dev, key.ino))
+            .cloned()
+            .or_else(|| {
+                if !state.sizes.contains(&key.size) {
+                    return None;
+                }
+                let hash = self.content_hash(file, key.size)?;
+                state.by_content.get(&(key.size, hash)).cloned()
+            });
+        if state.verdicts.len() >= MAX_CACHED {
+            state.verdicts.clear();
+        }
+        state.verdicts.insert(key, verdict.clone());
+        verdict
+    }
+
+    /// The names the program started by this exec is known by, from the file it runs;
+    /// empty when no file could be found or it is not an indexed program.
+    pub fn exec_names(&self, target: &ExecTarget) -> Vec<String> {
+        let proc_dir = format!("/proc/{}", target.tgid);
+        let mut files = Vec::new();
+        if let Some(fd) = exec_fd(target) {
+            // Before the exec the descriptor names the file; after it, /proc/<pid>/exe does.
+            files.extend(open_regular(&format!("{proc_dir}/fd/{fd}")));
+            files.extend(open_regular(&format!("{proc_dir}/exe")));
+        } else if target.filename == "/proc/self/exe" {
+            files.extend(open_regular(&format!("{proc_dir}/exe")));
+        } else if let Some(path) = self.absolute(&proc_dir, target) {
+            match open_in_root(&proc_dir, &path) {
+                Some(found) => files.push(found),
+                // Replaced or removed already: what the process runs now.
+                None => files.extend(open_regular(&format!("{proc_dir}/exe"))),
+            }
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return Vec::new();
+        };
+        self.index_root(&proc_dir, &mut state);
+        let mut names: Vec<String> = Vec::new();
+        for (file, meta) in &files {
+            if let Some(identity) = self.identify(file, meta, &mut state) {
+                let name = identity.name(target.argv);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// The exec's path made absolute as the container sees it (relative to its cwd/dirfd).
+    fn absolute(&self, proc_dir: &str, target: &ExecTarget) -> Option<String> {
+        if target.filename.starts_with('/') {
+            return Some(target.filename.to_string());
+        }
+        let base = if target.dirfd == AT_FDCWD {
+            format!("{proc_dir}/cwd")
+        } else {
+            format!("{proc_dir}/fd/{}", target.dirfd)
+        };
+        let base = std::fs::read_link(base).ok()?;
+        Some(format!("{}/{}", base.to_string_lossy(), target.filename))
+    }
+
+    /// The program a running process executes, by `/proc/<pid>/exe`; `None` when that
+    /// cannot be read, `Some(None)` when it is not an indexed program.
+    pub fn running_name(&self, pid: u32, argv: &[String]) -> Option<Option<String>> {
+        let proc_dir = format!("/proc/{pid}");
+        let (file, meta) = open_regular(&format!("{proc_dir}/exe"))?;
+        let mut state = self.state.lock().ok()?;
+        self.index_root(&proc_dir, &mut state);
+        Some(
+            self.identify(&file, &meta, &mut state)
+                .map(|identity| identity.name(argv)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn applets_come_from_argv() {
+        assert_eq!(applet(&argv(&["sh", "-c", "x"])), "sh");
+        assert_eq!(applet(&argv(&["/tmp/busybox.bak", "sh"])), "sh");
+        assert_eq!(applet(&argv(&["busybox", "--list"])), "busybox");
+        assert_eq!(applet(&argv(&["innocent"])), "innocent");
+        assert_eq!(applet(&argv(&[])), "");
+    }
+
+    #[test]
+    fn fds_of_fileless_execs() {
+        let args = argv(&["sh"]);
+        let target = |filename, flags| ExecTarget {
+            tgid: 1,
+            filename,
+            dirfd: 7,
+            flags,
+            argv: &args,
+        };
+        assert_eq!(exec_fd(&target("", AT_EMPTY_PATH)), Some(7));
+        assert_eq!(exec_fd(&target("/dev/fd/3", 0)), Some(3));
+        assert_eq!(exec_fd(&target("/proc/self/fd/4", 0)), Some(4));
+        assert_eq!(exec_fd(&target("/bin/sh", 0)), None);
+    }
+
+    #[test]
+    fn a_copy_is_known_by_content_and_a_link_by_inode() {
+        // The test's own root stands in for the container: index `cp`-able host files.
+        let dir = std::env::temp_dir().join(format!("crabpot-exe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let identity = ExeIdentity::new(&argv(&["sh"]));
+        let me = std::process::id();
+        assert_eq!(identity.running_name(me, &argv(&["x"])), Some(None));
+        let sh = std::fs::canonicalize("/bin/sh").expect("/bin/sh");
+        let copy = dir.join("innocent");
+        std::fs::copy(&sh, &copy).expect("copy");
+        let copy_path = copy.to_string_lossy().into_owned();
+        let args = argv(&["innocent"]);
+        let names = identity.exec_names(&ExecTarget {
+            tgid: me,
+            filename: &copy_path,
+            dirfd: AT_FDCWD,
+            flags: 0,
+            argv: &args,
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let expected = if sh.ends_with("busybox") {
+            "innocent"
+        } else {
+            "sh"
+        };
+        assert_eq!(names, vec![expected.to_string()]);
+    }
+}
