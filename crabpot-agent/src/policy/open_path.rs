@@ -8,8 +8,6 @@
 //! read: the path is then taken as relative to `/`, since `..` at the root stays at the root
 //! and the usual escape (`../../../proc/…`) climbs past it anyway.
 const AT_FDCWD: i32 = -100;
-/// Rewrites of `/proc/<x>/root` and `/proc/self/cwd` applied before giving up.
-const MAX_REWRITES: usize = 8;
 
 /// How the effective path was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +30,6 @@ pub fn lexical(path: &str) -> Vec<&str> {
         }
     }
     parts
-}
-
-fn join(parts: &[&str]) -> String {
-    format!("/{}", parts.join("/"))
 }
 
 fn is_self_or_pid(part: &str) -> bool {
@@ -64,53 +58,55 @@ pub enum Base {
     Fd(i32),
 }
 
-/// [`effective`] with the base directories read by `read_base`.
+/// [`effective`] with the base directories read by `read_base`. Components are walked in
+/// order, so a `..` after the magic links `/proc/<x>/root` and `/proc/self/cwd` applies to
+/// what they point to, as in the kernel.
 pub fn effective_with(
     path: &str,
     dirfd: i32,
     read_base: impl Fn(Base) -> Option<String>,
 ) -> EffectivePath {
     let mut base_unknown = false;
-    let mut current = if path.starts_with('/') {
-        path.to_string()
-    } else {
+    let mut parts: Vec<String> = Vec::new();
+    if !path.starts_with('/') {
         let base = if dirfd == AT_FDCWD {
             Base::Cwd
         } else {
             Base::Fd(dirfd)
         };
         match read_base(base) {
-            Some(dir) => format!("{dir}/{path}"),
-            None => {
-                base_unknown = true;
-                format!("/{path}")
-            }
+            Some(dir) => parts.extend(lexical(&dir).into_iter().map(String::from)),
+            None => base_unknown = true,
         }
-    };
-    for _ in 0..MAX_REWRITES {
-        let parts = lexical(&current);
-        let next = match parts.as_slice() {
-            ["proc", who, "root", rest @ ..] if is_self_or_pid(who) => join(rest),
-            ["proc", "self" | "thread-self", "cwd", rest @ ..] => match read_base(Base::Cwd) {
-                Some(cwd) => format!("{cwd}/{}", rest.join("/")),
-                None => {
-                    return EffectivePath {
-                        path: join(&parts),
-                        base_unknown: true,
-                    };
-                }
-            },
-            _ => {
-                return EffectivePath {
-                    path: join(&parts),
-                    base_unknown,
-                };
+    }
+    for part in path.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
             }
+            other => parts.push(other.to_string()),
+        }
+        let magic = match parts.as_slice() {
+            [proc, who, last] if proc == "proc" && is_self_or_pid(who) => last.as_str(),
+            _ => continue,
         };
-        current = next;
+        match magic {
+            // The container's own root.
+            "root" => parts.clear(),
+            "cwd" if matches!(parts[1].as_str(), "self" | "thread-self") => {
+                parts.clear();
+                match read_base(Base::Cwd) {
+                    Some(cwd) => parts.extend(lexical(&cwd).into_iter().map(String::from)),
+                    None => base_unknown = true,
+                }
+            }
+            _ => {}
+        }
     }
     EffectivePath {
-        path: join(&lexical(&current)),
+        path: format!("/{}", parts.join("/")),
         base_unknown,
     }
 }
