@@ -124,6 +124,31 @@ fn fileless_execs_of_busybox_are_shells() {
     let alert = shell_alert(&agent, "memfd");
     assert_eq!(alert["details"]["executable"], "sh", "{alert}");
     assert_eq!(alert["details"]["identified_by_file"], true, "{alert}");
+
+    // A fileless shell that exits at once may be gone (its memfd with it) before the agent
+    // looks: then it is still reported, as an unidentified fileless exec.
+    let (code, out) = exec(
+        &container,
+        &[
+            "crabpot-evade",
+            "memfd",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "true; : short-lived",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let alert = agent.wait_for_alert("an alert for the short-lived fileless shell", |a| {
+        a["source"] == "processes" && a["details"]["argv"].to_string().contains("short-lived")
+    });
+    let executable = &alert["details"]["executable"];
+    assert!(
+        (alert["severity"] == "CRITICAL" && executable == "sh")
+            || (alert["severity"] == "WARNING" && executable == "unidentified"),
+        "{alert}"
+    );
+    eprintln!("short-lived fileless shell reported as {executable}");
 }
 
 #[test]

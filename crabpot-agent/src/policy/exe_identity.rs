@@ -65,6 +65,17 @@ pub fn applet(argv: &[String]) -> String {
     first.to_string()
 }
 
+/// What [`ExeIdentity::exec_names`] found out about an exec.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ExecFiles {
+    /// Names of the indexed programs the executed file(s) are.
+    pub names: Vec<String>,
+    /// The exec ran an open file descriptor (execveat AT_EMPTY_PATH, /dev/fd/N, memfd).
+    pub fileless: bool,
+    /// Some file could be opened to judge (false: the process was gone already).
+    pub opened: bool,
+}
+
 /// An exec as the kernel reported it at syscall entry.
 pub struct ExecTarget<'a> {
     pub tgid: u32,
@@ -268,10 +279,11 @@ impl ExeIdentity {
     }
 
     /// The names the program started by this exec is known by, from the file it runs;
-    /// empty when no file could be found or it is not an indexed program.
-    pub fn exec_names(&self, target: &ExecTarget) -> Vec<String> {
+    /// no names when no file could be found or it is not an indexed program.
+    pub fn exec_names(&self, target: &ExecTarget) -> ExecFiles {
         let proc_dir = format!("/proc/{}", target.tgid);
         let mut files = Vec::new();
+        let fileless = exec_fd(target).is_some();
         if let Some(fd) = exec_fd(target) {
             // Before the exec the descriptor names the file; after it, /proc/<pid>/exe does.
             files.extend(open_regular(&format!("{proc_dir}/fd/{fd}")));
@@ -285,20 +297,24 @@ impl ExeIdentity {
                 None => files.extend(open_regular(&format!("{proc_dir}/exe"))),
             }
         }
+        let mut found = ExecFiles {
+            fileless,
+            opened: !files.is_empty(),
+            ..ExecFiles::default()
+        };
         let Ok(mut state) = self.state.lock() else {
-            return Vec::new();
+            return found;
         };
         self.index_root(&proc_dir, &mut state);
-        let mut names: Vec<String> = Vec::new();
         for (file, meta) in &files {
             if let Some(identity) = self.identify(file, meta, &mut state) {
                 let name = identity.name(target.argv);
-                if !names.contains(&name) {
-                    names.push(name);
+                if !found.names.contains(&name) {
+                    found.names.push(name);
                 }
             }
         }
-        names
+        found
     }
 
     /// The exec's path made absolute as the container sees it (relative to its cwd/dirfd).
@@ -375,13 +391,15 @@ mod tests {
         std::fs::copy(&sh, &copy).expect("copy");
         let copy_path = copy.to_string_lossy().into_owned();
         let args = argv(&["innocent"]);
-        let names = identity.exec_names(&ExecTarget {
-            tgid: me,
-            filename: &copy_path,
-            dirfd: AT_FDCWD,
-            flags: 0,
-            argv: &args,
-        });
+        let names = identity
+            .exec_names(&ExecTarget {
+                tgid: me,
+                filename: &copy_path,
+                dirfd: AT_FDCWD,
+                flags: 0,
+                argv: &args,
+            })
+            .names;
         let _ = std::fs::remove_dir_all(&dir);
         let expected = if sh.ends_with("busybox") {
             "innocent"

@@ -74,45 +74,66 @@ impl KernelRules {
         self
     }
 
+    /// A denylisted program, judged by the name the exec shows and by the file it runs: a
+    /// renamed copy, a link, an fd or memfd exec of a denylisted program is that program. A
+    /// fileless exec whose process is gone before its file could be judged is reported too.
+    fn exec_alert(&self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
+        let EventBody::Exec {
+            filename,
+            argv,
+            dirfd,
+            flags,
+            ..
+        } = &event.body
+        else {
+            return None;
+        };
+        let shown = executable_name(filename, argv);
+        let files = self.identity.exec_names(&ExecTarget {
+            tgid: event.header.tgid,
+            filename,
+            dirfd: *dirfd,
+            flags: *flags,
+            argv,
+        });
+        let identified_by_file = files
+            .names
+            .iter()
+            .any(|n| self.denylist.category(n).is_some());
+        let hit = std::iter::once(shown)
+            .chain(files.names)
+            .find_map(|n| self.denylist.category(&n).map(|c| (n, c)));
+        let alert = match hit {
+            Some((name, category)) => Alert::new(
+                Severity::Critical,
+                AlertSource::Processes,
+                format!("Suspicious process detected: {filename} ({name}, {category})"),
+            )
+            .with("executable", name)
+            .with("category", category),
+            None if files.fileless && !files.opened => Alert::new(
+                Severity::Warning,
+                AlertSource::Processes,
+                format!(
+                    "Fileless exec of {filename:?}: the program exited before it could be identified"),
+            )
+            .with("executable", "unidentified")
+            .with("category", "fileless exec"),
+            None => return None,
+        };
+        if let Ok(mut pids) = self.alerted_pids.lock() {
+            pids.insert(event.header.tgid);
+        }
+        let alert = alert
+            .with("filename", filename.clone())
+            .with("argv", json!(argv))
+            .with("identified_by_file", identified_by_file);
+        Some(common_details(alert, event, lineage))
+    }
+
     pub fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
         match &event.body {
-            EventBody::Exec {
-                filename,
-                argv,
-                dirfd,
-                flags,
-                ..
-            } => {
-                // The name the exec shows, then what the executed file really is: a renamed
-                // copy, a link, an fd or memfd exec of a denylisted program is that program.
-                let shown = executable_name(filename, argv);
-                let by_file = self.identity.exec_names(&ExecTarget {
-                    tgid: event.header.tgid,
-                    filename,
-                    dirfd: *dirfd,
-                    flags: *flags,
-                    argv,
-                });
-                let identified_by_file =
-                    by_file.iter().any(|n| self.denylist.category(n).is_some());
-                let (name, category) = std::iter::once(shown)
-                    .chain(by_file)
-                    .find_map(|n| self.denylist.category(&n).map(|c| (n, c)))?;
-                if let Ok(mut pids) = self.alerted_pids.lock() {
-                    pids.insert(event.header.tgid);
-                }
-                let alert = Alert::new(
-                    Severity::Critical,
-                    AlertSource::Processes,
-                    format!("Suspicious process detected: {filename} ({name}, {category})"),
-                )
-                .with("executable", name)
-                .with("category", category)
-                .with("filename", filename.clone())
-                .with("argv", json!(argv))
-                .with("identified_by_file", identified_by_file);
-                Some(common_details(alert, event, lineage))
-            }
+            EventBody::Exec { .. } => self.exec_alert(event, lineage),
             EventBody::Connect {
                 address: Some(address),
                 port,
