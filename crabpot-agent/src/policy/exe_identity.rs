@@ -79,6 +79,8 @@ pub struct ExecFiles {
 /// An exec as the kernel reported it at syscall entry.
 pub struct ExecTarget<'a> {
     pub tgid: u32,
+    /// The guarded container's main process: its root stands in when `tgid` is gone.
+    pub container_pid: Option<u32>,
     pub filename: &'a str,
     pub dirfd: i32,
     pub flags: u32,
@@ -291,7 +293,11 @@ impl ExeIdentity {
         } else if target.filename == "/proc/self/exe" {
             files.extend(open_regular(&format!("{proc_dir}/exe")));
         } else if let Some(path) = self.absolute(&proc_dir, target) {
-            match open_in_root(&proc_dir, &path) {
+            let in_container = || {
+                let pid = target.container_pid?;
+                open_in_root(&format!("/proc/{pid}"), &path)
+            };
+            match open_in_root(&proc_dir, &path).or_else(in_container) {
                 Some(found) => files.push(found),
                 // Replaced or removed already: what the process runs now.
                 None => files.extend(open_regular(&format!("{proc_dir}/exe"))),
@@ -306,6 +312,9 @@ impl ExeIdentity {
             return found;
         };
         self.index_root(&proc_dir, &mut state);
+        if let Some(pid) = target.container_pid {
+            self.index_root(&format!("/proc/{pid}"), &mut state);
+        }
         for (file, meta) in &files {
             if let Some(identity) = self.identify(file, meta, &mut state) {
                 let name = identity.name(target.argv);
@@ -367,6 +376,7 @@ mod tests {
         let args = argv(&["sh"]);
         let target = |filename, flags| ExecTarget {
             tgid: 1,
+            container_pid: None,
             filename,
             dirfd: 7,
             flags,
@@ -394,6 +404,7 @@ mod tests {
         let names = identity
             .exec_names(&ExecTarget {
                 tgid: me,
+                container_pid: None,
                 filename: &copy_path,
                 dirfd: AT_FDCWD,
                 flags: 0,

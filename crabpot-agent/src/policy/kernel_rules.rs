@@ -36,6 +36,8 @@ pub struct KernelRules {
     recent_connects: HashMap<(IpAddr, u16), Instant>,
     /// Alert on connects from the tracepoint; off when the cgroup connect rule reports them.
     connect_alerts: bool,
+    /// Main process of the guarded container, for execs whose process is already gone.
+    container_pid: Option<u32>,
 }
 
 fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
@@ -65,7 +67,13 @@ impl KernelRules {
             alerted_pids,
             recent_connects: HashMap::new(),
             connect_alerts: true,
+            container_pid: None,
         }
+    }
+
+    /// The guarded container's main process (changes when it restarts).
+    pub fn set_container_pid(&mut self, pid: Option<u32>) {
+        self.container_pid = pid;
     }
 
     /// Leave connect alerts to the cgroup connect rule (which also knows the verdict).
@@ -91,6 +99,7 @@ impl KernelRules {
         let shown = executable_name(filename, argv);
         let files = self.identity.exec_names(&ExecTarget {
             tgid: event.header.tgid,
+            container_pid: self.container_pid,
             filename,
             dirfd: *dirfd,
             flags: *flags,
