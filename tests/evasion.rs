@@ -152,6 +152,36 @@ fn fileless_execs_of_busybox_are_shells() {
 }
 
 #[test]
+fn a_disguised_shell_still_freezes_the_container() {
+    // The default policy: a shell alert auto-pauses, whatever the shell is called.
+    let (container, agent) = guarded(TestContainer::start("ev-pause"), &[]);
+    container.exec(&["cp", "/bin/busybox", "/tmp/x"]);
+    // Not waited for: a frozen process never returns.
+    let mut attack = Command::new("docker")
+        .args([
+            "exec",
+            &container.name,
+            "crabpot-evade",
+            "memfd",
+            "/tmp/x",
+            "sh",
+            "-c",
+        ])
+        .arg("sleep 30; : frozen")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker exec");
+    shell_alert(&agent, "frozen");
+    wait_until("the container to be paused", DEADLINE, || {
+        container.is_paused().then_some(())
+    });
+    let _ = attack.kill();
+    let _ = attack.wait();
+    docker(&["unpause", &container.name]);
+}
+
+#[test]
 fn a_process_is_judged_by_what_it_executes_not_the_name_it_shows() {
     let container = TestContainer::start("ev-prctl");
     // Both started before the agent, so only the docker-top poll can judge them: a harmless
