@@ -87,6 +87,15 @@ fn shells_under_other_names_are_still_shells() {
         assert_eq!(alert["details"]["filename"], path, "{alert}");
         assert_eq!(alert["details"]["identified_by_file"], true, "{alert}");
     }
+
+    // A script: the kernel starts its #! interpreter itself, no exec names the shell.
+    container.put_file("/tmp/notes.txt", b"#!/bin/sh\n: script\n");
+    container.exec(&["chmod", "755", "/tmp/notes.txt"]);
+    let (code, out) = exec(&container, &["/tmp/notes.txt"]);
+    assert_eq!(code, 0, "{out}");
+    let alert = shell_alert(&agent, "notes.txt");
+    assert_eq!(alert["details"]["executable"], "sh", "{alert}");
+    assert_eq!(alert["details"]["filename"], "/tmp/notes.txt", "{alert}");
 }
 
 #[test]

@@ -17,12 +17,12 @@ use std::{
     io::Read as _,
     os::{
         fd::{AsRawFd as _, FromRawFd as _},
-        unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+        unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _},
     },
     sync::Mutex,
 };
 
-use crate::policy::denylist::basename;
+use crate::policy::denylist::{basename, executable_name};
 
 /// Multi-call binaries: the applet they run is named by argv[0].
 pub const MULTICALL: &[&str] = &["busybox", "toybox"];
@@ -32,6 +32,8 @@ const AT_EMPTY_PATH: u32 = 0x1000;
 /// Files larger than this are never hashed.
 const MAX_HASHED_BYTES: u64 = 64 << 20;
 const MAX_CACHED: usize = 4096;
+/// Interpreters followed through `#!` lines (the kernel allows a few levels).
+const MAX_SCRIPT_DEPTH: usize = 4;
 
 /// What an indexed file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +180,47 @@ fn open_in_root(proc_dir: &str, path: &str) -> Option<(File, Metadata)> {
     reopen_regular(unsafe { File::from_raw_fd(fd as i32) })
 }
 
+/// Open `path` in the root of `proc_dir`, or of the container's main process when that
+/// process is gone.
+fn open_in_container(
+    proc_dir: &str,
+    container_pid: Option<u32>,
+    path: &str,
+) -> Option<(File, Metadata)> {
+    open_in_root(proc_dir, path)
+        .or_else(|| open_in_root(&format!("/proc/{}", container_pid?), path))
+}
+
+/// The interpreter and optional argument of a `#!` line, as the kernel splits it.
+fn shebang(file: &File) -> Option<(String, Option<String>)> {
+    let mut head = [0u8; 256];
+    let n = file.read_at(&mut head, 0).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let end = line.iter().position(|b| *b == b'\n').unwrap_or(line.len());
+    let line = std::str::from_utf8(&line[..end]).ok()?.trim();
+    let (interpreter, arg) = match line.split_once([' ', '\t']) {
+        Some((interpreter, arg)) => (interpreter, Some(arg.trim().to_string())),
+        None => (line, None),
+    };
+    (!interpreter.is_empty()).then(|| (interpreter.to_string(), arg.filter(|a| !a.is_empty())))
+}
+
+/// What one exec's judging works with.
+struct Judging<'a> {
+    proc_dir: &'a str,
+    container_pid: Option<u32>,
+    state: &'a mut State,
+    names: &'a mut Vec<String>,
+}
+
+impl Judging<'_> {
+    fn push(&mut self, name: String) {
+        if !name.is_empty() && !self.names.contains(&name) {
+            self.names.push(name);
+        }
+    }
+}
+
 /// The fd an exec runs from, for `execveat(fd, "", AT_EMPTY_PATH)` and /dev/fd/N paths.
 fn exec_fd(target: &ExecTarget) -> Option<i32> {
     if target.filename.is_empty() && target.flags & AT_EMPTY_PATH != 0 {
@@ -293,11 +336,7 @@ impl ExeIdentity {
         } else if target.filename == "/proc/self/exe" {
             files.extend(open_regular(&format!("{proc_dir}/exe")));
         } else if let Some(path) = self.absolute(&proc_dir, target) {
-            let in_container = || {
-                let pid = target.container_pid?;
-                open_in_root(&format!("/proc/{pid}"), &path)
-            };
-            match open_in_root(&proc_dir, &path).or_else(in_container) {
+            match open_in_container(&proc_dir, target.container_pid, &path) {
                 Some(found) => files.push(found),
                 // Replaced or removed already: what the process runs now.
                 None => files.extend(open_regular(&format!("{proc_dir}/exe"))),
@@ -315,15 +354,55 @@ impl ExeIdentity {
         if let Some(pid) = target.container_pid {
             self.index_root(&format!("/proc/{pid}"), &mut state);
         }
+        let mut judge = Judging {
+            proc_dir: &proc_dir,
+            container_pid: target.container_pid,
+            state: &mut state,
+            names: &mut found.names,
+        };
         for (file, meta) in &files {
-            if let Some(identity) = self.identify(file, meta, &mut state) {
-                let name = identity.name(target.argv);
-                if !found.names.contains(&name) {
-                    found.names.push(name);
-                }
-            }
+            self.judge_file(&mut judge, file, meta, target.argv, 0);
         }
         found
+    }
+
+    /// Name the program `file` is; for a script, the interpreter of its `#!` line, as the
+    /// kernel runs it (no exec syscall names the interpreter).
+    fn judge_file(
+        &self,
+        judge: &mut Judging,
+        file: &File,
+        meta: &Metadata,
+        argv: &[String],
+        depth: usize,
+    ) {
+        if let Some(identity) = self.identify(file, meta, judge.state) {
+            judge.push(identity.name(argv));
+            return;
+        }
+        if depth >= MAX_SCRIPT_DEPTH {
+            return;
+        }
+        let Some((interpreter, arg)) = shebang(file) else {
+            return;
+        };
+        if basename(&interpreter) == "env"
+            && let Some(program) = arg.as_deref().and_then(|a| {
+                a.split_whitespace()
+                    .find(|w| !w.starts_with('-') && !w.contains('='))
+            })
+        {
+            judge.push(basename(program).to_string()); // #!/usr/bin/env bash
+        }
+        let mut next: Vec<String> = vec![interpreter.clone()];
+        next.extend(arg);
+        next.extend(argv.iter().cloned());
+        judge.push(executable_name(&interpreter, &next));
+        if let Some((file, meta)) =
+            open_in_container(judge.proc_dir, judge.container_pid, &interpreter)
+        {
+            self.judge_file(judge, &file, &meta, &next, depth + 1);
+        }
     }
 
     /// The exec's path made absolute as the container sees it (relative to its cwd/dirfd).

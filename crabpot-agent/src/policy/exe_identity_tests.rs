@@ -62,3 +62,25 @@ fn a_copy_is_known_by_content_and_a_link_by_inode() {
     };
     assert_eq!(names, vec![expected.to_string()]);
 }
+
+#[test]
+fn shebang_lines_name_their_interpreter() {
+    let dir = std::env::temp_dir().join(format!("crabpot-shebang-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let case = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        shebang(&File::open(&path).expect("open"))
+    };
+    assert_eq!(
+        case("a", "#!/bin/sh\necho\n"),
+        Some(("/bin/sh".to_string(), None))
+    );
+    assert_eq!(
+        case("b", "#! /usr/bin/env  python3 -u\n"),
+        Some(("/usr/bin/env".to_string(), Some("python3 -u".to_string())))
+    );
+    assert_eq!(case("c", "\x7fELF"), None);
+    assert_eq!(case("d", "#!\n"), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
