@@ -320,6 +320,12 @@ fn proc_opens_are_logged_however_the_path_is_spelled() {
     let (code, out) = exec(&container, &["crabpot-evade", "openat2", "/proc/1/cmdline"]);
     assert_eq!(code, 0, "{out}");
     proc_open_record(&agent, "/proc/1/cmdline");
+    // The legacy open(2), which libc no longer uses but a hostile binary can.
+    if cfg!(target_arch = "x86_64") {
+        let (code, out) = exec(&container, &["crabpot-evade", "open", "/proc/1/comm"]);
+        assert_eq!(code, 0, "{out}");
+        proc_open_record(&agent, "/proc/1/comm");
+    }
     // Relative to the cwd, climbing out of /tmp.
     let out = Command::new("docker")
         .args([

@@ -6,6 +6,7 @@
  *   execveat PATH ARGV0 [ARG...]    execveat(fd, "", AT_EMPTY_PATH) of PATH opened O_CLOEXEC
  *   memfd PATH ARGV0 [ARG...]       copy PATH into a memfd_create file, then fexecve it
  *   rename NAME SECONDS             prctl(PR_SET_NAME, NAME), then sleep
+ *   open PATH                       open PATH with the legacy open(2) (x86_64)
  *   openat2 PATH                    open PATH with openat2(AT_FDCWD)
  *   openat DIR PATH                 open PATH relative to a dirfd of DIR
  *   uring-connect IPV4 PORT         TCP connect through io_uring (IORING_OP_CONNECT)
@@ -63,6 +64,18 @@ static int do_openat2(const char *path) {
     how.flags = O_RDONLY;
     int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
     if (fd < 0) return fail("openat2");
+    printf("opened %s\n", path);
+    return 0;
+}
+
+static int do_open(const char *path) {
+#ifdef SYS_open
+    int fd = (int)syscall(SYS_open, path, O_RDONLY, 0);
+#else
+    int fd = -1;
+    errno = ENOSYS;
+#endif
+    if (fd < 0) return fail("open");
     printf("opened %s\n", path);
     return 0;
 }
@@ -155,6 +168,7 @@ int main(int argc, char **argv) {
         sleep((unsigned)atoi(argv[3]));
         return 0;
     }
+    if (!strcmp(mode, "open")) return do_open(argv[2]);
     if (!strcmp(mode, "openat2")) return do_openat2(argv[2]);
     if (!strcmp(mode, "openat") && argc == 4) return do_openat(argv[2], argv[3]);
     if (!strcmp(mode, "uring-connect") && argc == 4)
