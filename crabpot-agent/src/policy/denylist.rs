@@ -27,7 +27,7 @@ pub fn basename(path: &str) -> &str {
 #[derive(Debug, Clone)]
 pub struct Denylist(HashMap<String, &'static str>);
 
-fn builtin_category(name: &str) -> &'static str {
+pub fn builtin_category(name: &str) -> &'static str {
     match name {
         "sh" | "bash" | "dash" | "zsh" | "ash" | "ksh" | "fish" | "csh" | "tcsh" | "hush" => {
             "shell"

@@ -22,7 +22,7 @@ use std::{
     sync::Mutex,
 };
 
-use crate::policy::denylist::{basename, executable_name};
+use crate::policy::denylist::{basename, builtin_category, executable_name};
 
 /// Multi-call binaries: the applet they run is named by argv[0].
 pub const MULTICALL: &[&str] = &["busybox", "toybox"];
@@ -32,6 +32,8 @@ const AT_EMPTY_PATH: u32 = 0x1000;
 /// Files larger than this are never hashed.
 const MAX_HASHED_BYTES: u64 = 64 << 20;
 const MAX_CACHED: usize = 4096;
+/// Container roots indexed at most (a container has one; chroots add more).
+const MAX_ROOTS: usize = 64;
 /// Interpreters followed through `#!` lines (the kernel allows a few levels).
 const MAX_SCRIPT_DEPTH: usize = 4;
 
@@ -150,14 +152,23 @@ fn reopen_regular(handle: File) -> Option<(File, Metadata)> {
     Some((file, meta))
 }
 
-/// Open `path` (absolute, as the container sees it) inside the root of process `proc_dir`,
-/// symlinks resolved within that root.
-fn open_in_root(proc_dir: &str, path: &str) -> Option<(File, Metadata)> {
-    let root = std::fs::OpenOptions::new()
+/// The root directory of process `proc_dir`, held open (it outlives the process).
+fn open_root(proc_dir: &str) -> Option<File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(format!("{proc_dir}/root"))
-        .ok()?;
+        .ok()
+}
+
+/// Open `path` (absolute, as the container sees it) inside the root of process `proc_dir`,
+/// symlinks resolved within that root.
+fn open_in_root(proc_dir: &str, path: &str) -> Option<(File, Metadata)> {
+    open_at_root(&open_root(proc_dir)?, path)
+}
+
+/// Open `path` under the root directory `root`, symlinks resolved within it.
+fn open_at_root(root: &File, path: &str) -> Option<(File, Metadata)> {
     let relative = std::ffi::CString::new(path.trim_start_matches('/')).ok()?;
     // SAFETY: open_how is plain data; zero is a valid value for every field.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -259,10 +270,15 @@ impl ExeIdentity {
 
     /// Index the programs of the root of `proc_dir` once per root directory.
     fn index_root(&self, proc_dir: &str, state: &mut State) {
-        let Ok(root) = std::fs::metadata(format!("{proc_dir}/root")) else {
+        // Held open: the process may exit while we look, its root must not vanish midway.
+        let Some(root_dir) = open_root(proc_dir) else {
             return;
         };
-        if !state.roots.insert((root.dev(), root.ino())) {
+        let Ok(root) = root_dir.metadata() else {
+            return;
+        };
+        // Bounded: a process that chroots into fresh directories cannot make us index forever.
+        if state.roots.len() >= MAX_ROOTS || !state.roots.insert((root.dev(), root.ino())) {
             return;
         }
         let mut found: HashMap<(u64, u64), (Vec<String>, File, u64)> = HashMap::new();
@@ -273,7 +289,7 @@ impl ExeIdentity {
             .chain(MULTICALL.iter().copied());
         for name in names {
             for dir in BIN_DIRS {
-                let Some((file, meta)) = open_in_root(proc_dir, &format!("{dir}/{name}")) else {
+                let Some((file, meta)) = open_at_root(&root_dir, &format!("{dir}/{name}")) else {
                     continue;
                 };
                 let entry = found
@@ -285,11 +301,16 @@ impl ExeIdentity {
             }
         }
         for (inode, (names, file, size)) in found {
-            let identity = if names.iter().any(|n| MULTICALL.contains(&n.as_str())) {
-                Identity::Multicall
-            } else {
-                Identity::Program(names[0].clone())
-            };
+            // One file behind names of different kinds (a shell and a network tool) is a
+            // multi-call binary even when not called busybox: argv[0] picks the program.
+            // Aliases of one kind (sh, dash) are one program under any name.
+            let kinds: HashSet<&str> = names.iter().map(|n| builtin_category(n)).collect();
+            let identity =
+                if kinds.len() > 1 || names.iter().any(|n| MULTICALL.contains(&n.as_str())) {
+                    Identity::Multicall
+                } else {
+                    Identity::Program(names[0].clone())
+                };
             tracing::debug!(?names, ?identity, size, "indexed executable");
             if let Some(hash) = self.content_hash(&file, size) {
                 state.by_content.insert((size, hash), identity.clone());
@@ -350,10 +371,10 @@ impl ExeIdentity {
         let Ok(mut state) = self.state.lock() else {
             return found;
         };
-        self.index_root(&proc_dir, &mut state);
         if let Some(pid) = target.container_pid {
             self.index_root(&format!("/proc/{pid}"), &mut state);
         }
+        self.index_root(&proc_dir, &mut state);
         let mut judge = Judging {
             proc_dir: &proc_dir,
             container_pid: target.container_pid,
