@@ -1,6 +1,7 @@
 //! Deciding what is worth an alert, and what the kernel must stop.
 pub mod allow;
 pub mod denylist;
+pub mod exe_files;
 pub mod exe_identity;
 pub mod hosts;
 pub mod kernel_rules;
