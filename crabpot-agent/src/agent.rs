@@ -14,6 +14,7 @@ use crate::{
     pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
+        exe_identity::ExeIdentity,
         hosts,
         kernel_rules::KernelRules,
         rules::{Action, Policy},
@@ -201,6 +202,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     .start(alerts_rx, router_stop);
 
     let denylist = Arc::new(Denylist::new(&config.process_denylist));
+    let identity = Arc::new(ExeIdentity::new(&config.process_denylist));
     let alerted_pids = AlertedPids::default();
     let (stats_tx, stats_rx) = watch::channel(None);
     let ticks = Arc::new(ChannelTicks::default());
@@ -219,7 +221,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_polling(
-            ProcessPoll::new(denylist.clone(), alerted_pids.clone(), config.process_poll),
+            ProcessPoll::new(
+                denylist.clone(),
+                identity.clone(),
+                alerted_pids.clone(),
+                config.process_poll,
+            ),
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_polling(
@@ -249,7 +256,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    let mut rules = KernelRules::new(denylist, config.network_allow.clone(), alerted_pids);
+    let mut rules = KernelRules::new(
+        denylist,
+        identity,
+        config.network_allow.clone(),
+        alerted_pids,
+    );
     if policy.action(RuleName::Connect) != Action::Off {
         rules = rules.without_connect_alerts();
     }

@@ -104,6 +104,8 @@ impl KernelLoop {
         } else {
             Vec::new()
         };
+        let container_pid = self.guarded.borrow().as_ref().map(|c| c.pid);
+        self.rules.set_container_pid(container_pid);
         if let Some(alert) = self.rules.evaluate(&event, &lineage) {
             self.alerts.raise(alert).await;
         }

@@ -23,6 +23,11 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Build the demo/test image and return its tag.
 pub fn build_demo_image() -> anyhow::Result<String> {
+    build_demo_image_as(DEMO_IMAGE)
+}
+
+/// Build the demo/test image under `tag` (a private tag leaves the shared image alone).
+pub fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
     let context = cmd::workspace_root().join("target/images/openclaw-demo");
     let rootfs = context.join("rootfs");
     if rootfs.exists() {
@@ -43,6 +48,7 @@ pub fn build_demo_image() -> anyhow::Result<String> {
             .with_context(|| format!("linking applet {applet}"))?;
     }
     build_ptrace_helper(&rootfs.join("bin/crabpot-ptrace-attach"))?;
+    build_helper("evade.c", &rootfs.join("bin/crabpot-evade"))?;
     write(&rootfs.join("www/health"), "ok\n")?;
     write(
         &rootfs.join("etc/passwd"),
@@ -51,21 +57,26 @@ pub fn build_demo_image() -> anyhow::Result<String> {
     write(&rootfs.join("etc/group"), "root:x:0:\n")?;
     write(&context.join("Dockerfile"), DOCKERFILE)?;
     let context_arg = context.to_string_lossy().into_owned();
+    cmd::run("docker", &["build", "--quiet", "-t", tag, &context_arg])
+        .context("building the demo image")?;
+    Ok(tag.to_string())
+}
+
+/// Compile one static C test helper from images/helpers/ to `output`.
+fn build_helper(source: &str, output: &Path) -> anyhow::Result<()> {
+    let path = cmd::workspace_root().join("images/helpers").join(source);
+    let path = path.to_string_lossy().into_owned();
+    let output_arg = output.to_string_lossy().into_owned();
     cmd::run(
-        "docker",
-        &["build", "--quiet", "-t", DEMO_IMAGE, &context_arg],
+        "gcc",
+        &["-static", "-O2", "-Wall", "-o", &output_arg, &path],
     )
-    .context("building the demo image")?;
-    Ok(DEMO_IMAGE.to_string())
+    .with_context(|| format!("building the static helper {source} (needs gcc and libc6-dev)"))
 }
 
 /// The static ptrace test helper (busybox has no strace), also usable on the host.
 fn build_ptrace_helper(output: &Path) -> anyhow::Result<()> {
-    let source = cmd::workspace_root().join("images/helpers/ptrace_attach.c");
-    let source = source.to_string_lossy().into_owned();
-    let output_arg = output.to_string_lossy().into_owned();
-    cmd::run("gcc", &["-static", "-O2", "-o", &output_arg, &source])
-        .context("building the static ptrace helper (needs gcc and libc6-dev)")?;
+    build_helper("ptrace_attach.c", output)?;
     let host_copy = cmd::workspace_root().join("target/images/crabpot-ptrace-attach");
     fs::copy(output, &host_copy)
         .with_context(|| format!("copying the ptrace helper to {}", host_copy.display()))?;

@@ -21,6 +21,12 @@ enum Command {
     /// Install what is missing (Debian packages, nightly rust-src, bpf-linker), start dockerd,
     /// build the container images.
     Setup,
+    /// Only build the demo/test image (with its static helpers), under `--tag`; the
+    /// standard tag by default. Needs a running dockerd.
+    Image {
+        #[arg(long, default_value = images::DEMO_IMAGE)]
+        tag: String,
+    },
     /// Set up, build the agent, create the demo `crabpot` container if there is none and run
     /// `crabpot-agent --openclaw` (extra arguments after `--` go to the agent).
     Run {
@@ -49,6 +55,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup => setup::setup().map(|_| ()),
+        Command::Image { tag } => images::build_demo_image_as(&tag).map(|_| ()),
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),
         Command::VmTest { kernel } => vm::vm_test(&kernel),

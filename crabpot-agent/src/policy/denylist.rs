@@ -1,8 +1,7 @@
 //! Which executables must not run in the container, judged by what is executed.
 use std::collections::HashMap;
 
-/// Names busybox-style multi-call binaries are known by; for these the applet is argv[0].
-const MULTICALL: &[&str] = &["busybox", "toybox"];
+use crate::policy::exe_identity::{MULTICALL, applet};
 
 /// The name a process really runs as: the basename of the executed path, or for a
 /// multi-call binary (and for `/proc/self/exe`, which busybox uses to run its own applets)
@@ -10,11 +9,12 @@ const MULTICALL: &[&str] = &["busybox", "toybox"];
 pub fn executable_name(exec_path: &str, argv: &[String]) -> String {
     let base = basename(exec_path);
     let via_self = exec_path == "/proc/self/exe" || exec_path.starts_with("/proc/self/fd/");
-    if (via_self || MULTICALL.contains(&base))
-        && let Some(first) = argv.first()
-        && !first.is_empty()
-    {
-        return basename(first).to_string();
+    // busybox runs as a multi-call binary under any name starting with "busybox".
+    if (via_self || MULTICALL.iter().any(|m| base.starts_with(m))) && !argv.is_empty() {
+        let name = applet(argv);
+        if !name.is_empty() {
+            return name;
+        }
     }
     base.to_string()
 }
@@ -27,7 +27,7 @@ pub fn basename(path: &str) -> &str {
 #[derive(Debug, Clone)]
 pub struct Denylist(HashMap<String, &'static str>);
 
-fn builtin_category(name: &str) -> &'static str {
+pub fn builtin_category(name: &str) -> &'static str {
     match name {
         "sh" | "bash" | "dash" | "zsh" | "ash" | "ksh" | "fish" | "csh" | "tcsh" | "hush" => {
             "shell"
@@ -83,6 +83,10 @@ mod tests {
         );
         assert_eq!(executable_name("/usr/bin/node", &argv(&["sh"])), "node");
         assert_eq!(executable_name("/bin/busybox", &argv(&[])), "busybox");
+        assert_eq!(
+            executable_name("/tmp/busybox.bak", &argv(&["/tmp/busybox.bak", "sh"])),
+            "sh"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{
     alert::{Alert, AlertSource, Severity},
     policy::{
         denylist::{Denylist, executable_name},
+        exe_identity::{ExeIdentity, ExecTarget},
         network_allow::is_allowed,
     },
     sources::{
@@ -29,11 +30,14 @@ const MAX_REMEMBERED_DESTINATIONS: usize = 4096;
 
 pub struct KernelRules {
     denylist: Arc<Denylist>,
+    identity: Arc<ExeIdentity>,
     allow: Vec<IpNet>,
     alerted_pids: AlertedPids,
     recent_connects: HashMap<(IpAddr, u16), Instant>,
     /// Alert on connects from the tracepoint; off when the cgroup connect rule reports them.
     connect_alerts: bool,
+    /// Main process of the guarded container, for execs whose process is already gone.
+    container_pid: Option<u32>,
 }
 
 fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
@@ -50,14 +54,26 @@ fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Al
 }
 
 impl KernelRules {
-    pub fn new(denylist: Arc<Denylist>, allow: Vec<IpNet>, alerted_pids: AlertedPids) -> Self {
+    pub fn new(
+        denylist: Arc<Denylist>,
+        identity: Arc<ExeIdentity>,
+        allow: Vec<IpNet>,
+        alerted_pids: AlertedPids,
+    ) -> Self {
         KernelRules {
             denylist,
+            identity,
             allow,
             alerted_pids,
             recent_connects: HashMap::new(),
             connect_alerts: true,
+            container_pid: None,
         }
+    }
+
+    /// The guarded container's main process (changes when it restarts).
+    pub fn set_container_pid(&mut self, pid: Option<u32>) {
+        self.container_pid = pid;
     }
 
     /// Leave connect alerts to the cgroup connect rule (which also knows the verdict).
@@ -66,25 +82,67 @@ impl KernelRules {
         self
     }
 
+    /// A denylisted program, judged by the name the exec shows and by the file it runs: a
+    /// renamed copy, a link, an fd or memfd exec of a denylisted program is that program. A
+    /// fileless exec whose process is gone before its file could be judged is reported too.
+    fn exec_alert(&self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
+        let EventBody::Exec {
+            filename,
+            argv,
+            dirfd,
+            flags,
+            ..
+        } = &event.body
+        else {
+            return None;
+        };
+        let shown = executable_name(filename, argv);
+        let files = self.identity.exec_names(&ExecTarget {
+            tgid: event.header.tgid,
+            container_pid: self.container_pid,
+            filename,
+            dirfd: *dirfd,
+            flags: *flags,
+            argv,
+        });
+        let identified_by_file = files
+            .names
+            .iter()
+            .any(|n| self.denylist.category(n).is_some());
+        let hit = std::iter::once(shown)
+            .chain(files.names)
+            .find_map(|n| self.denylist.category(&n).map(|c| (n, c)));
+        let alert = match hit {
+            Some((name, category)) => Alert::new(
+                Severity::Critical,
+                AlertSource::Processes,
+                format!("Suspicious process detected: {filename} ({name}, {category})"),
+            )
+            .with("executable", name)
+            .with("category", category),
+            None if files.fileless && !files.opened => Alert::new(
+                Severity::Warning,
+                AlertSource::Processes,
+                format!(
+                    "Fileless exec of {filename:?}: the program exited before it could be identified"),
+            )
+            .with("executable", "unidentified")
+            .with("category", "fileless exec"),
+            None => return None,
+        };
+        if let Ok(mut pids) = self.alerted_pids.lock() {
+            pids.insert(event.header.tgid);
+        }
+        let alert = alert
+            .with("filename", filename.clone())
+            .with("argv", json!(argv))
+            .with("identified_by_file", identified_by_file);
+        Some(common_details(alert, event, lineage))
+    }
+
     pub fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
         match &event.body {
-            EventBody::Exec { filename, argv, .. } => {
-                let name = executable_name(filename, argv);
-                let category = self.denylist.category(&name)?;
-                if let Ok(mut pids) = self.alerted_pids.lock() {
-                    pids.insert(event.header.tgid);
-                }
-                let alert = Alert::new(
-                    Severity::Critical,
-                    AlertSource::Processes,
-                    format!("Suspicious process detected: {filename} ({name}, {category})"),
-                )
-                .with("executable", name)
-                .with("category", category)
-                .with("filename", filename.clone())
-                .with("argv", json!(argv));
-                Some(common_details(alert, event, lineage))
-            }
+            EventBody::Exec { .. } => self.exec_alert(event, lineage),
             EventBody::Connect {
                 address: Some(address),
                 port,
@@ -130,6 +188,7 @@ mod tests {
         let config = MonitorConfig::default();
         KernelRules::new(
             Arc::new(Denylist::new(&config.process_denylist)),
+            Arc::new(ExeIdentity::new(&config.process_denylist)),
             config.network_allow,
             AlertedPids::default(),
         )

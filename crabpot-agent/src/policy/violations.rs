@@ -6,7 +6,10 @@ use serde_json::json;
 
 use crate::{
     alert::{Alert, AlertSource, Severity},
-    policy::rules::{Action, Policy},
+    policy::{
+        open_path,
+        rules::{Action, Policy},
+    },
     sources::{
         bpf::decode::{EventBody, KernelEvent, RuleName, Verdict},
         lineage::Ancestor,
@@ -199,12 +202,20 @@ impl ViolationJudge {
                     }
                 }
             }
-            EventBody::Open { path, flags, .. } => {
+            EventBody::Open {
+                path: requested,
+                flags,
+                dirfd,
+                ..
+            } => {
+                // Judge the path the open names, not the spelling it was given in.
+                let effective = open_path::effective(event.header.tgid, *dirfd, requested);
+                let path = &effective.path;
                 let device = policy.watch_devices
                     && DEVICE_PREFIXES
                         .iter()
                         .any(|prefix| path.starts_with(prefix));
-                if device {
+                let mut judgement = if device {
                     let message = format!("device or display opened: {path}");
                     route(
                         Verdict::Alert,
@@ -228,7 +239,17 @@ impl ViolationJudge {
                     )
                 } else {
                     Judgement::default()
+                };
+                if path != requested {
+                    let note = |a: Alert| {
+                        a.with("requested_path", requested.clone())
+                            .with("dirfd", *dirfd)
+                            .with("base_unknown", effective.base_unknown)
+                    };
+                    judgement.alert = judgement.alert.map(note);
+                    judgement.audit = judgement.audit.map(note);
                 }
+                judgement
             }
             EventBody::Exec { filename, argv, .. } => {
                 let verdict = verdict_for_action(policy.action(RuleName::Exec));

@@ -21,6 +21,7 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
     ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+    ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
     ("sys_enter_connect", "syscalls", "sys_enter_connect"),
     ("sys_enter_socket", "syscalls", "sys_enter_socket"),
     ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
@@ -30,7 +31,11 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_mount", "syscalls", "sys_exit_mount"),
     ("sys_exit_ptrace", "syscalls", "sys_exit_ptrace"),
     ("sched_process_fork", "sched", "sched_process_fork"),
+    ("sys_enter_open", "syscalls", "sys_enter_open"),
 ];
+
+/// Tracepoints some architectures do not have (arm64 has no open(2)): skipped when absent.
+const OPTIONAL: &[&str] = &["sys_enter_open"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
@@ -118,6 +123,11 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         .load(EBPF_OBJECT)
         .map_err(|e| BpfError::Load(Box::new(e)))?;
     for (program, category, tracepoint) in TRACEPOINTS {
+        let present = root.join("events").join(category).join(tracepoint).exists();
+        if !present && OPTIONAL.contains(program) {
+            tracing::debug!("tracepoint {category}/{tracepoint} absent: `{program}` not attached");
+            continue;
+        }
         let attach_error = |source| BpfError::Attach {
             program,
             category,

@@ -11,7 +11,10 @@ use bollard::query_parameters::TopOptionsBuilder;
 
 use crate::{
     alert::{Alert, AlertSource, Severity},
-    policy::denylist::{Denylist, executable_name},
+    policy::{
+        denylist::{Denylist, executable_name},
+        exe_identity::ExeIdentity,
+    },
     sources::{
         container::GuardedContainer,
         watchers::{PollingWatcher, WatchContext},
@@ -24,14 +27,21 @@ pub type AlertedPids = Arc<Mutex<HashSet<u32>>>;
 
 pub struct ProcessPoll {
     denylist: Arc<Denylist>,
+    identity: Arc<ExeIdentity>,
     alerted: AlertedPids,
     every: Duration,
 }
 
 impl ProcessPoll {
-    pub fn new(denylist: Arc<Denylist>, alerted: AlertedPids, every: Duration) -> Self {
+    pub fn new(
+        denylist: Arc<Denylist>,
+        identity: Arc<ExeIdentity>,
+        alerted: AlertedPids,
+        every: Duration,
+    ) -> Self {
         ProcessPoll {
             denylist,
+            identity,
             alerted,
             every,
         }
@@ -92,9 +102,15 @@ impl PollingWatcher for ProcessPoll {
                 let argv: Vec<String> = row.args.split_whitespace().map(String::from).collect();
                 let exe_path = argv.first().cloned().unwrap_or_default();
                 let by_args = executable_name(&exe_path, &argv);
-                let hit = [by_args.as_str(), row.comm.as_str()]
-                    .into_iter()
-                    .find_map(|name| self.denylist.category(name).map(|c| (name.to_string(), c)));
+                // What the process executes decides, not the name it shows: a prctl'd comm
+                // only counts when the executable cannot be read.
+                let by_file = match self.identity.running_name(row.pid, &argv) {
+                    Some(name) => name,
+                    None => Some(row.comm.clone()),
+                };
+                let hit = std::iter::once(by_args)
+                    .chain(by_file)
+                    .find_map(|name| self.denylist.category(&name).map(|c| (name, c)));
                 if let Some((name, category)) = hit
                     && alerted.insert(row.pid)
                 {

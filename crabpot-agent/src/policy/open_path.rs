@@ -1,0 +1,168 @@
+//! The path an open really names, for the `/proc` rule: `openat(dirfd, "../proc/1/environ")`
+//! from `/tmp`, `/tmp/../proc/…` and `/proc/self/root/proc/…` all open `/proc/…`.
+//!
+//! Relative paths are joined to the caller's cwd (or dirfd) as read from the host's
+//! `/proc/<pid>/cwd` (`/proc/<pid>/fd/<n>`), which shows it as the container sees it; `.`,
+//! `..` and repeated slashes are then folded lexically, and `/proc/<self|pid>/root` (the
+//! container's own root) is dropped. When the process has already exited its cwd cannot be
+//! read: the path is then taken as relative to `/`, since `..` at the root stays at the root
+//! and the usual escape (`../../../proc/…`) climbs past it anyway.
+const AT_FDCWD: i32 = -100;
+
+/// How the effective path was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectivePath {
+    pub path: String,
+    /// The base directory of a relative path could not be read (the process is gone).
+    pub base_unknown: bool,
+}
+
+/// Fold `.`, `..` and empty components of an absolute path.
+pub fn lexical(path: &str) -> Vec<&str> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts
+}
+
+fn is_self_or_pid(part: &str) -> bool {
+    part == "self" || part == "thread-self" || part.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The path `path` opened by process `tgid` relative to `dirfd` names, made absolute and
+/// normalised as the container sees it.
+pub fn effective(tgid: u32, dirfd: i32, path: &str) -> EffectivePath {
+    effective_with(path, dirfd, |what| {
+        let link = match what {
+            Base::Cwd => format!("/proc/{tgid}/cwd"),
+            Base::Fd(fd) => format!("/proc/{tgid}/fd/{fd}"),
+        };
+        std::fs::read_link(link)
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| p.starts_with('/'))
+    })
+}
+
+/// A directory a path can be relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    Cwd,
+    Fd(i32),
+}
+
+/// [`effective`] with the base directories read by `read_base`. Components are walked in
+/// order, so a `..` after the magic links `/proc/<x>/root` and `/proc/self/cwd` applies to
+/// what they point to, as in the kernel.
+pub fn effective_with(
+    path: &str,
+    dirfd: i32,
+    read_base: impl Fn(Base) -> Option<String>,
+) -> EffectivePath {
+    let mut base_unknown = false;
+    let mut parts: Vec<String> = Vec::new();
+    if !path.starts_with('/') {
+        let base = if dirfd == AT_FDCWD {
+            Base::Cwd
+        } else {
+            Base::Fd(dirfd)
+        };
+        match read_base(base) {
+            Some(dir) => parts.extend(lexical(&dir).into_iter().map(String::from)),
+            None => base_unknown = true,
+        }
+    }
+    for part in path.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
+            }
+            other => parts.push(other.to_string()),
+        }
+        let magic = match parts.as_slice() {
+            [proc, who, last] if proc == "proc" && is_self_or_pid(who) => last.as_str(),
+            _ => continue,
+        };
+        match magic {
+            // The container's own root.
+            "root" => parts.clear(),
+            "cwd" if matches!(parts[1].as_str(), "self" | "thread-self") => {
+                parts.clear();
+                match read_base(Base::Cwd) {
+                    Some(cwd) => parts.extend(lexical(&cwd).into_iter().map(String::from)),
+                    None => base_unknown = true,
+                }
+            }
+            _ => {}
+        }
+    }
+    EffectivePath {
+        path: format!("/{}", parts.join("/")),
+        base_unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(path: &str, dirfd: i32) -> EffectivePath {
+        effective_with(path, dirfd, |base| match base {
+            Base::Cwd => Some("/tmp".to_string()),
+            Base::Fd(3) => Some("/var/lib".to_string()),
+            Base::Fd(_) => None,
+        })
+    }
+
+    #[test]
+    fn folds_relative_and_dotted_paths() {
+        assert_eq!(
+            at("../proc/self/environ", AT_FDCWD).path,
+            "/proc/self/environ"
+        );
+        assert_eq!(at("../../proc/1/status", 3).path, "/proc/1/status");
+        assert_eq!(
+            at("/tmp/.././/proc/./1/environ", AT_FDCWD).path,
+            "/proc/1/environ"
+        );
+        assert_eq!(at("x/y", AT_FDCWD).path, "/tmp/x/y");
+        assert_eq!(at("/../../proc/1/maps", AT_FDCWD).path, "/proc/1/maps");
+    }
+
+    #[test]
+    fn drops_the_containers_own_root() {
+        assert_eq!(
+            at("/proc/self/root/proc/1/environ", AT_FDCWD).path,
+            "/proc/1/environ"
+        );
+        assert_eq!(
+            at("/proc/thread-self/root/proc/self/root/etc/passwd", AT_FDCWD).path,
+            "/etc/passwd"
+        );
+        assert_eq!(
+            at("/proc/1/root/proc/2/cmdline", AT_FDCWD).path,
+            "/proc/2/cmdline"
+        );
+        assert_eq!(
+            at("/proc/self/cwd/../proc/1/environ", AT_FDCWD).path,
+            "/proc/1/environ"
+        );
+    }
+
+    #[test]
+    fn an_unknown_base_is_taken_as_the_root() {
+        let found = at("../../proc/1/environ", 9);
+        assert_eq!(found.path, "/proc/1/environ");
+        assert!(found.base_unknown);
+        assert!(!at("/proc/1/status", AT_FDCWD).base_unknown);
+    }
+}
