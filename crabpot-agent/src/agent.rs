@@ -47,7 +47,7 @@ use crate::{
 /// Queue between the ring-buffer drain and the agent loop.
 const BUS_CAPACITY: usize = 16 * 1024;
 /// Queue between all channels and the alert router.
-const ALERT_CAPACITY: usize = 64 * 1024;
+pub const ALERT_CAPACITY: usize = 64 * 1024;
 /// How long a clean stop waits for queued alerts to reach the sinks.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 

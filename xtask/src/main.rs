@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's own set-up, run and test entry points.
 mod cmd;
+mod fuzz;
 mod images;
 mod run;
 mod setup;
@@ -32,6 +33,13 @@ enum Command {
         /// Only run integration tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Build the libFuzzer targets in fuzz/ (nightly, cargo-fuzz) and run each for a while
+    /// from a scratch copy of its seed corpus.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Run the BPF LSM test (crabpot-agent/tests/lsm_vm.rs) inside a throwaway QEMU VM with a
     /// stock Debian kernel; installs QEMU and downloads the kernel (cached in target/vm/).
     VmTest {
@@ -47,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::setup().map(|_| ()),
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),
+        Command::Fuzz { seconds } => fuzz::fuzz(seconds),
         Command::VmTest { kernel } => vm::vm_test(&kernel),
     }
 }

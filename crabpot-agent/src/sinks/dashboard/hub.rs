@@ -5,6 +5,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -30,7 +31,8 @@ struct History {
 #[derive(Clone)]
 pub struct Hub {
     history: Arc<Mutex<History>>,
-    live: broadcast::Sender<Arc<str>>,
+    /// Shared bytes: a message is serialised once, not copied per client.
+    live: broadcast::Sender<Utf8Bytes>,
 }
 
 impl Default for Hub {
@@ -52,7 +54,7 @@ fn push(queue: &mut VecDeque<Value>, item: Value, cap: usize) {
 impl Hub {
     fn publish(&self, message: Value) {
         // No receiver is fine: nobody is watching.
-        let _ = self.live.send(Arc::from(message.to_string()));
+        let _ = self.live.send(Utf8Bytes::from(message.to_string()));
     }
 
     pub fn alert(&self, alert: &Alert) {
@@ -79,8 +81,13 @@ impl Hub {
         self.publish(json!({"type": "state", "state": state}));
     }
 
+    /// Dashboard clients connected now (each holds one subscription).
+    pub fn clients(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// The first message for a new client, and its subscription to what follows.
-    pub fn join(&self) -> (String, broadcast::Receiver<Arc<str>>) {
+    pub fn join(&self) -> (String, broadcast::Receiver<Utf8Bytes>) {
         let receiver = self.live.subscribe();
         let hello = match self.history.lock() {
             Ok(history) => json!({
