@@ -115,7 +115,7 @@ impl Agent {
     }
 
     pub async fn raise(&self, seq: u64) {
-        let severity = if seq % 10 == 0 {
+        let severity = if seq.is_multiple_of(10) {
             Severity::Warning
         } else {
             Severity::Info
@@ -229,7 +229,7 @@ pub async fn slow_client(address: SocketAddr) -> anyhow::Result<Socket> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
     let stream = socket.connect(address).await?;
-    Ok(connect(address, stream).await?)
+    connect(address, stream).await
 }
 
 /// The WebSocket handshake, with a read buffer sized for small messages (the default 128 KiB
