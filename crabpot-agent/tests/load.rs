@@ -25,8 +25,9 @@ use load_support::{
 const RATE: u64 = 10_000;
 const CLIENTS: usize = 50;
 const SLOW_CLIENTS: usize = 5;
-/// Peak resident memory of this whole process (agent parts, 50 clients, the test itself).
-const RSS_BOUND_MIB: u64 = 512;
+/// Peak resident memory of this whole process (agent parts, 50 clients, the test itself),
+/// before the log is read back: 300 000 queued alerts alone would pass it.
+const RSS_BOUND_MIB: u64 = 256;
 
 fn seconds() -> u64 {
     std::env::var("CRABPOT_LOAD_SECONDS")
