@@ -49,7 +49,7 @@ use crate::{
 /// `ring::BATCH` events (64 × 256: at most 16 Ki events in flight).
 const BUS_CAPACITY: usize = 64;
 /// Queue between all channels and the alert router.
-const ALERT_CAPACITY: usize = 64 * 1024;
+pub const ALERT_CAPACITY: usize = 64 * 1024;
 /// How long a clean stop waits for queued alerts to reach the sinks.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 

@@ -28,7 +28,8 @@ pub fn config_path(args: &AgentArgs) -> Option<PathBuf> {
     })
 }
 
-fn apply_file(
+/// Lay a parsed file over the defaults (public for the config fuzz target).
+pub fn apply_file(
     monitor: &mut MonitorConfig,
     policy: &mut Policy,
     trust: &mut TrustScore,

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's own set-up, run and test entry points.
 mod bench;
 mod cmd;
+mod fuzz;
 mod images;
 mod run;
 mod setup;
@@ -42,6 +43,13 @@ enum Command {
     /// Measure detection latency, syscall overhead, event throughput and footprint beside
     /// their baselines (poll-only mode, no agent, bpftrace, auditd); table in target/bench/.
     Bench(bench::BenchArgs),
+    /// Build the libFuzzer targets in fuzz/ (nightly, cargo-fuzz) and run each for a while
+    /// from a scratch copy of its seed corpus.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Run the BPF LSM test (crabpot-agent/tests/lsm_vm.rs) inside a throwaway QEMU VM with a
     /// stock Debian kernel; installs QEMU and downloads the kernel (cached in target/vm/).
     VmTest {
@@ -58,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Image { tag } => images::build_demo_image_as(&tag).map(|_| ()),
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),
+        Command::Fuzz { seconds } => fuzz::fuzz(seconds),
         Command::VmTest { kernel } => vm::vm_test(&kernel),
         Command::Bench(args) => bench::bench(&args),
     }

@@ -112,6 +112,10 @@ fn install_rust_pieces() -> anyhow::Result<()> {
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
         )?;
     }
+    if !cmd::succeeds(&cargo(), &["fuzz", "--version"]) {
+        eprintln!("xtask: installing cargo-fuzz (the fuzz targets' runner; a few minutes, once)");
+        cmd::run(&cargo(), &["install", "--locked", "cargo-fuzz"])?;
+    }
     Ok(())
 }
 

@@ -50,6 +50,22 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     )?;
     // Unit tests: no root, no Docker needed.
     in_root(&cargo, &["test"])?;
+    // The alert path under load (half a minute; ignored by plain `cargo test`).
+    in_root(
+        &cargo,
+        &[
+            "test",
+            "-p",
+            "crabpot-agent",
+            "--test",
+            "load",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ],
+    )?;
+    // Each fuzz target briefly, from a scratch copy of its committed corpus.
+    crate::fuzz::fuzz(crate::fuzz::TEST_SECONDS)?;
     // Integration tests: real dockerd, real kernel, the agent binary built here.
     in_root(&cargo, &["build", "-p", "crabpot-agent"])?;
     let agent = root.join("target/debug/crabpot-agent");

@@ -42,24 +42,30 @@ pub fn read_alerts(path: &Path) -> ReadReport {
                 continue;
             }
         };
-        for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let parsed = std::str::from_utf8(line)
-                .map_err(|e| e.to_string())
-                .and_then(|text| serde_json::from_str::<Alert>(text).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(alert) => report.alerts.push(alert),
-                Err(error) => report.problems.push(format!(
-                    "{}:{}: skipped malformed line: {error}",
-                    file.display(),
-                    index + 1
-                )),
-            }
-        }
+        parse_lines(&file, &bytes, &mut report);
     }
     report
+}
+
+/// Parse the bytes of one log file, named `file` in problems: each valid line is an alert,
+/// each malformed one a problem; blank lines are skipped.
+pub fn parse_lines(file: &Path, bytes: &[u8], report: &mut ReadReport) {
+    for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = std::str::from_utf8(line)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Alert>(text).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(alert) => report.alerts.push(alert),
+            Err(error) => report.problems.push(format!(
+                "{}:{}: skipped malformed line: {error}",
+                file.display(),
+                index + 1
+            )),
+        }
+    }
 }
 
 /// Keep alerts at `min` severity or above, at or after `since`, then the last `last`.

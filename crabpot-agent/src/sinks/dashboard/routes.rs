@@ -4,12 +4,16 @@ use std::time::Duration;
 use axum::{
     extract::{
         Query, State,
-        ws::{Message, WebSocket, WebSocketUpgrade},
+        ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
     },
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
-use tokio::sync::broadcast::error::RecvError;
+use futures_util::SinkExt as _;
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 
 use crate::sinks::{
     dashboard::Hub,
@@ -72,31 +76,65 @@ pub async fn feed(
     upgrade.on_upgrade(move |socket| client(socket, hub))
 }
 
-async fn send(socket: &mut WebSocket, text: &str) -> bool {
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
-        Ok(Ok(()))
-    )
+/// Most messages written to a client before one flush: under a burst a client costs one
+/// write per batch, not one per message.
+const BATCH: usize = 128;
+
+/// Write `messages` and flush them, all within [`SEND_TIMEOUT`]; `false` if the client did
+/// not take them in time or went away.
+async fn send_all(socket: &mut WebSocket, messages: Vec<Utf8Bytes>) -> bool {
+    let write = async {
+        for text in messages {
+            socket.feed(Message::Text(text)).await?;
+        }
+        socket.flush().await
+    };
+    matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
+}
+
+/// Say goodbye, but never wait long for a client that does not read.
+async fn close(mut socket: WebSocket) {
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+}
+
+/// The next messages for a client: the first to arrive and whatever else is already queued,
+/// up to [`BATCH`].
+fn take_ready(
+    first: Utf8Bytes,
+    live: &mut broadcast::Receiver<Utf8Bytes>,
+) -> Result<Vec<Utf8Bytes>, RecvError> {
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match live.try_recv() {
+            Ok(text) => batch.push(text),
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Lagged(missed)) => return Err(RecvError::Lagged(missed)),
+            Err(TryRecvError::Closed) => return Err(RecvError::Closed),
+        }
+    }
+    Ok(batch)
 }
 
 /// One browser: the history first, then every new message until it goes away or lags.
+/// A client that falls [`super::hub::CLIENT_BACKLOG`] messages behind, or does not take a
+/// batch within [`SEND_TIMEOUT`], is dropped: the hub never waits for it.
 async fn client(mut socket: WebSocket, hub: Hub) {
     let (hello, mut live) = hub.join();
-    if !send(&mut socket, &hello).await {
+    if !send_all(&mut socket, vec![Utf8Bytes::from(hello)]).await {
         return;
     }
     loop {
         tokio::select! {
-            message = live.recv() => match message {
-                Ok(text) => {
-                    if !send(&mut socket, &text).await {
+            message = live.recv() => match message.and_then(|first| take_ready(first, &mut live)) {
+                Ok(batch) => {
+                    if !send_all(&mut socket, batch).await {
                         tracing::info!("dashboard client too slow: dropped");
                         return;
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!("dashboard client fell {missed} messages behind: dropped");
-                    let _ = socket.send(Message::Close(None)).await;
+                    close(socket).await;
                     return;
                 }
                 Err(RecvError::Closed) => return,
@@ -106,5 +144,41 @@ async fn client(mut socket: WebSocket, hub: Hub) {
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_goes_out_in_batches_and_a_lagging_client_is_told() {
+        let (tx, mut live) = broadcast::channel(4 * BATCH);
+        for i in 0..BATCH + 10 {
+            tx.send(Utf8Bytes::from(i.to_string())).expect("a receiver");
+        }
+        let first = live.try_recv().expect("queued");
+        let batch = take_ready(first, &mut live).expect("not lagging");
+        assert_eq!(batch.len(), BATCH);
+        assert_eq!(
+            (&*batch[0], &*batch[BATCH - 1]),
+            ("0", &*(BATCH - 1).to_string())
+        );
+        let first = live.try_recv().expect("the rest");
+        assert_eq!(take_ready(first, &mut live).expect("rest").len(), 10);
+
+        for i in 0..5 * BATCH {
+            tx.send(Utf8Bytes::from(i.to_string())).expect("a receiver");
+        }
+        let hub = Hub::default();
+        assert_eq!(hub.clients(), 0);
+        let (_hello, _subscription) = hub.join();
+        assert_eq!(hub.clients(), 1);
+        // The first message of a burst was taken before the ring wrapped; the rest has.
+        let stale = Utf8Bytes::from("stale");
+        assert!(matches!(
+            take_ready(stale, &mut live),
+            Err(RecvError::Lagged(n)) if n == BATCH as u64
+        ));
     }
 }

@@ -72,13 +72,17 @@ impl LineSplitter {
     /// Complete lines in `chunk` (without their newline); an over-long partial line is
     /// emitted as is rather than kept without bound.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.pending.extend_from_slice(chunk);
+        // Only the new bytes are searched: the pending partial line has no newline in it.
         let mut lines = Vec::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            self.pending.extend_from_slice(&rest[..end]);
+            let text = String::from_utf8_lossy(&self.pending);
             lines.push(text.trim_end_matches('\r').to_string());
+            self.pending.clear();
+            rest = &rest[end + 1..];
         }
+        self.pending.extend_from_slice(rest);
         if self.pending.len() > MAX_PENDING {
             lines.push(String::from_utf8_lossy(&self.pending).into_owned());
             self.pending.clear();
@@ -218,5 +222,26 @@ mod tests {
         assert_eq!(splitter.push(b"\n"), vec!["\u{fffd}x"]);
         let long = vec![b'a'; MAX_PENDING + 1];
         assert_eq!(splitter.push(&long).len(), 1);
+    }
+
+    /// Found by the `log_scanner` fuzz target: every push rescanned the whole partial line,
+    /// so a container writing a long line a byte at a time cost the agent quadratic time
+    /// (64 KiB in 1-byte frames: two billion comparisons).
+    #[test]
+    fn a_line_arriving_a_byte_at_a_time_costs_linear_time() {
+        let mut splitter = LineSplitter::default();
+        let started = std::time::Instant::now();
+        for _ in 0..MAX_PENDING {
+            assert!(splitter.push(b"x").is_empty());
+        }
+        let lines = splitter.push(b"\n");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), MAX_PENDING);
+        let mut many = b"a\n".repeat(MAX_PENDING);
+        many.extend_from_slice(b"tail");
+        assert_eq!(splitter.push(&many).len(), MAX_PENDING);
+        assert_eq!(splitter.push(b"\r\n"), vec!["tail"]);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
     }
 }
