@@ -159,6 +159,22 @@ fn a_flood_moves_the_drop_counter_and_the_agent_keeps_up() {
         kind(e) == "dropped" && e["total"].as_u64().unwrap_or(0) > 0
     });
     assert!(dropped["by_kind"].to_string().contains("open"), "{dropped}");
+    let overrun = |a: &serde_json::Value| {
+        a["severity"] == "WARNING" && a["message"].as_str().unwrap_or("").contains("overrun")
+    };
+    agent.wait_for_alert("the overrun alert", overrun);
+    // A second flood is counted again, but not alerted again.
+    let first_total = dropped["total"].as_u64().unwrap_or(0);
+    container.exec(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 40 ]; do cat /bin/* > /dev/null 2>&1; i=$((i+1)); done",
+    ]);
+    agent.wait_for_event("a higher drop total", |e| {
+        kind(e) == "dropped" && e["total"].as_u64().unwrap_or(0) > first_total
+    });
+    let overruns = agent.alerts().iter().filter(|a| overrun(a)).count();
+    assert_eq!(overruns, 1, "the overrun is alerted once");
     // Still alive and still delivering after the flood.
     container.exec(&["cat", "/etc/group"]);
     let after = agent.wait_for_event("an event after the flood", |e| {

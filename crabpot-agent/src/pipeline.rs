@@ -54,6 +54,7 @@ impl KernelLoop {
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut table = ProcessTable::default();
         let mut judge = ViolationJudge::default();
+        let mut overrun_alerted = false;
         loop {
             let message = tokio::select! {
                 message = bus.recv() => match message {
@@ -71,6 +72,22 @@ impl KernelLoop {
                 }
                 BusMessage::KernelDrops(report) => {
                     self.metrics.dropped_total(report.total);
+                    if !overrun_alerted {
+                        // Once: every later drop is counted (metrics, status, warnings).
+                        overrun_alerted = true;
+                        let alert = Alert::new(
+                            Severity::Warning,
+                            AlertSource::Syscalls,
+                            format!(
+                                "Kernel ring buffer overrun: {} events dropped so far; raise \
+                                 --ring-buffer-bytes (further drops are counted, not alerted)",
+                                report.total
+                            ),
+                        )
+                        .with("dropped_total", report.total)
+                        .with("by_kind", serde_json::json!(report.by_kind));
+                        self.alerts.raise(alert).await;
+                    }
                     tracing::warn!(
                         total = report.total,
                         "kernel ring buffer full: {} events dropped so far ({:?}); raise \

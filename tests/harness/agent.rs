@@ -20,6 +20,9 @@ pub struct Agent {
     logs: Shared<String>,
     /// The agent's own alerts log, in a directory removed on drop.
     pub alerts_log: PathBuf,
+    /// The guarded container, whose pinned hooks are removed on drop unless `keep_pins`.
+    container: Option<String>,
+    unload_on_drop: bool,
 }
 
 /// A fresh, private directory for one agent's files.
@@ -65,6 +68,7 @@ impl Agent {
         }
         let mut agent = Self::spawn(&mut command);
         agent.alerts_log = alerts_log;
+        agent.container = Some(container.to_string());
         agent
     }
 
@@ -94,6 +98,8 @@ impl Agent {
             events,
             logs,
             alerts_log: PathBuf::new(),
+            container: None,
+            unload_on_drop: true,
         }
     }
 
@@ -171,6 +177,13 @@ impl Agent {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Leave the agent's pinned in-kernel hooks in place when it is dropped (they outlive
+    /// the agent by design; by default each test's agent removes its own).
+    pub fn keep_pins(mut self) -> Self {
+        self.unload_on_drop = false;
+        self
+    }
 }
 
 impl Drop for Agent {
@@ -184,6 +197,13 @@ impl Drop for Agent {
         if !exited {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(container) = self.container.as_deref().filter(|_| self.unload_on_drop) {
+            let _ = std::process::Command::new(agent_bin().with_file_name("crabpot"))
+                .args(["unload", "--container", container])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
         let panicking = std::thread::panicking();
         if panicking {

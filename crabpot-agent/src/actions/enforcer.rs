@@ -1,19 +1,20 @@
 //! In-kernel enforcement: writes the policy into the kernel's maps and keeps the cgroup
 //! hooks attached to the guarded container's cgroup2 directory across restarts.
-use std::{fs::File, sync::Arc};
+use std::{fs::File, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf,
     maps::lpm_trie::Key,
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, cgroup_sock::CgroupSockLinkId,
-        cgroup_sock_addr::CgroupSockAddrLinkId,
+        CgroupAttachMode, CgroupSock, CgroupSockAddr,
+        links::{FdLink, PinnedLink},
     },
 };
 use ipnet::IpNet;
 use tokio::sync::watch;
 
 use crate::{
+    actions::pins,
     policy::rules::{Action, Policy},
     sources::{
         bpf::{decode::RuleName, loader::PolicyMaps},
@@ -36,6 +37,11 @@ pub enum EnforceError {
     },
     #[error("policy map: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("cgroup program `{program}`: cannot own its link: {message}")]
+    Link {
+        program: &'static str,
+        message: String,
+    },
     #[error("cannot open the container's cgroup {path}: {source}")]
     Cgroup {
         path: String,
@@ -56,17 +62,29 @@ pub fn layer(rule: RuleName, action: Action, lsm: bool) -> &'static str {
     }
 }
 
-enum Link {
-    SockAddr(&'static str, CgroupSockAddrLinkId),
-    Sock(&'static str, CgroupSockLinkId),
+/// A cgroup hook's link: pinned in bpffs (outlives the agent), or held by this process
+/// only when pinning is impossible.
+enum Held {
+    Pinned(PinnedLink),
+    /// Kept only to hold the link: dropping it detaches the hook.
+    Unpinned(#[allow(dead_code)] FdLink),
 }
 
 pub struct Enforcer {
     ebpf: Ebpf,
     maps: PolicyMaps,
-    links: Vec<Link>,
+    links: Vec<Held>,
     attached_to: Option<u64>,
     lsm_rules: Vec<RuleName>,
+    /// False once pinning failed: hooks then end with the agent (said loudly).
+    pinning: bool,
+}
+
+fn link_error(program: &'static str) -> impl Fn(aya::programs::links::LinkError) -> EnforceError {
+    move |error| EnforceError::Link {
+        program,
+        message: error.to_string(),
+    }
 }
 
 fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> EnforceError {
@@ -121,6 +139,7 @@ impl Enforcer {
             links: Vec::new(),
             attached_to: None,
             lsm_rules: Vec::new(),
+            pinning: true,
         })
     }
 
@@ -174,51 +193,108 @@ impl Enforcer {
         Ok(())
     }
 
-    /// Attach the cgroup hooks to `container`'s cgroup, detaching them from the previous one.
+    /// Attach the cgroup hooks to `container`'s cgroup and pin them; then let go of the
+    /// previous ones (ours on an old cgroup, or a previous agent's pins).
     pub fn follow(&mut self, container: &GuardedContainer) -> Result<(), EnforceError> {
         if self.attached_to == Some(container.cgroup.id) {
             return Ok(());
         }
-        self.detach_all();
         let dir =
             File::open(&container.cgroup.directory).map_err(|source| EnforceError::Cgroup {
                 path: container.cgroup.directory.display().to_string(),
                 source,
             })?;
-        // Link-based cgroup attachment: other programs on the cgroup keep running too.
+        // Cgroup links run side by side with any already attached (the previous agent's):
+        // the new hooks are in force before the old ones go.
+        let mut fresh = Vec::new();
         for name in SOCK_ADDR_PROGRAMS {
-            let attached = program::<CgroupSockAddr>(&mut self.ebpf, name)?
-                .attach(&dir, CgroupAttachMode::Single);
-            self.links
-                .push(Link::SockAddr(name, attached.map_err(program_error(name))?));
+            let program = program::<CgroupSockAddr>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
         }
         for name in SOCK_PROGRAMS {
-            let attached =
-                program::<CgroupSock>(&mut self.ebpf, name)?.attach(&dir, CgroupAttachMode::Single);
-            self.links
-                .push(Link::Sock(name, attached.map_err(program_error(name))?));
+            let program = program::<CgroupSock>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        let pin_dir = self.pin_dir(&container.name);
+        let mut held = Vec::new();
+        let mut kept: Vec<PathBuf> = Vec::new();
+        for (name, link) in fresh {
+            let path = pin_dir
+                .as_ref()
+                .and_then(|dir| pins::pin_path(dir, container.cgroup.id, name).ok());
+            match path {
+                Some(path) => match link.pin(&path) {
+                    Ok(pinned) => {
+                        kept.push(path);
+                        held.push(Held::Pinned(pinned));
+                    }
+                    Err(error) => {
+                        // The link went with the failed pin: attach again, unpinned.
+                        tracing::error!(
+                            "cannot pin `{name}` at {} ({error}): enforcement will end with \
+                             the agent",
+                            path.display()
+                        );
+                        self.pinning = false;
+                        self.links.extend(held);
+                        return self.follow(container);
+                    }
+                },
+                None => held.push(Held::Unpinned(link)),
+            }
+        }
+        self.detach_all();
+        self.links = held;
+        if let Some(dir) = &pin_dir {
+            match pins::remove_pins(dir, &kept) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("replaced {n} hooks pinned by a previous agent"),
+                Err(error) => tracing::warn!("cannot remove old pins: {error}"),
+            }
         }
         self.attached_to = Some(container.cgroup.id);
         tracing::info!(
-            "enforcing on cgroup {} (connect, sendmsg, socket hooks attached)",
-            container.cgroup.directory.display()
+            "enforcing on cgroup {} (connect, sendmsg, socket hooks attached{})",
+            container.cgroup.directory.display(),
+            match &pin_dir {
+                Some(dir) => format!("; pinned in {}, they outlive the agent", dir.display()),
+                None => "; not pinned: they end with the agent".into(),
+            }
         );
         Ok(())
     }
 
+    /// Where this container's hooks are pinned, or `None` when pinning is off or impossible.
+    fn pin_dir(&mut self, container: &str) -> Option<PathBuf> {
+        if !self.pinning {
+            return None;
+        }
+        match pins::ensure_bpffs().and_then(|()| pins::container_dir(container)) {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                tracing::error!("{error}: enforcement will end with the agent");
+                self.pinning = false;
+                None
+            }
+        }
+    }
+
     fn detach_all(&mut self) {
-        for link in self.links.drain(..) {
-            let result = match link {
-                Link::SockAddr(name, id) => program::<CgroupSockAddr>(&mut self.ebpf, name)
-                    .ok()
-                    .map(|p| p.detach(id)),
-                Link::Sock(name, id) => program::<CgroupSock>(&mut self.ebpf, name)
-                    .ok()
-                    .map(|p| p.detach(id)),
-            };
-            if let Some(Err(error)) = result {
+        for held in self.links.drain(..) {
+            // Dropping the last reference to a link detaches it.
+            if let Held::Pinned(pinned) = held
+                && let Err(error) = pinned.unpin()
+            {
                 // The old cgroup is usually gone with its container: nothing to detach.
-                tracing::debug!("detaching a cgroup hook: {error}");
+                tracing::debug!("unpinning a cgroup hook: {error}");
             }
         }
         self.attached_to = None;

@@ -61,6 +61,16 @@ enum Command {
         #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
         container: String,
     },
+    /// Remove the in-kernel hooks the agent pinned (they outlive the agent, on purpose):
+    /// the container's connect and socket policy stops being enforced. Stop the agent first;
+    /// a running agent's hooks stay until it exits.
+    Unload {
+        #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
+        container: String,
+        /// Every container's pinned hooks.
+        #[arg(long, conflicts_with = "container")]
+        all: bool,
+    },
 }
 
 fn parse_since(text: &str) -> Result<DateTime<FixedOffset>, String> {
@@ -124,6 +134,22 @@ async fn main() -> ExitCode {
         }
         Command::Resume { container } => {
             report(&container, "resumed", control::resume(&container).await)
+        }
+        Command::Unload { container, all } => {
+            let which = (!all).then_some(container.as_str());
+            match crabpot_agent::actions::pins::unload(which) {
+                Ok(removed) => {
+                    println!(
+                        "crabpot: removed {removed} pinned hook(s) for {}",
+                        which.map_or("every container".to_string(), |c| format!("`{c}`"))
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("crabpot: {error} (run as root)");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

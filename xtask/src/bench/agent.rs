@@ -19,6 +19,8 @@ pub struct BenchAgent {
     token: String,
     pub alerts_log: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
+    /// `crabpot unload --container <name>` for the hooks it pinned (they outlive it).
+    unload: Command,
 }
 
 impl BenchAgent {
@@ -61,12 +63,18 @@ impl BenchAgent {
                 }
             });
         }
+        let mut unload = Command::new(bin.with_file_name("crabpot"));
+        unload
+            .args(["unload", "--container", container])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let mut agent = BenchAgent {
             child,
             port,
             token: String::new(),
             alerts_log,
             logs,
+            unload,
         };
         let needle = format!("guarding container `{container}`");
         agent.wait_for(
@@ -194,5 +202,6 @@ impl Drop for BenchAgent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = self.unload.status();
     }
 }

@@ -33,12 +33,12 @@ fn settle(agent: &BenchAgent) -> anyhow::Result<(f64, f64, Instant)> {
     let mut last_change = Instant::now();
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(50));
         let now = counts(agent)?;
         if now != last {
             last = now;
             last_change = Instant::now();
-        } else if last_change.elapsed() >= Duration::from_millis(750) {
+        } else if last_change.elapsed() >= Duration::from_millis(500) {
             break;
         }
     }

@@ -35,7 +35,7 @@ impl Tracer {
 
 pub enum Running {
     None,
-    CrabPot(BenchAgent),
+    CrabPot(Box<BenchAgent>),
     Bpftrace(Child),
     Auditd(Child),
 }
@@ -146,12 +146,12 @@ impl Running {
     ) -> anyhow::Result<Self> {
         Ok(match tracer {
             Tracer::None => Running::None,
-            Tracer::CrabPot => Running::CrabPot(BenchAgent::start(
+            Tracer::CrabPot => Running::CrabPot(Box::new(BenchAgent::start(
                 &bench.agent,
                 &bench.dir.join("overhead"),
                 &container.name,
                 &["--no-auto-pause"],
-            )?),
+            )?)),
             Tracer::Bpftrace => Running::Bpftrace(start_bpftrace(container)?),
             Tracer::Auditd => Running::Auditd(start_auditd()?),
         })
@@ -160,7 +160,7 @@ impl Running {
     pub fn stop(self) -> anyhow::Result<()> {
         match self {
             Running::None => Ok(()),
-            Running::CrabPot(agent) => agent.stop(),
+            Running::CrabPot(agent) => (*agent).stop(),
             Running::Bpftrace(mut child) => {
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
