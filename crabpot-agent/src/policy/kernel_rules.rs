@@ -14,7 +14,7 @@ use crate::{
     alert::{Alert, AlertSource, Severity},
     policy::{
         denylist::{Denylist, executable_name},
-        exe_identity::{ExeIdentity, ExecTarget},
+        exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
         network_allow::is_allowed,
     },
     sources::{
@@ -97,14 +97,21 @@ impl KernelRules {
             return None;
         };
         let shown = executable_name(filename, argv);
-        let files = self.identity.exec_names(&ExecTarget {
-            tgid: event.header.tgid,
-            container_pid: self.container_pid,
-            filename,
-            dirfd: *dirfd,
-            flags: *flags,
-            argv,
-        });
+        // The name already says shell (or runtime, net tool…): alert without reading files —
+        // this is the detection-latency hot path. Only innocent names need the file checked.
+        let by_name = self.denylist.category(&shown).is_some();
+        let files = if by_name {
+            ExecFiles::default()
+        } else {
+            self.identity.exec_names(&ExecTarget {
+                tgid: event.header.tgid,
+                container_pid: self.container_pid,
+                filename,
+                dirfd: *dirfd,
+                flags: *flags,
+                argv,
+            })
+        };
         let identified_by_file = files
             .names
             .iter()

@@ -169,6 +169,20 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 )
                 .note("one core = 100 %"),
             );
+            if step.agent_cpu_percent > 0.0 {
+                rows.push(
+                    Row::new(
+                        format!("drain capacity per core of agent CPU, {ring_label}"),
+                        "events/s",
+                        step.drained_per_s / (step.agent_cpu_percent / 100.0),
+                    )
+                    .target("≥ 1 000 000")
+                    .note(
+                        "derived: drained events/s ÷ agent CPU share (the flooders, not the \
+                         agent, are the limit on 2 cores)",
+                    ),
+                );
+            }
             rows.push(Row::new(
                 format!("agent RSS during flat-out flood, {ring_label}"),
                 "MiB",
