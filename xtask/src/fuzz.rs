@@ -30,7 +30,9 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Build every target, then run each for `seconds`.
-pub fn fuzz(seconds: u64) -> anyhow::Result<()> {
+/// Run every target for `seconds`; `seed` fixes libFuzzer's random seed (the test command
+/// uses one so that a run is repeatable; `cargo xtask fuzz` explores with a fresh one).
+pub fn fuzz(seconds: u64, seed: Option<u64>) -> anyhow::Result<()> {
     let fuzz_dir = cmd::workspace_root().join("fuzz");
     let started = Instant::now();
     cmd::run_command(cargo_fuzz(&fuzz_dir).arg("build"))?;
@@ -52,7 +54,8 @@ pub fn fuzz(seconds: u64) -> anyhow::Result<()> {
                 // A single input that takes this long is a hang.
                 .arg("-timeout=10")
                 .arg(format!("-artifact_prefix={}/", artifacts.display()))
-                .arg("-print_final_stats=1"),
+                .arg("-print_final_stats=1")
+                .args(seed.map(|seed| format!("-seed={seed}"))),
         );
         if let Err(error) = result {
             bail!(
@@ -77,3 +80,5 @@ pub fn fuzz(seconds: u64) -> anyhow::Result<()> {
 
 /// What `cargo xtask test` spends on each target.
 pub const TEST_SECONDS: u64 = 20;
+/// The seed of the test command's fuzz runs.
+pub const TEST_SEED: u64 = 1;

@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Image { tag } => images::build_demo_image_as(&tag).map(|_| ()),
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),
-        Command::Fuzz { seconds } => fuzz::fuzz(seconds),
+        Command::Fuzz { seconds } => fuzz::fuzz(seconds, None),
         Command::VmTest { kernel } => vm::vm_test(&kernel),
         Command::Bench(args) => bench::bench(&args),
     }

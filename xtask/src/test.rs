@@ -65,7 +65,7 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
         ],
     )?;
     // Each fuzz target briefly, from a scratch copy of its committed corpus.
-    crate::fuzz::fuzz(crate::fuzz::TEST_SECONDS)?;
+    crate::fuzz::fuzz(crate::fuzz::TEST_SECONDS, Some(crate::fuzz::TEST_SEED))?;
     // Integration tests: real dockerd, real kernel, the agent binary built here.
     in_root(&cargo, &["build", "-p", "crabpot-agent"])?;
     let agent = root.join("target/debug/crabpot-agent");
