@@ -5,29 +5,13 @@
 //! `crabpot-evade` helper in the test image (images/helpers/evade.c).
 use std::process::Command;
 
-use crabpot_integration_tests::{Agent, DEADLINE, TestContainer, container::docker, wait_until};
+use crabpot_integration_tests::{
+    Agent, DEADLINE, TestContainer, container::docker, enforced, wait_until,
+};
 use serde_json::Value;
 
-fn guarded(container: TestContainer, extra: &[&str]) -> (TestContainer, Agent) {
-    let agent = Agent::start(&container.name, extra);
-    agent.wait_guarding(&container.name, container.cgroup_id());
-    agent.wait_for_log(&["enforcing on cgroup"], DEADLINE);
-    (container, agent)
-}
-
-/// Run a command in the container: (exit code, stdout + stderr).
 fn exec(container: &TestContainer, command: &[&str]) -> (i32, String) {
-    let out = Command::new("docker")
-        .args(["exec", &container.name])
-        .args(command)
-        .output()
-        .expect("docker exec");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    container.exec_output(command)
 }
 
 /// Start a command in the container without waiting for it.
@@ -48,7 +32,7 @@ fn shell_alert(agent: &Agent, marker: &str) -> Value {
 
 #[test]
 fn shells_under_other_names_are_still_shells() {
-    let (container, agent) = guarded(TestContainer::start("ev-names"), &["--no-auto-pause"]);
+    let (container, agent) = enforced(TestContainer::start("ev-names"), &["--no-auto-pause"]);
     // Prepared before any shell runs; cp and ln are not denylisted.
     container.exec(&["cp", "/bin/busybox", "/tmp/busybox.bak"]);
     container.exec(&["cp", "/bin/busybox", "/tmp/x"]);
@@ -100,7 +84,7 @@ fn shells_under_other_names_are_still_shells() {
 
 #[test]
 fn fileless_execs_of_busybox_are_shells() {
-    let (container, agent) = guarded(TestContainer::start("ev-fileless"), &["--no-auto-pause"]);
+    let (container, agent) = enforced(TestContainer::start("ev-fileless"), &["--no-auto-pause"]);
     // execveat(fd, "", AT_EMPTY_PATH): the kernel is given no path at all.
     exec_detached(
         &container,
@@ -163,7 +147,7 @@ fn fileless_execs_of_busybox_are_shells() {
 #[test]
 fn a_disguised_shell_still_freezes_the_container() {
     // The default policy: a shell alert auto-pauses, whatever the shell is called.
-    let (container, agent) = guarded(TestContainer::start("ev-pause"), &[]);
+    let (container, agent) = enforced(TestContainer::start("ev-pause"), &[]);
     container.exec(&["cp", "/bin/busybox", "/tmp/x"]);
     // Not waited for: a frozen process never returns.
     let mut attack = Command::new("docker")
@@ -201,7 +185,7 @@ fn a_process_is_judged_by_what_it_executes_not_the_name_it_shows() {
         &container,
         &["/tmp/busybox.bak", "sh", "-c", "sleep 1000; : early-shell"],
     );
-    let (container, agent) = guarded(
+    let (container, agent) = enforced(
         container,
         &["--no-auto-pause", "--process-poll-seconds", "1"],
     );
@@ -249,7 +233,7 @@ fn connect_alert(agent: &Agent, address: &str, port: u16) -> Value {
 
 #[test]
 fn a_connect_through_io_uring_is_blocked_and_alerted() {
-    let (container, agent) = guarded(TestContainer::start("ev-uring"), &["--no-auto-pause"]);
+    let (container, agent) = enforced(TestContainer::start("ev-uring"), &["--no-auto-pause"]);
     let gateway = container.gateway();
     // No connect(2) syscall is made: the ring's worker connects.
     let (code, out) = exec(
@@ -275,7 +259,7 @@ fn ipv4_mapped_ipv6_destinations_follow_the_ipv4_allowlist() {
     let gateway = container.gateway();
     let mapped = format!("::ffff:{gateway}");
     {
-        let (container, agent) = guarded(container, &["--no-auto-pause"]);
+        let (container, agent) = enforced(container, &["--no-auto-pause"]);
         let (code, out) = exec(&container, &["crabpot-evade", "connect6", &mapped, "18790"]);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("Operation not permitted"), "{out}");
@@ -315,7 +299,7 @@ fn proc_open_record(agent: &Agent, path: &str) -> Value {
 
 #[test]
 fn proc_opens_are_logged_however_the_path_is_spelled() {
-    let (container, agent) = guarded(TestContainer::start("ev-proc"), &[]);
+    let (container, agent) = enforced(TestContainer::start("ev-proc"), &[]);
     // openat2, which the openat tracepoint never sees.
     let (code, out) = exec(&container, &["crabpot-evade", "openat2", "/proc/1/cmdline"]);
     assert_eq!(code, 0, "{out}");

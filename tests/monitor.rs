@@ -6,7 +6,7 @@ use std::{
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, container::docker, wait_until,
+    DEADLINE, TestContainer, agent_bin, container::docker, guarded, wait_until,
 };
 use serde_json::Value;
 
@@ -29,12 +29,6 @@ fn crabpot(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn guarded(container: TestContainer, extra: &[&str]) -> (TestContainer, Agent) {
-    let agent = Agent::start(&container.name, extra);
-    agent.wait_guarding(&container.name, container.cgroup_id());
-    (container, agent)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, container::docker, wait_until,
+    Agent, DEADLINE, TestContainer, agent_bin, container::docker, guarded, wait_until,
 };
 use serde_json::Value;
 
@@ -13,12 +13,6 @@ fn is(alert: &Value, severity: &str, source: &str) -> bool {
 
 fn message(alert: &Value) -> &str {
     alert["message"].as_str().unwrap_or("")
-}
-
-fn guarded(container: TestContainer, extra: &[&str]) -> (TestContainer, Agent) {
-    let agent = Agent::start(&container.name, extra);
-    agent.wait_guarding(&container.name, container.cgroup_id());
-    (container, agent)
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! that only our policy can be the reason a call fails.
 use std::process::Command;
 
-use crabpot_integration_tests::{Agent, DEADLINE, TestContainer, container::docker, wait_until};
+use crabpot_integration_tests::{
+    Agent, DEADLINE, TestContainer, container::docker, enforced, wait_until,
+};
 use serde_json::Value;
 
 const CAPS: &[&str] = &["--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE"];
@@ -13,26 +15,8 @@ fn privileged(prefix: &str) -> TestContainer {
     container
 }
 
-fn guarded(container: TestContainer, extra: &[&str]) -> (TestContainer, Agent) {
-    let agent = Agent::start(&container.name, extra);
-    agent.wait_guarding(&container.name, container.cgroup_id());
-    agent.wait_for_log(&["enforcing on cgroup"], DEADLINE);
-    (container, agent)
-}
-
-/// Run a command in the container: (exit code, stdout + stderr).
 fn exec(container: &TestContainer, command: &[&str]) -> (i32, String) {
-    let out = Command::new("docker")
-        .args(["exec", &container.name])
-        .args(command)
-        .output()
-        .expect("docker exec");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    container.exec_output(command)
 }
 
 fn wget(container: &TestContainer, url: &str) -> (i32, String) {
@@ -54,7 +38,7 @@ fn mounted(container: &TestContainer, target: &str) -> bool {
 
 #[test]
 fn connects_outside_the_allowlist_fail_with_eperm_and_loopback_works() {
-    let (container, agent) = guarded(privileged("connect"), &["--no-auto-pause"]);
+    let (container, agent) = enforced(privileged("connect"), &["--no-auto-pause"]);
     let gateway = container.gateway();
     let (code, out) = wget(&container, &format!("http://{gateway}:18790/"));
     assert_ne!(code, 0);
@@ -82,7 +66,7 @@ fn packet_sockets_follow_the_socket_rule() {
     // arping first connects a UDP socket to learn its source address: allow that, so the
     // packet socket is what the socket rule sees.
     let cidr = format!("{gateway}/32");
-    let (container, agent) = guarded(container, &["--no-auto-pause", "--allow", &cidr]);
+    let (container, agent) = enforced(container, &["--no-auto-pause", "--allow", &cidr]);
     // Default: alert, let through.
     exec(&container, &["arping", "-c", "1", "-w", "1", &gateway]);
     let alert = rule_alert(&agent, "socket", "alert");
@@ -113,7 +97,7 @@ fn packet_sockets_follow_the_socket_rule() {
 
 #[test]
 fn mount_is_killed_alerted_and_undone() {
-    let (container, agent) = guarded(privileged("mount"), &["--no-auto-pause"]);
+    let (container, agent) = enforced(privileged("mount"), &["--no-auto-pause"]);
     let (code, out) = exec(&container, &["mount", "-t", "tmpfs", "none", "/mnt"]);
     assert_eq!(code, 137, "killed by SIGKILL: {out}");
     let alert = rule_alert(&agent, "mount", "killed");
@@ -133,7 +117,7 @@ fn mount_is_killed_alerted_and_undone() {
 
 #[test]
 fn ptrace_attach_is_killed_and_alerted() {
-    let (container, agent) = guarded(privileged("ptrace"), &["--no-auto-pause"]);
+    let (container, agent) = enforced(privileged("ptrace"), &["--no-auto-pause"]);
     let (code, out) = exec(&container, &["crabpot-ptrace-attach", "1"]);
     assert_eq!(code, 137, "killed by SIGKILL: {out}");
     let alert = rule_alert(&agent, "ptrace", "killed");
@@ -143,7 +127,7 @@ fn ptrace_attach_is_killed_and_alerted() {
 
 #[test]
 fn the_same_operations_on_the_host_still_succeed() {
-    let (_container, _agent) = guarded(privileged("hostops"), &[]);
+    let (_container, _agent) = enforced(privileged("hostops"), &[]);
     let dir = std::env::temp_dir().join(crabpot_integration_tests::unique_name("mnt"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let target = dir.to_string_lossy().into_owned();
@@ -174,7 +158,7 @@ fn the_same_operations_on_the_host_still_succeed() {
 
 #[test]
 fn three_violations_take_trust_to_40_and_quarantine() {
-    let (container, agent) = guarded(privileged("trust"), &["--no-auto-pause"]);
+    let (container, agent) = enforced(privileged("trust"), &["--no-auto-pause"]);
     let gateway = container.gateway();
     for port in [18791, 18792, 18793] {
         wget(&container, &format!("http://{gateway}:{port}/"));
@@ -198,7 +182,7 @@ fn three_violations_take_trust_to_40_and_quarantine() {
 
 #[test]
 fn audit_mode_lets_calls_through_and_alerts_audit() {
-    let (container, agent) = guarded(
+    let (container, agent) = enforced(
         privileged("audit"),
         &[
             "--no-auto-pause",
@@ -257,7 +241,7 @@ fn clawbot_blocks_what_openclaw_with_an_allowlisted_cidr_permits() {
 fn a_mount_refused_by_seccomp_is_still_a_violation() {
     // No SYS_ADMIN: Docker's default seccomp profile refuses mount before any entry hook.
     let container = TestContainer::start("seccomp");
-    let (container, agent) = guarded(container, &["--no-auto-pause"]);
+    let (container, agent) = enforced(container, &["--no-auto-pause"]);
     let (code, _) = exec(&container, &["mount", "-t", "tmpfs", "none", "/mnt"]);
     assert_ne!(code, 0);
     let alert = rule_alert(&agent, "mount", "refused");
@@ -267,7 +251,7 @@ fn a_mount_refused_by_seccomp_is_still_a_violation() {
 
 #[test]
 fn proc_opens_are_logged_to_the_audit_log() {
-    let (container, agent) = guarded(privileged("procopen"), &[]);
+    let (container, agent) = enforced(privileged("procopen"), &[]);
     exec(&container, &["cat", "/proc/1/status"]);
     let audit = agent.alerts_log.with_file_name("audit.log");
     wait_until("the audit record", DEADLINE, || {
@@ -292,7 +276,7 @@ fn a_sighup_applies_a_new_allowlist_and_a_broken_file_is_refused() {
     let config = dir.join("monitor.yml");
     std::fs::write(&config, "auto_pause: false\nallow: []\n").expect("write config");
     let config_arg = config.to_string_lossy().into_owned();
-    let (container, agent) = guarded(container, &["--config", &config_arg]);
+    let (container, agent) = enforced(container, &["--config", &config_arg]);
     let url = format!("http://{gateway}:18790/");
     assert!(wget(&container, &url).1.contains("Operation not permitted"));
 
@@ -411,7 +395,7 @@ fn allowlisted_host_names_are_resolved_by_the_agent() {
     let name = format!("{}.crabpot.test", container.name);
     let _line = HostsLine::add(format!("{gateway} {name}"));
     let allow = format!("{name}:18790");
-    let (container, agent) = guarded(container, &["--no-auto-pause", "--allow", &allow]);
+    let (container, agent) = enforced(container, &["--no-auto-pause", "--allow", &allow]);
     agent.wait_for_log(
         &["allowlist hosts resolved", &format!("{gateway}:18790")],
         DEADLINE,

@@ -82,6 +82,21 @@ impl TestContainer {
         docker(&args)
     }
 
+    /// `docker exec` a command that may fail: (exit code, stdout + stderr).
+    pub fn exec_output(&self, command: &[&str]) -> (i32, String) {
+        let out = std::process::Command::new("docker")
+            .args(["exec", &self.name])
+            .args(command)
+            .output()
+            .expect("docker exec");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
     /// `docker exec` a command whose failure is expected or irrelevant.
     pub fn exec_status(&self, command: &[&str]) -> bool {
         let mut args = vec!["exec", self.name.as_str()];

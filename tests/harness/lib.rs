@@ -39,3 +39,17 @@ pub fn unique_name(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Start an agent guarding `container` (with `extra` flags) and wait until it does.
+pub fn guarded(container: TestContainer, extra: &[&str]) -> (TestContainer, Agent) {
+    let agent = Agent::start(&container.name, extra);
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    (container, agent)
+}
+
+/// [`guarded`], and also wait until the in-kernel cgroup hooks are attached.
+pub fn enforced(container: TestContainer, extra: &[&str]) -> (TestContainer, Agent) {
+    let (container, agent) = guarded(container, extra);
+    agent.wait_for_log(&["enforcing on cgroup"], DEADLINE);
+    (container, agent)
+}
