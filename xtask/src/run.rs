@@ -9,15 +9,8 @@ const CONTAINER: &str = "crabpot";
 
 pub fn run(agent_args: &[String]) -> anyhow::Result<()> {
     let image = setup::setup()?;
-    let root = cmd::workspace_root();
-    cmd::run_command(Command::new(setup::cargo()).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "crabpot-agent",
-    ]))?;
+    let agent = setup::build_release_agent()?;
     ensure_container(&image)?;
-    let agent = root.join("target/release/crabpot-agent");
     eprintln!("xtask: starting {} --openclaw", agent.display());
     let error = Command::new(&agent)
         .arg("--openclaw")

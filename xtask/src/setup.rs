@@ -28,6 +28,18 @@ const PACKAGES: &[&str] = &[
 ];
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
 
+/// Build the release agent (the binary users run) and return its path.
+pub fn build_release_agent() -> anyhow::Result<std::path::PathBuf> {
+    let root = cmd::workspace_root();
+    cmd::run_command(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "crabpot-agent",
+    ]))?;
+    Ok(root.join("target/release/crabpot-agent"))
+}
+
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }

@@ -70,6 +70,11 @@ fn watch(
     )
 }
 
+/// Where the next alert line will start.
+fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
 fn ms(from_ns: u64, to_ns: u64) -> f64 {
     to_ns.saturating_sub(from_ns) as f64 / 1e6
 }
@@ -100,9 +105,7 @@ fn kernel_trials(
     )?;
     let freezer = sys::Freezer::of_process(container.main_pid()?)?;
     for _ in 0..trials {
-        let offset = std::fs::metadata(&agent.alerts_log)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let offset = log_len(&agent.alerts_log);
         let mut exec = container.spawn_exec(&["sh", "-c", "true"])?;
         let (alert_at, kernel_ts, frozen_at) =
             watch(&agent.alerts_log, offset, &freezer, Duration::from_secs(10))?;
@@ -130,9 +133,7 @@ fn poll_trials(
     )?;
     let freezer = sys::Freezer::of_process(container.main_pid()?)?;
     for _ in 0..trials {
-        let offset = std::fs::metadata(&agent.alerts_log)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let offset = log_len(&agent.alerts_log);
         let before: Vec<u32> = container_pids(container)?;
         let mut exec = container.spawn_exec(&["sh", "-c", "sleep 100; true"])?;
         let shell = wait_new_shell(container, &before)?;

@@ -10,7 +10,7 @@ mod sys;
 mod throughput;
 mod tracers;
 
-use std::{path::PathBuf, process::Command, time::Instant};
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context as _;
 
@@ -80,15 +80,10 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let image = setup::setup()?;
     setup::install_packages(BASELINE_PACKAGES)?;
     let root = cmd::workspace_root();
-    cmd::run_command(Command::new(setup::cargo()).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "crabpot-agent",
-    ]))?;
+    let agent = setup::build_release_agent()?;
     let dir = root.join("target/bench");
     let bench = Bench {
-        agent: root.join("target/release/crabpot-agent"),
+        agent,
         helpers: dir.join("bin"),
         image,
         dir: dir.join("run"),
