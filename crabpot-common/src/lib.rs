@@ -18,6 +18,8 @@ pub const MOUNT_STR_LEN: usize = 128;
 /// Bytes kept of a mount's filesystem type.
 pub const FSTYPE_LEN: usize = 32;
 
+pub mod toolchain;
+
 /// Names of the maps and globals the agent looks up in the eBPF object.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";

@@ -1,5 +1,5 @@
 //! `cargo xtask fuzz` and part of `cargo xtask test`: the libFuzzer targets in `fuzz/`, built
-//! once (nightly, AddressSanitizer, debug assertions), then each run for a bounded time from a
+//! once (the pinned nightly, AddressSanitizer, debug assertions), then each run for a bounded time from a
 //! scratch copy of its committed seed corpus, so a run never dirties the tree. A crash, panic,
 //! leak or hang fails the command; the input that caused it is kept and named.
 use std::{path::Path, process::Command, time::Instant};
@@ -12,10 +12,8 @@ use crate::cmd;
 pub const TARGETS: &[&str] = &["decode", "config", "log_scanner", "alerts_reader"];
 
 fn cargo_fuzz(fuzz_dir: &Path) -> Command {
-    let mut command = Command::new("rustup");
-    command
-        .current_dir(fuzz_dir)
-        .args(["run", "nightly", "cargo", "fuzz"]);
+    let mut command = crate::toolchain::rustup_run("cargo");
+    command.current_dir(fuzz_dir).arg("fuzz");
     command
 }
 
@@ -60,8 +58,9 @@ pub fn fuzz(seconds: u64, seed: Option<u64>) -> anyhow::Result<()> {
         if let Err(error) = result {
             bail!(
                 "fuzz target `{target}` failed ({error:#}); the input is in {} (reproduce: \
-                 cd fuzz && cargo +nightly fuzz run {target} <file>)",
-                artifacts.display()
+                 cd fuzz && cargo +{} fuzz run {target} <file>)",
+                artifacts.display(),
+                crabpot_common::toolchain::BPF_TOOLCHAIN
             );
         }
         eprintln!(

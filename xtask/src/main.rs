@@ -6,6 +6,7 @@ mod images;
 mod run;
 mod setup;
 mod test;
+mod toolchain;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -19,9 +20,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker), start dockerd,
-    /// build the container images.
-    Setup,
+    /// Install what running the agent needs when missing (Docker, the pinned BPF nightly with
+    /// rust-src, bpf-linker on the same LLVM), start dockerd, build the demo image.
+    /// `--test` adds what only the test command needs (Chromium, Prometheus, cargo-fuzz,
+    /// playwright-core).
+    Setup {
+        #[arg(long)]
+        test: bool,
+    },
     /// Only build the demo/test image (with its static helpers), under `--tag`; the
     /// standard tag by default. Needs a running dockerd.
     Image {
@@ -43,7 +49,7 @@ enum Command {
     /// Measure detection latency, syscall overhead, event throughput and footprint beside
     /// their baselines (poll-only mode, no agent, bpftrace, auditd); table in target/bench/.
     Bench(bench::BenchArgs),
-    /// Build the libFuzzer targets in fuzz/ (nightly, cargo-fuzz) and run each for a while
+    /// Build the libFuzzer targets in fuzz/ (the pinned nightly, cargo-fuzz) and run each for a while
     /// from a scratch copy of its seed corpus.
     Fuzz {
         /// Seconds per target.
@@ -62,7 +68,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Setup => setup::setup().map(|_| ()),
+        Command::Setup { test: false } => setup::setup().map(|_| ()),
+        Command::Setup { test: true } => setup::setup_for_tests().map(|_| ()),
         Command::Image { tag } => images::build_demo_image_as(&tag).map(|_| ()),
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),

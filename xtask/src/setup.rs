@@ -9,12 +9,11 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, images};
+use crate::{cmd, images, toolchain};
 
-/// Debian packages: LLVM for bpf-linker, the Docker engine, busybox for the test images.
-const PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libpolly-22-dev",
+/// Debian packages that running the agent needs: LLVM for bpf-linker, the Docker engine,
+/// busybox and a C compiler for the demo image.
+const RUN_PACKAGES: &[&str] = &[
     "docker.io",
     "containerd",
     "runc",
@@ -22,10 +21,12 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "gcc",
     "libc6-dev",
-    "systemd",
-    "prometheus",
-    "chromium",
 ];
+/// What only the test command needs: systemd (unit verification), Prometheus and Chromium for
+/// the sink tests. (QEMU for the VM test is installed by `vm-test` itself.)
+const TEST_PACKAGES: &[&str] = &["systemd", "prometheus", "chromium"];
+/// The fuzz targets' runner, pinned.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
 
 /// Build the release agent (the binary users run) and return its path.
@@ -44,13 +45,14 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// Install what is missing, start dockerd, build the images. Returns the image tag.
+/// What running the agent needs: install what is missing, start dockerd, build the demo
+/// image. Returns the image tag.
 pub fn setup() -> anyhow::Result<String> {
     cmd::require_root()?;
     let started = Instant::now();
-    install_packages(PACKAGES)?;
-    install_rust_pieces()?;
-    install_browser_driver()?;
+    install_packages(&llvm_packages())?;
+    install_packages(RUN_PACKAGES)?;
+    toolchain::install()?;
     start_dockerd()?;
     let image = images::build_demo_image()?;
     eprintln!(
@@ -60,14 +62,33 @@ pub fn setup() -> anyhow::Result<String> {
     Ok(image)
 }
 
+/// Everything the test command needs beyond [`setup`]; returns the image tag.
+pub fn setup_for_tests() -> anyhow::Result<String> {
+    let image = setup()?;
+    install_packages(TEST_PACKAGES)?;
+    install_cargo_fuzz()?;
+    install_browser_driver()?;
+    Ok(image)
+}
+
+/// Debian's LLVM development packages bpf-linker is built against.
+fn llvm_packages() -> Vec<String> {
+    let major = crabpot_common::toolchain::BPF_LLVM_MAJOR;
+    vec![format!("llvm-{major}-dev"), format!("libpolly-{major}-dev")]
+}
+
 fn installed(package: &str) -> bool {
     cmd::output("dpkg-query", &["-W", "-f=${Status}", package])
         .is_ok_and(|status| status.contains("install ok installed"))
 }
 
 /// Install the Debian packages of `packages` that are missing.
-pub fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+pub fn install_packages<S: AsRef<str>>(packages: &[S]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -82,53 +103,27 @@ pub fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
     )
 }
 
-fn install_rust_pieces() -> anyhow::Result<()> {
-    let components = cmd::output(
-        "rustup",
-        &["component", "list", "--toolchain", "nightly", "--installed"],
+/// cargo-fuzz at [`CARGO_FUZZ_VERSION`]: installed when missing or at another version.
+fn install_cargo_fuzz() -> anyhow::Result<()> {
+    let version = cmd::output(&cargo(), &["fuzz", "--version"]).unwrap_or_default();
+    if version.split_whitespace().nth(1) == Some(CARGO_FUZZ_VERSION) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} (found: {:?}; a few minutes, once)",
+        version.trim()
+    );
+    cmd::run(
+        &cargo(),
+        &[
+            "install",
+            "--locked",
+            "--force",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ],
     )
-    .unwrap_or_default();
-    let has = |name: &str| components.lines().any(|c| c.starts_with(name));
-    if !has("rust-src") || !has("clippy") {
-        eprintln!("xtask: adding rust-src and clippy to the nightly toolchain");
-        cmd::run(
-            "rustup",
-            &["toolchain", "install", "nightly", "--profile", "minimal"],
-        )?;
-        cmd::run(
-            "rustup",
-            &[
-                "component",
-                "add",
-                "rust-src",
-                "clippy",
-                "--toolchain",
-                "nightly",
-            ],
-        )?;
-    }
-    if !cmd::succeeds("bpf-linker", &["--version"]) {
-        eprintln!("xtask: building bpf-linker against LLVM 22 (a few minutes, once)");
-        cmd::run_command(
-            Command::new(cargo())
-                .args([
-                    "install",
-                    "--locked",
-                    "bpf-linker",
-                    "--version",
-                    "0.13.0",
-                    "--no-default-features",
-                    "--features",
-                    "llvm-22",
-                ])
-                .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
-        )?;
-    }
-    if !cmd::succeeds(&cargo(), &["fuzz", "--version"]) {
-        eprintln!("xtask: installing cargo-fuzz (the fuzz targets' runner; a few minutes, once)");
-        cmd::run(&cargo(), &["install", "--locked", "cargo-fuzz"])?;
-    }
-    Ok(())
 }
 
 fn docker_answers() -> bool {
@@ -169,16 +164,39 @@ fn start_dockerd() -> anyhow::Result<()> {
 /// playwright-core for the dashboard test (it drives Debian's chromium; no browser download).
 fn install_browser_driver() -> anyhow::Result<()> {
     let dir = cmd::workspace_root().join("tests/browser");
-    if dir.join("node_modules/playwright-core").is_dir() {
+    let wanted = locked_version(&dir.join("package-lock.json"), "playwright-core")?;
+    let installed = locked_version(
+        &dir.join("node_modules/playwright-core/package.json"),
+        "playwright-core",
+    )
+    .ok();
+    if installed.as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
     if !cmd::succeeds("npm", &["--version"]) {
         bail!("npm is missing: install Node.js and npm (Debian: apt-get install nodejs npm)");
     }
-    eprintln!("xtask: installing playwright-core (tests/browser, from package-lock.json)");
+    eprintln!(
+        "xtask: installing playwright-core {wanted} (tests/browser, from package-lock.json; \
+         found {installed:?})"
+    );
     cmd::run_command(
         Command::new("npm")
             .current_dir(&dir)
             .args(["ci", "--no-audit", "--no-fund"]),
     )
+}
+
+/// The version of `package` in a package-lock.json (`packages["node_modules/NAME"].version`)
+/// or in the package's own package.json (`version`).
+fn locked_version(file: &std::path::Path, package: &str) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    json.pointer(&format!("/packages/node_modules~1{package}/version"))
+        .or_else(|| json.get("version"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .with_context(|| format!("no version of {package} in {}", file.display()))
 }

@@ -1,11 +1,11 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` calls.
 use std::{process::Command, time::Instant};
 
-use crate::{cmd, setup};
+use crate::{cmd, setup, toolchain};
 
 pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     let started = Instant::now();
-    let image = setup::setup()?;
+    let image = setup::setup_for_tests()?;
     let root = cmd::workspace_root();
     let cargo = setup::cargo();
     let in_root = |program: &str, args: &[&str]| {
@@ -13,7 +13,7 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     };
     in_root(&cargo, &["fmt", "--all", "--", "--check"])?;
     // The host lint excludes the kernel crate (`no_std`, it cannot build next to `std`
-    // crates); that one is linted for its own target with nightly.
+    // crates); that one is linted for its own target with the pinned nightly.
     in_root(
         &cargo,
         &[
@@ -27,27 +27,21 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
-    in_root(
-        "rustup",
-        &[
-            "run",
-            "nightly",
-            "cargo",
-            "clippy",
-            "-p",
-            "crabpot-ebpf",
-            "--bin",
-            "crabpot",
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    cmd::run_command(toolchain::rustup_run("cargo").current_dir(&root).args([
+        "clippy",
+        "-p",
+        "crabpot-ebpf",
+        "--bin",
+        "crabpot",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // Unit tests: no root, no Docker needed.
     in_root(&cargo, &["test"])?;
     // The alert path under load (half a minute; ignored by plain `cargo test`).
