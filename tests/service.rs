@@ -127,8 +127,63 @@ fn a_non_loopback_listener_needs_an_explicit_flag() {
     agent.wait_for_log(&["not a loopback address", "--listen-remote"], DEADLINE);
 }
 
+/// What `crabpot install` writes; each is put back as it was (or removed) when the test ends,
+/// so no later agent silently loads a configuration this test left.
+const INSTALLED: &[&str] = &[
+    "/usr/local/bin/crabpot-agent",
+    "/usr/local/bin/crabpot",
+    "/etc/systemd/system/crabpot-agent.service",
+    "/etc/crabpot/monitor.yml",
+];
+
+struct RestoreOnDrop {
+    before: Vec<(&'static str, Option<Vec<u8>>)>,
+    config_dir_existed: bool,
+}
+
+impl RestoreOnDrop {
+    fn snapshot() -> Self {
+        RestoreOnDrop {
+            before: INSTALLED
+                .iter()
+                .map(|path| (*path, std::fs::read(path).ok()))
+                .collect(),
+            config_dir_existed: std::path::Path::new("/etc/crabpot").exists(),
+        }
+    }
+}
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        for (path, contents) in &self.before {
+            match contents {
+                Some(bytes) => {
+                    let _ = std::fs::write(path, bytes);
+                }
+                None => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        if !self.config_dir_existed {
+            let _ = std::fs::remove_dir("/etc/crabpot");
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        for (path, contents) in &self.before {
+            assert_eq!(
+                std::fs::read(path).ok().as_ref(),
+                contents.as_ref(),
+                "{path} is not as it was before the test"
+            );
+        }
+    }
+}
+
 #[test]
 fn crabpot_install_puts_a_unit_that_systemd_analyze_verifies() {
+    let _restore = RestoreOnDrop::snapshot();
     let (ok, out) = crabpot(&["install"]);
     assert!(ok, "{out}");
     assert!(

@@ -23,6 +23,8 @@ pub struct Agent {
     /// The guarded container, whose pinned hooks are removed on drop unless `keep_pins`.
     container: Option<String>,
     unload_on_drop: bool,
+    /// Holds the private configuration; removed on drop.
+    config_dir: PathBuf,
 }
 
 /// A fresh, private directory for one agent's files.
@@ -68,13 +70,32 @@ impl Agent {
         }
         let mut agent = Self::spawn(&mut command);
         agent.alerts_log = alerts_log;
-        agent.container = Some(container.to_string());
         agent
     }
 
-    /// Start an arbitrary agent command line (for start-up error tests).
+    /// Start an arbitrary agent command line (for start-up error tests). Unless the command
+    /// names `--config`, the agent reads a private empty configuration (through
+    /// `CRABPOT_CONFIG`), never a machine-wide /etc/crabpot/monitor.yml another test or an
+    /// operator left. A `--container NAME` in the command is the container whose pins are
+    /// removed on drop.
     pub fn spawn(command: &mut Command) -> Self {
+        let config_dir = private_dir();
+        let config = config_dir.join("monitor.yml");
+        std::fs::write(
+            &config,
+            "# the private configuration of one test agent: no settings\n{}\n",
+        )
+        .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let container = args
+            .iter()
+            .position(|a| a == "--container")
+            .and_then(|at| args.get(at + 1).cloned());
         let mut child = command
+            .env("CRABPOT_CONFIG", &config)
             .env("CRABPOT_LOG", "info,crabpot_agent=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -98,8 +119,9 @@ impl Agent {
             events,
             logs,
             alerts_log: PathBuf::new(),
-            container: None,
+            container,
             unload_on_drop: true,
+            config_dir,
         }
     }
 
@@ -198,14 +220,22 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let panicking = std::thread::panicking();
         if let Some(container) = self.container.as_deref().filter(|_| self.unload_on_drop) {
             let _ = std::process::Command::new(agent_bin().with_file_name("crabpot"))
                 .args(["unload", "--container", container])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+            let pins = crate::pin_dir(container);
+            // A test leaves no pinned hooks behind (they would outlive the run).
+            assert!(
+                panicking || !pins.exists(),
+                "the agent's pinned hooks remain in {} after `crabpot unload`",
+                pins.display()
+            );
         }
-        let panicking = std::thread::panicking();
+        let _ = std::fs::remove_dir_all(&self.config_dir);
         if panicking {
             eprintln!("---- alerts log {} ----", self.alerts_log.display());
             eprintln!(

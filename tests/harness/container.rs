@@ -146,5 +146,15 @@ impl TestContainer {
 impl Drop for TestContainer {
     fn drop(&mut self) {
         docker_status(&["rm", "-f", &self.name]);
+        if std::thread::panicking() {
+            return;
+        }
+        // A test leaves no container behind.
+        let left = docker(&["ps", "-aq", "--filter", &format!("name=^{}$", self.name)]);
+        assert!(
+            left.trim().is_empty(),
+            "container {} remains after `docker rm -f`",
+            self.name
+        );
     }
 }

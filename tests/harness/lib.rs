@@ -53,3 +53,8 @@ pub fn enforced(container: TestContainer, extra: &[&str]) -> (TestContainer, Age
     agent.wait_for_log(&["enforcing on cgroup"], DEADLINE);
     (container, agent)
 }
+
+/// Where the agent pins the in-kernel hooks of `container`.
+pub fn pin_dir(container: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/fs/bpf/crabpot").join(container)
+}

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's own set-up, run and test entry points.
 mod bench;
 mod cmd;
+mod dist;
 mod fuzz;
 mod images;
 mod run;
@@ -46,6 +47,9 @@ enum Command {
         /// Only run integration tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Build a Debian package (target/dist/crabpot_<version>_amd64.deb): both binaries with
+    /// the kernel object embedded, the systemd unit and /etc/crabpot/monitor.yml as a conffile.
+    Dist,
     /// Measure detection latency, syscall overhead, event throughput and footprint beside
     /// their baselines (poll-only mode, no agent, bpftrace, auditd); table in target/bench/.
     Bench(bench::BenchArgs),
@@ -76,5 +80,6 @@ fn main() -> anyhow::Result<()> {
         Command::Fuzz { seconds } => fuzz::fuzz(seconds, None),
         Command::VmTest { kernel } => vm::vm_test(&kernel),
         Command::Bench(args) => bench::bench(&args),
+        Command::Dist => dist::dist().map(|_| ()),
     }
 }

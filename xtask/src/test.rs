@@ -63,12 +63,15 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     // Integration tests: real dockerd, real kernel, the agent binary built here.
     in_root(&cargo, &["build", "-p", "crabpot-agent"])?;
     let agent = root.join("target/debug/crabpot-agent");
+    // The Debian package, installed and purged by tests/package.rs.
+    let deb = crate::dist::dist()?;
     let mut integration = Command::new(&cargo);
     integration
         .current_dir(&root)
         .args(["test", "-p", "crabpot-integration-tests", "--"])
         .env("CRABPOT_AGENT_BIN", &agent)
-        .env("CRABPOT_TEST_IMAGE", &image);
+        .env("CRABPOT_TEST_IMAGE", &image)
+        .env("CRABPOT_DEB", &deb);
     if let Some(filter) = filter {
         integration.arg(filter);
     }
