@@ -44,12 +44,24 @@ impl core::fmt::Display for MismatchMessage {
         write!(
             f,
             "LLVM mismatch: rustc {BPF_TOOLCHAIN} uses LLVM {} but bpf-linker is built on LLVM \
-             {} (expected {BPF_LLVM_MAJOR} for both); fix: `cargo install --locked --force \
-             bpf-linker --version {BPF_LINKER_VERSION} --no-default-features --features \
-             llvm-{BPF_LLVM_MAJOR}` with LLVM_PREFIX=/usr/lib/llvm-{BPF_LLVM_MAJOR}, or run \
-             `cargo xtask setup`",
+             {} (both must be {BPF_LLVM_MAJOR}); fix: ",
             self.rustc_llvm, self.linker_llvm
-        )
+        )?;
+        if self.rustc_llvm != BPF_LLVM_MAJOR {
+            // The pin itself is wrong (someone moved it): only a source change fixes that.
+            write!(
+                f,
+                "pin a nightly built on LLVM {BPF_LLVM_MAJOR} in crabpot-ebpf/rust-toolchain.toml \
+                 and crabpot-common/src/toolchain.rs"
+            )
+        } else {
+            write!(
+                f,
+                "`cargo xtask setup` (it runs LLVM_PREFIX=/usr/lib/llvm-{BPF_LLVM_MAJOR} cargo \
+                 install --locked --force bpf-linker --version {BPF_LINKER_VERSION} \
+                 --no-default-features --features llvm-{BPF_LLVM_MAJOR})"
+            )
+        }
     }
 }
 
