@@ -65,60 +65,6 @@ impl core::fmt::Display for MismatchMessage {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_toolchain_file_names_the_same_nightly() {
-        let file = include_str!("../../crabpot-ebpf/rust-toolchain.toml");
-        let channel = file
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("channel = "))
-            .map(|value| value.trim_matches('"'));
-        assert_eq!(channel, Some(BPF_TOOLCHAIN));
-        assert!(BPF_TOOLCHAIN.starts_with("nightly-20"), "pinned by date");
-    }
-
-    #[test]
-    fn reads_the_llvm_major_of_rustc() {
-        let out = "rustc 1.97.0-nightly (9eb3be26b 2026-05-18)\nbinary: rustc\n\
-                   host: x86_64-unknown-linux-gnu\nLLVM version: 22.1.4\n";
-        assert_eq!(rustc_llvm_major(out), Some(22));
-        assert_eq!(rustc_llvm_major("rustc 1.0\n"), None);
-    }
-
-    #[test]
-    fn reads_the_llvm_major_of_bpf_linker() {
-        let ldd = "\tlibLLVM.so.22.1 => /usr/lib/llvm-22/lib/libLLVM.so.22.1 (0x7f)\n";
-        assert_eq!(linker_llvm_major("bpf-linker 0.13.0\n", ldd), Some(22));
-        assert_eq!(linker_llvm_major("", "\tlibLLVM-19.so => /x\n"), Some(19));
-        assert_eq!(
-            linker_llvm_major("bpf-linker 0.9 (LLVM 21.1)", ""),
-            Some(21)
-        );
-        assert_eq!(
-            linker_llvm_major("bpf-linker 0.13.0", "\tlibc.so.6\n"),
-            None
-        );
-    }
-
-    #[test]
-    fn the_mismatch_is_one_line_with_both_versions_and_the_fix() {
-        extern crate std;
-        let text = std::format!("{}", mismatch_message(23, 22));
-        assert!(!text.contains('\n'));
-        assert!(
-            text.contains("LLVM 23") && text.contains("LLVM 22"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cargo install --locked --force bpf-linker"),
-            "{text}"
-        );
-    }
-}
-
 /// The LLVM major bpf-linker was built on: from its `--version` line when that names LLVM,
 /// else from the libLLVM it links (`libLLVM.so.22.1` / `libLLVM-22.so` in `ldd` output).
 pub fn linker_llvm_major(version_output: &str, ldd_output: &str) -> Option<u32> {
@@ -185,5 +131,64 @@ pub mod probe {
             return Err(format!("{}", mismatch_message(rustc, linker)));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_toolchain_file_names_the_same_nightly() {
+        let file = include_str!("../../crabpot-ebpf/rust-toolchain.toml");
+        let channel = file
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("channel = "))
+            .map(|value| value.trim_matches('"'));
+        assert_eq!(channel, Some(BPF_TOOLCHAIN));
+        assert!(BPF_TOOLCHAIN.starts_with("nightly-20"), "pinned by date");
+    }
+
+    #[test]
+    fn reads_the_llvm_major_of_rustc() {
+        let out = "rustc 1.97.0-nightly (9eb3be26b 2026-05-18)\nbinary: rustc\n\
+                   host: x86_64-unknown-linux-gnu\nLLVM version: 22.1.4\n";
+        assert_eq!(rustc_llvm_major(out), Some(22));
+        assert_eq!(rustc_llvm_major("rustc 1.0\n"), None);
+    }
+
+    #[test]
+    fn reads_the_llvm_major_of_bpf_linker() {
+        let ldd = "\tlibLLVM.so.22.1 => /usr/lib/llvm-22/lib/libLLVM.so.22.1 (0x7f)\n";
+        assert_eq!(linker_llvm_major("bpf-linker 0.13.0\n", ldd), Some(22));
+        assert_eq!(linker_llvm_major("", "\tlibLLVM-19.so => /x\n"), Some(19));
+        assert_eq!(
+            linker_llvm_major("bpf-linker 0.9 (LLVM 21.1)", ""),
+            Some(21)
+        );
+        assert_eq!(
+            linker_llvm_major("bpf-linker 0.13.0", "\tlibc.so.6\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_mismatch_is_one_line_with_both_versions_and_the_fix() {
+        extern crate std;
+        let text = std::format!("{}", mismatch_message(22, 19));
+        assert!(!text.contains('\n'));
+        assert!(
+            text.contains("LLVM 22") && text.contains("LLVM 19"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cargo install --locked --force bpf-linker"),
+            "{text}"
+        );
+        let text = std::format!("{}", mismatch_message(23, 22));
+        assert!(
+            text.contains("LLVM 23") && text.contains("rust-toolchain.toml"),
+            "{text}"
+        );
     }
 }

@@ -101,10 +101,7 @@ pub fn dist() -> anyhow::Result<PathBuf> {
     write(&stage.join("DEBIAN/prerm"), PRERM, 0o755)?;
     write(&stage.join("DEBIAN/postinst"), POSTINST, 0o755)?;
     write(&stage.join("DEBIAN/postrm"), POSTRM, 0o755)?;
-    fs::set_permissions(
-        stage.join("etc/crabpot"),
-        fs::Permissions::from_mode(0o700),
-    )?;
+    fs::set_permissions(stage.join("etc/crabpot"), fs::Permissions::from_mode(0o700))?;
     let deb = out.join(format!("{PACKAGE}_{}_amd64.deb", version()));
     cmd::run_command(
         Command::new("dpkg-deb")
