@@ -268,6 +268,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
     let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
     let (trust, trust_rx) = watch::channel(settings.trust);
+    let (trust_resets_tx, trust_resets) = mpsc::channel(8);
     let dashboard_url = format!("http://{}/?token={token}", args.listen);
     let http_state = HttpState {
         metrics: metrics.clone(),
@@ -288,6 +289,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }),
         docker: ctx_docker.clone(),
         hub: hub.clone(),
+        trust_resets: trust_resets_tx,
     };
     let bpf_mode: serde_json::Value = http_state
         .info
@@ -338,6 +340,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         alerts: alerts.clone(),
         audit: audit_tx,
         trust,
+        trust_resets,
         metrics: metrics.clone(),
     };
     let outcome = kernel_loop.run(bus).await;

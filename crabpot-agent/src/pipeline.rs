@@ -1,7 +1,10 @@
 //! The kernel-event loop: every event is learned from (lineage), judged by the watchdog
 //! rules and the ASF-42 policy, costs trust when it is a violation, and is printed on
 //! request.
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use crabpot_common::EventKind;
@@ -16,7 +19,11 @@ use crate::{
     bus::BusMessage,
     cli::AgentArgs,
     policy::{
-        kernel_rules::KernelRules, rules::Policy, trust::TrustScore, violations::ViolationJudge,
+        kernel_rules::KernelRules,
+        repeats::Repeats,
+        rules::Policy,
+        trust::{TrustReset, TrustScore},
+        violations::ViolationJudge,
     },
     sinks::{
         event_printer::{EventFormat, ObservedEvent, format_line, print_line},
@@ -38,8 +45,28 @@ pub struct KernelLoop {
     pub alerts: AlertSender,
     pub audit: mpsc::Sender<Arc<Alert>>,
     pub trust: watch::Sender<TrustScore>,
+    /// Operators' trust resets (from the HTTP control actions).
+    pub trust_resets: mpsc::Receiver<TrustReset>,
     pub metrics: Arc<Metrics>,
 }
+
+/// What the loop keeps between events beyond the kernel's process table.
+#[derive(Default)]
+struct LoopState {
+    table: ProcessTable,
+    judge: ViolationJudge,
+    repeats: Repeats,
+    overrun_alerted: bool,
+    /// The container instance (Docker id) the trust score belongs to.
+    instance: Option<String>,
+    /// When the last quarantine was announced.
+    quarantined_at: Option<Instant>,
+}
+
+/// How often closed repeat windows are summarised.
+const REPEAT_SWEEP: Duration = Duration::from_secs(5);
+/// A quarantine announced this recently is still being carried out (the pause is in flight).
+const QUARANTINE_SETTLE: Duration = Duration::from_secs(5);
 
 fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
     printing || !matches!(event.kind(), EventKind::Open)
@@ -52,68 +79,149 @@ impl KernelLoop {
             signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut interrupt =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut table = ProcessTable::default();
-        let mut judge = ViolationJudge::default();
-        let mut overrun_alerted = false;
+        let mut state = LoopState {
+            instance: self.guarded.borrow().as_ref().map(|c| c.id.clone()),
+            ..LoopState::default()
+        };
+        let mut guarded = self.guarded.clone();
+        let mut following = true;
+        let mut sweep = tokio::time::interval(REPEAT_SWEEP);
         loop {
-            let message = tokio::select! {
+            tokio::select! {
                 message = bus.recv() => match message {
-                    Some(message) => message,
+                    Some(message) => self.on_message(message, &mut state).await?,
                     None => return Ok(()),
                 },
+                Some(request) = self.trust_resets.recv() => self.on_trust_reset(request).await,
+                changed = guarded.changed(), if following => match changed {
+                    Ok(()) => self.on_container_change(&mut state).await,
+                    Err(_) => following = false,
+                },
+                _ = sweep.tick() => {
+                    for summary in state.repeats.close_expired(Instant::now()) {
+                        self.alerts.raise(summary).await;
+                    }
+                }
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
                 _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
-            };
-            match message {
-                BusMessage::Kernel(events) => {
-                    for event in events {
-                        self.on_event(event, &mut table, &mut judge).await?;
-                    }
-                }
-                BusMessage::KernelDrops(report) => {
-                    self.metrics.dropped_total(report.total);
-                    if !overrun_alerted {
-                        // Once: every later drop is counted (metrics, status, warnings).
-                        overrun_alerted = true;
-                        let alert = Alert::new(
-                            Severity::Warning,
-                            AlertSource::Syscalls,
-                            format!(
-                                "Kernel ring buffer overrun: {} events dropped so far; raise \
-                                 --ring-buffer-bytes (further drops are counted, not alerted)",
-                                report.total
-                            ),
-                        )
-                        .with("dropped_total", report.total)
-                        .with("by_kind", serde_json::json!(report.by_kind));
-                        self.alerts.raise(alert).await;
-                    }
-                    tracing::warn!(
-                        total = report.total,
-                        "kernel ring buffer full: {} events dropped so far ({:?}); raise \
-                         --ring-buffer-bytes",
-                        report.total,
-                        report.by_kind
-                    );
-                    if self.args.events == Some(EventFormat::Json) {
-                        let line = serde_json::json!({"kind": "dropped", "total": report.total,
-                            "by_kind": report.by_kind});
-                        print_line(&line.to_string()).context("writing to stdout")?;
-                    }
-                }
-                BusMessage::DecodeError { error, total } => {
-                    tracing::warn!("undecodable kernel record ({total} so far): {error}");
-                }
             }
         }
     }
 
-    async fn on_event(
+    async fn on_message(
         &mut self,
-        event: KernelEvent,
-        table: &mut ProcessTable,
-        judge: &mut ViolationJudge,
+        message: BusMessage,
+        state: &mut LoopState,
     ) -> anyhow::Result<()> {
+        match message {
+            BusMessage::Kernel(events) => {
+                for event in events {
+                    self.on_event(event, state).await?;
+                }
+            }
+            BusMessage::KernelDrops(report) => self.on_drops(report, state).await?,
+            BusMessage::DecodeError { error, total } => {
+                tracing::warn!("undecodable kernel record ({total} so far): {error}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_drops(
+        &mut self,
+        report: crate::sources::bpf::drops::DropReport,
+        state: &mut LoopState,
+    ) -> anyhow::Result<()> {
+        self.metrics.dropped_total(report.total);
+        if !state.overrun_alerted {
+            // Once: every later drop is counted (metrics, status, warnings).
+            state.overrun_alerted = true;
+            let alert = Alert::new(
+                Severity::Warning,
+                AlertSource::Syscalls,
+                format!(
+                    "Kernel ring buffer overrun: {} events dropped so far; raise \
+                     --ring-buffer-bytes (further drops are counted, not alerted)",
+                    report.total
+                ),
+            )
+            .with("dropped_total", report.total)
+            .with("by_kind", serde_json::json!(report.by_kind));
+            self.alerts.raise(alert).await;
+        }
+        tracing::warn!(
+            total = report.total,
+            "kernel ring buffer full: {} events dropped so far ({:?}); raise \
+             --ring-buffer-bytes",
+            report.total,
+            report.by_kind
+        );
+        if self.args.events == Some(EventFormat::Json) {
+            let line = serde_json::json!({"kind": "dropped", "total": report.total,
+                "by_kind": report.by_kind});
+            print_line(&line.to_string()).context("writing to stdout")?;
+        }
+        Ok(())
+    }
+
+    /// A new container instance (re-created, new Docker id) starts at full trust.
+    async fn on_container_change(&mut self, state: &mut LoopState) {
+        let Some(id) = self.guarded.borrow().as_ref().map(|c| c.id.clone()) else {
+            return;
+        };
+        if state.instance.as_deref() == Some(id.as_str()) {
+            return;
+        }
+        let previous = state.instance.replace(id.clone());
+        if previous.is_none() {
+            return;
+        }
+        let before = *self.trust.borrow();
+        self.trust.send_modify(TrustScore::reset);
+        state.repeats.clear();
+        state.quarantined_at = None;
+        if before.violations > 0 {
+            let short: String = id.chars().take(12).collect();
+            let alert = Alert::new(
+                Severity::Info,
+                AlertSource::Policy,
+                format!(
+                    "New container instance {short}: trust starts at 100 (the previous \
+                     instance ended at {} after {} violations)",
+                    before.score, before.violations
+                ),
+            )
+            .with("trust_score", 100)
+            .with("previous_score", before.score);
+            self.alerts.raise(alert).await;
+        }
+    }
+
+    /// An operator's explicit way back: full trust, audited (who, how, what it was).
+    async fn on_trust_reset(&mut self, request: TrustReset) {
+        let before = *self.trust.borrow();
+        self.trust.send_modify(TrustScore::reset);
+        let how = request.reason.as_str();
+        let alert = Alert::new(
+            Severity::Info,
+            AlertSource::Policy,
+            format!(
+                "Trust reset to 100 by the operator ({how}, from {}); it was {} after {} \
+                 violations",
+                request.from, before.score, before.violations
+            ),
+        )
+        .with("rule", "trust_reset")
+        .with("operator_action", how)
+        .with("from", request.from.clone())
+        .with("previous_score", before.score)
+        .with("previous_violations", before.violations);
+        self.alerts.raise(alert).await;
+        let _ = request.reply.send(before);
+    }
+
+    async fn on_event(&mut self, event: KernelEvent, state: &mut LoopState) -> anyhow::Result<()> {
+        let table = &mut state.table;
         table.observe(&event);
         self.metrics.kernel_event(event.kind());
         let lineage = if needs_lineage(&event, self.args.events.is_some()) {
@@ -127,11 +235,22 @@ impl KernelLoop {
             self.alerts.raise(alert).await;
         }
         let policy = self.policy.borrow().clone();
-        let judgement = judge.judge(&event, &lineage, &policy);
+        let mut judgement = state.judge.judge(&event, &lineage, &policy);
+        if lineage.is_empty() && (judgement.audit.is_some() || judgement.alert.is_some()) {
+            // Opens skip the lineage walk on the hot path; a record needs it.
+            let walked = serde_json::json!(state.table.lineage(&event));
+            for record in [&mut judgement.audit, &mut judgement.alert]
+                .into_iter()
+                .flatten()
+            {
+                record.details.insert("lineage".into(), walked.clone());
+            }
+        }
         if let Some(record) = judgement.audit {
             if let Some(rule) = record.details.get("rule").and_then(|v| v.as_str()) {
                 self.metrics.decision(rule, "logged");
             }
+            let record = self.alerts.stamp(record);
             let _ = self.audit.send(Arc::new(record)).await;
         }
         if let Some(alert) = judgement.alert {
@@ -142,10 +261,16 @@ impl KernelLoop {
             {
                 self.metrics.decision(rule, verdict);
             }
-            self.alerts.raise(alert).await;
-        }
-        if judgement.violation {
-            self.violation().await;
+            // A repeat of a blocked act inside its window is counted, not re-reported.
+            let first = !judgement.violation || state.repeats.first(&alert, Instant::now());
+            if first {
+                self.alerts.raise(alert).await;
+                if judgement.violation {
+                    self.violation(state).await;
+                }
+            }
+        } else if judgement.violation {
+            self.violation(state).await;
         }
         if let Some(target) = judgement.undo_mount {
             self.undo_mount(target);
@@ -167,13 +292,20 @@ impl KernelLoop {
         Ok(())
     }
 
-    async fn violation(&mut self) {
-        let mut quarantine = false;
-        self.trust
-            .send_modify(|trust| quarantine = trust.violation());
+    async fn violation(&mut self, state: &mut LoopState) {
+        let mut entered = false;
+        self.trust.send_modify(|trust| entered = trust.violation());
         let trust = *self.trust.borrow();
         tracing::warn!("policy violation: trust score now {}", trust.score);
-        if quarantine {
+        // Still quarantined, but running again (unpaused without a trust reset): a new
+        // running-to-frozen transition, unless the last announcement is still in flight.
+        let running = self.guarded.borrow().as_ref().is_some_and(|c| !c.paused);
+        let settled = state
+            .quarantined_at
+            .is_none_or(|at| at.elapsed() >= QUARANTINE_SETTLE);
+        let again = !entered && trust.requarantine() && running && settled;
+        if entered || again {
+            state.quarantined_at = Some(Instant::now());
             let alert = Alert::new(
                 Severity::Critical,
                 AlertSource::Policy,

@@ -1,4 +1,5 @@
-//! `crabpot`: the operator's command — read alerts, pause and resume the container.
+//! `crabpot`: the operator's command — read alerts, pause and resume the container, reset
+//! trust.
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::{DateTime, FixedOffset};
@@ -56,10 +57,19 @@ enum Command {
         #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
         container: String,
     },
-    /// Unfreeze the container (works whether or not the agent runs).
+    /// Unfreeze the container after review. Through a running agent this also brings trust
+    /// back to 100 (audited in the alerts log); with no agent running, Docker is asked
+    /// directly.
     Resume {
         #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
         container: String,
+        #[command(flatten)]
+        agent: AgentAccess,
+    },
+    /// The trust score of the running agent's container.
+    Trust {
+        #[command(subcommand)]
+        action: TrustAction,
     },
     /// Remove the in-kernel hooks the agent pinned (they outlive the agent, on purpose):
     /// the container's connect and socket policy stops being enforced. Stop the agent first;
@@ -71,6 +81,26 @@ enum Command {
         #[arg(long, conflicts_with = "container")]
         all: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum TrustAction {
+    /// Back to 100 without resuming (audited in the alerts log).
+    Reset {
+        #[command(flatten)]
+        agent: AgentAccess,
+    },
+}
+
+/// How to reach the running agent's token-protected control actions.
+#[derive(clap::Args)]
+struct AgentAccess {
+    /// The agent's HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    agent: String,
+    /// The agent's control token file [default: ~/.crabpot/dashboard.token].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 fn parse_since(text: &str) -> Result<DateTime<FixedOffset>, String> {
@@ -132,9 +162,19 @@ async fn main() -> ExitCode {
         Command::Pause { container } => {
             report(&container, "paused", control::pause(&container).await)
         }
-        Command::Resume { container } => {
-            report(&container, "resumed", control::resume(&container).await)
-        }
+        Command::Resume { container, agent } => resume(&container, &agent).await,
+        Command::Trust {
+            action: TrustAction::Reset { agent },
+        } => match control_request(&agent, "/api/trust/reset") {
+            Ok(text) => {
+                print!("crabpot: {text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("crabpot: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Unload { container, all } => {
             let which = (!all).then_some(container.as_str());
             match crabpot_agent::actions::pins::unload(which) {
@@ -175,32 +215,95 @@ fn report(
     }
 }
 
-/// GET /api/status from the agent with a minimal HTTP/1.1 request.
+/// Resume through the running agent (unfreeze + audited trust reset); with no agent
+/// answering, through Docker directly.
+async fn resume(container: &str, access: &AgentAccess) -> ExitCode {
+    match control_request(access, "/api/resume") {
+        Ok(text) => {
+            print!("crabpot: container resumed; {text}");
+            ExitCode::SUCCESS
+        }
+        Err(RequestError::NotRunning(why)) => {
+            eprintln!("crabpot: {why}; asking Docker directly (no trust reset without the agent)");
+            report(container, "resumed", control::resume(container).await)
+        }
+        Err(error) => {
+            eprintln!("crabpot: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug)]
+enum RequestError {
+    NotRunning(String),
+    Other(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::NotRunning(text) | RequestError::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+/// POST a token-protected control action; the agent's answer text.
+fn control_request(access: &AgentAccess, path: &str) -> Result<String, RequestError> {
+    let token_path = access.token_file.clone().unwrap_or_else(|| {
+        crabpot_agent::config::effective_home().join(".crabpot/dashboard.token")
+    });
+    let token = std::fs::read_to_string(&token_path).map_err(|e| {
+        RequestError::Other(format!(
+            "cannot read the control token {} ({e}); run as the agent's user (root) or pass \
+             --token-file",
+            token_path.display()
+        ))
+    })?;
+    agent_request(&access.agent, "POST", path, Some(token.trim()))
+}
+
+/// GET /api/status from the agent.
 fn fetch_status(agent: &str) -> Result<String, String> {
+    agent_request(agent, "GET", "/api/status", None).map_err(|e| e.to_string())
+}
+
+/// One minimal HTTP/1.1 request to the agent; the body of a 200 answer.
+fn agent_request(
+    agent: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<String, RequestError> {
     use std::io::{Read as _, Write as _};
     let not_running = |e: std::io::Error| {
-        format!(
+        RequestError::NotRunning(format!(
             "crabpot-agent is not running (nothing answers at http://{agent}: {e}); start it with `sudo crabpot-agent --openclaw` or `systemctl start crabpot-agent`"
-        )
+        ))
     };
+    let other = |e: std::io::Error| RequestError::Other(e.to_string());
     let mut stream = std::net::TcpStream::connect(agent).map_err(not_running)?;
     stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let request = format!("GET /api/status HTTP/1.1\r\nHost: {agent}\r\nConnection: close\r\n\r\n");
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(other)?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {agent}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).map_err(not_running)?;
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| "the agent sent a malformed HTTP response".to_string())?;
+    stream.read_to_string(&mut response).map_err(other)?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| {
+        RequestError::Other("the agent sent a malformed HTTP response".to_string())
+    })?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "the agent answered: {}",
-            head.lines().next().unwrap_or("")
-        ));
+        return Err(RequestError::Other(format!(
+            "the agent answered: {} {}",
+            head.lines().next().unwrap_or(""),
+            body.trim()
+        )));
     }
     Ok(body.to_string())
 }

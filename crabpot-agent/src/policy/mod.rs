@@ -7,6 +7,8 @@ pub mod hosts;
 pub mod kernel_rules;
 pub mod network_allow;
 pub mod open_path;
+pub mod repeats;
 pub mod rules;
+pub mod sensitive;
 pub mod trust;
 pub mod violations;

@@ -9,6 +9,7 @@ use crate::{
     policy::{
         open_path,
         rules::{Action, Policy},
+        sensitive,
     },
     sources::{
         bpf::decode::{EventBody, KernelEvent, RuleName, Verdict},
@@ -222,6 +223,18 @@ impl ViolationJudge {
                         record(Severity::Warning, RuleName::ProcOpen, "alert", message)
                             .with("rule", "device_open")
                             .with("path", path.clone()),
+                    )
+                } else if let Some(why) = (policy.action(RuleName::ProcOpen) != Action::Off)
+                    .then(|| sensitive::reason(path, || sensitive::ns_tgid(event.header.tgid)))
+                    .flatten()
+                {
+                    // A warning, not a violation: nothing refused it, but someone should look.
+                    route(
+                        Verdict::Alert,
+                        record(Severity::Warning, RuleName::ProcOpen, "alert", why)
+                            .with("rule", "sensitive_read")
+                            .with("path", path.clone())
+                            .with("flags", *flags),
                     )
                 } else if path.starts_with("/proc/") {
                     let verdict = verdict_for_action(policy.action(RuleName::ProcOpen));

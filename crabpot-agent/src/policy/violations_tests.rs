@@ -75,11 +75,11 @@ fn proc_opens_are_logged_not_alerted() {
         dirfd: -100,
         flags: 0,
         mode: 0,
-        path: "/proc/1/environ".into(),
+        path: "/proc/1/status".into(),
     };
     let j = judge.judge(&event(3, open), &[], &Policy::default());
     assert!(j.alert.is_none());
-    assert_eq!(j.audit.expect("audit").details["path"], "/proc/1/environ");
+    assert_eq!(j.audit.expect("audit").details["path"], "/proc/1/status");
     let other = EventBody::Open {
         dirfd: -100,
         flags: 0,
@@ -90,6 +90,24 @@ fn proc_opens_are_logged_not_alerted() {
         judge.judge(&event(3, other), &[], &Policy::default()),
         Judgement::default()
     );
+}
+
+#[test]
+fn another_process_environ_is_a_warning_not_a_violation() {
+    let mut judge = ViolationJudge::default();
+    let open = EventBody::Open {
+        dirfd: -100,
+        flags: 0,
+        mode: 0,
+        path: "/proc/1/environ".into(),
+    };
+    // tgid 3 is no process of ours: its in-container pid is unknown, so not 1.
+    let j = judge.judge(&event(3, open), &[], &Policy::default());
+    assert!(!j.violation);
+    let alert = j.alert.expect("alert");
+    assert_eq!(alert.severity, Severity::Warning);
+    assert_eq!(alert.details["rule"], "sensitive_read");
+    assert_eq!(alert.details["path"], "/proc/1/environ");
 }
 
 #[test]

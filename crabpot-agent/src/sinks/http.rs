@@ -4,16 +4,19 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 
-use crate::sinks::{
-    dashboard,
-    metrics::{Metrics, StateViews},
+use crate::{
+    policy::trust::{ResetReason, TrustReset},
+    sinks::{
+        dashboard,
+        metrics::{Metrics, StateViews},
+    },
 };
 
 #[derive(Clone)]
@@ -26,6 +29,8 @@ pub struct HttpState {
     pub info: Arc<StaticInfo>,
     pub docker: bollard::Docker,
     pub hub: crate::sinks::dashboard::Hub,
+    /// To the kernel-event loop, which owns the trust score.
+    pub trust_resets: tokio::sync::mpsc::Sender<TrustReset>,
 }
 
 /// What does not change while the agent runs.
@@ -149,12 +154,9 @@ async fn api_status(
     Json(status(&state)).into_response()
 }
 
-async fn control(state: HttpState, headers: HeaderMap, q: TokenQuery, pause: bool) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
+async fn control(state: &HttpState, pause: bool) -> Result<(), Response> {
     let Some(container) = state.views.container.borrow().clone() else {
-        return (StatusCode::CONFLICT, "no container is being guarded\n").into_response();
+        return Err((StatusCode::CONFLICT, "no container is being guarded\n").into_response());
     };
     let result = if pause {
         state.docker.pause_container(&container.id).await
@@ -162,8 +164,34 @@ async fn control(state: HttpState, headers: HeaderMap, q: TokenQuery, pause: boo
         state.docker.unpause_container(&container.id).await
     };
     match result {
-        Ok(()) => (StatusCode::OK, if pause { "paused\n" } else { "resumed\n" }).into_response(),
-        Err(error) => (StatusCode::CONFLICT, format!("{error}\n")).into_response(),
+        Ok(()) => Ok(()),
+        // Resuming a running container still resets trust: the operator reviewed it.
+        Err(error) if !pause && error.to_string().contains("is not paused") => Ok(()),
+        Err(error) => Err((StatusCode::CONFLICT, format!("{error}\n")).into_response()),
+    }
+}
+
+/// Reset trust through the kernel-event loop (audited there); the text for the operator.
+async fn reset_trust(state: &HttpState, reason: ResetReason, peer: SocketAddr) -> Response {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = TrustReset {
+        reason,
+        from: format!("{peer} (token holder)"),
+        reply,
+    };
+    if state.trust_resets.send(request).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n").into_response();
+    }
+    match answer.await {
+        Ok(before) => (
+            StatusCode::OK,
+            format!(
+                "trust reset to 100 (was {} after {} violations)\n",
+                before.score, before.violations
+            ),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n").into_response(),
     }
 }
 
@@ -172,15 +200,41 @@ async fn api_pause(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    control(state, headers, q, true).await
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    match control(&state, true).await {
+        Ok(()) => (StatusCode::OK, "paused\n").into_response(),
+        Err(response) => response,
+    }
 }
 
+/// Resume after review: unfreeze, and trust back to full (audited).
 async fn api_resume(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    control(state, headers, q, false).await
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    if let Err(response) = control(&state, false).await {
+        return response;
+    }
+    reset_trust(&state, ResetReason::Resume, peer).await
+}
+
+async fn api_trust_reset(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    reset_trust(&state, ResetReason::Reset, peer).await
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -194,6 +248,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/status", get(api_status))
         .route("/api/pause", post(api_pause))
         .route("/api/resume", post(api_resume))
+        .route("/api/trust/reset", post(api_trust_reset))
         .with_state(state)
 }
 
@@ -224,7 +279,8 @@ pub async fn serve(address: SocketAddr, state: HttpState) -> anyhow::Result<()> 
     if let Ok(bound) = listener.local_addr() {
         tracing::info!("HTTP listener on {bound} (/metrics, /api/status)");
     }
-    axum::serve(listener, router(state)).await?;
+    let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).await?;
     Ok(())
 }
 

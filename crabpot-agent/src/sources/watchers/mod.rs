@@ -41,7 +41,14 @@ impl AlertSender {
         }
     }
 
-    pub async fn raise(&self, mut alert: Alert) {
+    pub async fn raise(&self, alert: Alert) {
+        // A closed channel means the agent is shutting down.
+        let _ = self.tx.send(self.stamp(alert)).await;
+    }
+
+    /// `alert` with the guarded container's name and id (for records that bypass the
+    /// alert router, such as audit records).
+    pub fn stamp(&self, mut alert: Alert) -> Alert {
         if alert.container.is_empty() {
             alert.container = self.name.clone();
         }
@@ -50,8 +57,7 @@ impl AlertSender {
         {
             alert.container_id = current.id.clone();
         }
-        // A closed channel means the agent is shutting down.
-        let _ = self.tx.send(alert).await;
+        alert
     }
 }
 
