@@ -6,7 +6,7 @@ use aya::{
     Ebpf,
     maps::lpm_trie::Key,
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         links::{FdLink, PinnedLink},
     },
 };
@@ -24,6 +24,8 @@ use crate::{
 
 const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
 const SOCK_PROGRAMS: [&str; 1] = ["sock_create"];
+/// Copies the DNS replies the container receives (observes only; never drops).
+const SKB_INGRESS_PROGRAMS: [&str; 1] = ["dns_ingress"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
@@ -133,6 +135,10 @@ impl Enforcer {
             let loaded = program::<CgroupSock>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
         }
+        for name in SKB_INGRESS_PROGRAMS {
+            let loaded = program::<CgroupSkb>(&mut ebpf, name)?.load();
+            loaded.map_err(program_error(name))?;
+        }
         Ok(Enforcer {
             ebpf,
             maps,
@@ -223,6 +229,14 @@ impl Enforcer {
             let link = program.take_link(id).map_err(program_error(name))?;
             fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
         }
+        for name in SKB_INGRESS_PROGRAMS {
+            let program = program::<CgroupSkb>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
         let pin_dir = self.pin_dir(&container.name);
         let mut held = Vec::new();
         let mut kept: Vec<PathBuf> = Vec::new();
@@ -262,7 +276,7 @@ impl Enforcer {
         }
         self.attached_to = Some(container.cgroup.id);
         tracing::info!(
-            "enforcing on cgroup {} (connect, sendmsg, socket hooks attached{})",
+            "enforcing on cgroup {} (connect, sendmsg, socket, DNS-reply hooks attached{})",
             container.cgroup.directory.display(),
             match &pin_dir {
                 Some(dir) => format!("; pinned in {}, they outlive the agent", dir.display()),

@@ -261,7 +261,8 @@ impl ViolationJudge {
                         .with("argv", json!(argv)),
                 )
             }
-            EventBody::Connect { .. } => Judgement::default(),
+            // Learned from by the DNS table before judging; never an alert in itself.
+            EventBody::Connect { .. } | EventBody::DnsReply { .. } => Judgement::default(),
         };
         if self.entries.len() > 4096 {
             self.entries.clear();

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
-    ConnectEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent, NetPolicyEvent,
+    ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent, NetPolicyEvent,
     OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
 };
 use serde::Serialize;
@@ -104,6 +104,17 @@ pub enum EventBody {
         rule: RuleName,
         ret: i64,
     },
+    /// A DNS reply delivered to the container (the message bytes, up to 512).
+    DnsReply {
+        resolver: Option<IpAddr>,
+        /// Printed as its length only: the agent reports what it learned, not raw bytes.
+        #[serde(rename = "payload_len", serialize_with = "byte_count")]
+        payload: Vec<u8>,
+    },
+}
+
+fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(bytes.len() as u64)
 }
 
 /// What the kernel did, as text.
@@ -202,6 +213,7 @@ impl KernelEvent {
             EventBody::Mount { .. } => EventKind::Mount,
             EventBody::NetPolicy { .. } => EventKind::NetPolicy,
             EventBody::Refused { .. } => EventKind::Refused,
+            EventBody::DnsReply { .. } => EventKind::DnsReply,
         }
     }
 }
@@ -344,6 +356,15 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             EventBody::Refused {
                 rule: RuleName::from_raw(e.rule).ok_or(DecodeError::UnknownRule(e.rule))?,
                 ret: e.ret,
+            }
+        }
+        EventKind::DnsReply => {
+            let e: DnsReplyEvent = checked(bytes, &raw, kind)?;
+            let len = (e.payload_len as usize).min(e.payload.len());
+            let family = if e.ip_version == 6 { AF_INET6 } else { AF_INET };
+            EventBody::DnsReply {
+                resolver: ip_address(family, &e.source),
+                payload: e.payload[..len].to_vec(),
             }
         }
     };
