@@ -14,6 +14,7 @@ use crate::{
     pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
+        dns_learn::DnsLearner,
         exe_identity::ExeIdentity,
         hosts,
         kernel_rules::KernelRules,
@@ -136,6 +137,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     for (rule, layer) in &layers {
         metrics.layer(rule, layer);
     }
+    let allow = kernel.as_ref().map(|k| k.enforcer.allow());
     let (events, dropped, cgroups, enforcer) = match kernel {
         Some(k) => (
             Some(k.events),
@@ -339,6 +341,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         audit: audit_tx,
         trust,
         metrics: metrics.clone(),
+        dns: DnsLearner::new(allow),
     };
     let outcome = kernel_loop.run(bus).await;
     systemd::notify("STOPPING=1");

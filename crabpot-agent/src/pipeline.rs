@@ -16,14 +16,21 @@ use crate::{
     bus::BusMessage,
     cli::AgentArgs,
     policy::{
-        kernel_rules::KernelRules, rules::Policy, trust::TrustScore, violations::ViolationJudge,
+        dns_learn::{DnsLearner, EXPIRE_EVERY},
+        kernel_rules::KernelRules,
+        rules::Policy,
+        trust::TrustScore,
+        violations::ViolationJudge,
     },
     sinks::{
         event_printer::{EventFormat, ObservedEvent, format_line, print_line},
         metrics::Metrics,
     },
     sources::{
-        bpf::KernelEvent, container::GuardedContainer, lineage::ProcessTable, watchers::AlertSender,
+        bpf::KernelEvent,
+        container::GuardedContainer,
+        lineage::{Ancestor, ProcessTable},
+        watchers::AlertSender,
     },
 };
 
@@ -39,6 +46,8 @@ pub struct KernelLoop {
     pub audit: mpsc::Sender<Arc<Alert>>,
     pub trust: watch::Sender<TrustScore>,
     pub metrics: Arc<Metrics>,
+    /// Learns allowed addresses and names from the container's DNS replies.
+    pub dns: DnsLearner,
 }
 
 fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
@@ -55,8 +64,13 @@ impl KernelLoop {
         let mut table = ProcessTable::default();
         let mut judge = ViolationJudge::default();
         let mut overrun_alerted = false;
+        let mut dns_expiry = tokio::time::interval(EXPIRE_EVERY);
         loop {
             let message = tokio::select! {
+                _ = dns_expiry.tick() => {
+                    self.dns.expire(std::time::Instant::now());
+                    continue;
+                }
                 message = bus.recv() => match message {
                     Some(message) => message,
                     None => return Ok(()),
@@ -114,8 +128,16 @@ impl KernelLoop {
         table: &mut ProcessTable,
         judge: &mut ViolationJudge,
     ) -> anyhow::Result<()> {
-        table.observe(&event);
         self.metrics.kernel_event(event.kind());
+        if let crate::sources::bpf::EventBody::DnsReply { payload, .. } = &event.body {
+            // No process is behind a reply (softirq): learn from it and print it, no more.
+            let policy = self.policy.borrow().clone();
+            let now = std::time::Instant::now();
+            self.dns
+                .on_reply(event.header.ts_ns, payload, &policy.allow_hosts, now);
+            return self.print_event(&event, &[]);
+        }
+        table.observe(&event);
         let lineage = if needs_lineage(&event, self.args.events.is_some()) {
             table.lineage(&event)
         } else {
@@ -127,7 +149,8 @@ impl KernelLoop {
             self.alerts.raise(alert).await;
         }
         let policy = self.policy.borrow().clone();
-        let judgement = judge.judge(&event, &lineage, &policy);
+        let mut judgement = judge.judge(&event, &lineage, &policy);
+        self.dns.annotate(&event, &mut judgement);
         if let Some(record) = judgement.audit {
             if let Some(rule) = record.details.get("rule").and_then(|v| v.as_str()) {
                 self.metrics.decision(rule, "logged");
@@ -150,6 +173,11 @@ impl KernelLoop {
         if let Some(target) = judgement.undo_mount {
             self.undo_mount(target);
         }
+        self.print_event(&event, &lineage)
+    }
+
+    /// `--events`: print the event with its container and lineage.
+    fn print_event(&self, event: &KernelEvent, lineage: &[Ancestor]) -> anyhow::Result<()> {
         if let Some(format) = self.args.events {
             let current = self.guarded.borrow().clone();
             let (name, id) = match &current {
@@ -159,8 +187,8 @@ impl KernelLoop {
             let observed = ObservedEvent {
                 container: name,
                 container_id: id,
-                event: &event,
-                lineage: &lineage,
+                event,
+                lineage,
             };
             print_line(&format_line(&observed, format)).context("writing an event to stdout")?;
         }
