@@ -232,7 +232,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_polling(
-            NetworkPoll::new(config.network_poll),
+            NetworkPoll::new(config.network_poll).with_dynamic_allow(allow.clone()),
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_stream(LogsWatcher::new(scanner), ctx.clone())),

@@ -154,11 +154,20 @@ impl KernelAllow {
             .flat_map(keys)
             .collect();
         // Additions first: a replaced entry is never missing in between.
-        for key in desired.difference(&self.written).copied().collect::<Vec<_>>() {
+        for key in desired
+            .difference(&self.written)
+            .copied()
+            .collect::<Vec<_>>()
+        {
             self.insert(key)?;
             self.written.insert(key);
         }
-        for key in self.written.difference(&desired).copied().collect::<Vec<_>>() {
+        for key in self
+            .written
+            .difference(&desired)
+            .copied()
+            .collect::<Vec<_>>()
+        {
             self.remove(key)?;
             self.written.remove(&key);
         }

@@ -98,7 +98,13 @@ impl DnsLearner {
         for resolved in reply.resolved() {
             let address = canonical(resolved.address);
             let ttl = clamp_ttl(resolved.ttl);
-            self.remember(address, &reply.question, now + ttl, ts_ns, !ports.is_empty());
+            self.remember(
+                address,
+                &reply.question,
+                now + ttl,
+                ts_ns,
+                !ports.is_empty(),
+            );
             for port in &ports {
                 let entry = AllowEntry {
                     net: IpNet::from(address),
@@ -134,14 +140,13 @@ impl DnsLearner {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match allow.learn(entry, name, ttl, now) {
-            Ok(Learn::New) => tracing::info!(
-                "DNS: {entry} allowed for {name} (TTL {} s)",
-                ttl.as_secs()
-            ),
+            Ok(Learn::New) => {
+                tracing::info!("DNS: {entry} allowed for {name} (TTL {} s)", ttl.as_secs())
+            }
             Ok(Learn::Refreshed) => {}
-            Ok(Learn::Full) => tracing::warn!(
-                "DNS: {entry} for {name} not allowed: the learned allowlist is full"
-            ),
+            Ok(Learn::Full) => {
+                tracing::warn!("DNS: {entry} for {name} not allowed: the learned allowlist is full")
+            }
             Err(error) => tracing::error!("DNS: cannot allow {entry} for {name}: {error}"),
         }
     }

@@ -76,7 +76,7 @@ fn blocked_connects_name_the_host_their_address_came_from() {
     );
     let event = blocked_connect("192.0.2.9", 443, 2_000);
     let mut judgement = Judgement {
-        alert: Some(Alert::new(Severity::Warning, AlertSource::Network, "x".into())),
+        alert: Some(Alert::new(Severity::Warning, AlertSource::Network, "x")),
         violation: true,
         ..Judgement::default()
     };

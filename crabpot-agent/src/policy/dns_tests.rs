@@ -85,7 +85,10 @@ fn cname_chains_are_followed_with_the_smallest_ttl() {
     );
     let resolved = parsed.resolved();
     assert_eq!(resolved.len(), 2, "{parsed:?}");
-    assert_eq!(resolved[0].address, "198.51.100.9".parse::<IpAddr>().expect("ip"));
+    assert_eq!(
+        resolved[0].address,
+        "198.51.100.9".parse::<IpAddr>().expect("ip")
+    );
     assert_eq!(resolved[0].ttl, 120);
 }
 

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
-    ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent, NetPolicyEvent,
-    OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
+    ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent,
+    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
 };
 use serde::Serialize;
 
