@@ -7,7 +7,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, TcpListener, UdpSocket},
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -75,23 +75,25 @@ fn answer(query: &[u8], allowed: Ipv4Addr) -> Option<Vec<u8>> {
     Some(reply)
 }
 
-/// Serve DNS on `gateway:53` until `stop`.
-fn dns_server(gateway: Ipv4Addr, stop: Arc<AtomicBool>) {
-    let socket = UdpSocket::bind((gateway, 53))
-        .unwrap_or_else(|e| panic!("cannot serve DNS on {gateway}:53 ({e}); is port 53 taken?"));
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while !stop.load(Ordering::Relaxed) {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            if let Some(reply) = answer(&buf[..n], gateway) {
-                let _ = socket.send_to(&reply, from);
+/// Serve DNS on `gateway:53` for the rest of the test process; started once, shared by the
+/// tests of this file (they run in parallel and there is one port 53).
+fn dns_server(gateway: Ipv4Addr) {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let socket = UdpSocket::bind((gateway, 53)).unwrap_or_else(|e| {
+            panic!("cannot serve DNS on {gateway}:53 ({e}); is port 53 taken?")
+        });
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(reply) = answer(&buf[..n], gateway) {
+                    let _ = socket.send_to(&reply, from);
+                }
             }
-        }
+        });
     });
 }
 
@@ -138,7 +140,7 @@ fn answers_for_allowed_names_open_the_way_and_blocked_names_are_named() {
     let gateway = bridge_gateway();
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stop.clone());
-    dns_server(gateway, stop.clone());
+    dns_server(gateway);
     let port = http_listener(gateway, stop.clone());
     let container = TestContainer::named("dns");
     container.run(&["--dns", &gateway.to_string()]);
@@ -199,4 +201,44 @@ fn answers_for_allowed_names_open_the_way_and_blocked_names_are_named() {
             .any(|a| a["details"]["port"] == 53 || a["details"]["address"] == gateway.to_string()),
         "{alerts:#?}"
     );
+}
+
+/// A user-defined network, removed on drop (after the containers on it).
+struct Network(String);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        crabpot_integration_tests::container::docker_status(&["network", "rm", &self.0]);
+    }
+}
+
+/// On a user network the container's resolver is Docker's 127.0.0.11 (loopback, always
+/// allowed), which forwards to the `--dns` server: the replies still reach the container
+/// from port 53 and are learned from.
+#[test]
+fn replies_through_dockers_embedded_resolver_are_learned_too() {
+    let gateway = bridge_gateway();
+    dns_server(gateway);
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    let port = http_listener(gateway, stop.clone());
+    let network = Network(crabpot_integration_tests::unique_name("dnsnet"));
+    docker(&["network", "create", &network.0]);
+    let container = TestContainer::named("dnsuser");
+    container.run(&["--network", &network.0, "--dns", &gateway.to_string()]);
+    let (container, agent) = enforced(container, &["--no-auto-pause", "--allow", "allowed.test"]);
+    agent.wait_for_log(
+        &["DNS: no resolver outside loopback"],
+        Duration::from_secs(5),
+    );
+    let (code, out) = container.exec_output(&["nslookup", "allowed.test"]);
+    assert_eq!(code, 0, "{out}");
+    agent.wait_for_log(
+        &[&format!("DNS: {gateway}/32 allowed for allowed.test")],
+        Duration::from_secs(5),
+    );
+    let url = format!("http://{gateway}:{port}/");
+    let (code, out) = container.exec_output(&["wget", "-q", "-O", "-", &url]);
+    assert_eq!(code, 0, "the learned address is reachable: {out}");
+    assert!(connect_alerts(&agent.alerts()).is_empty());
 }
