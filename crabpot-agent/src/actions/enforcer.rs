@@ -211,31 +211,7 @@ impl Enforcer {
             })?;
         // Cgroup links run side by side with any already attached (the previous agent's):
         // the new hooks are in force before the old ones go.
-        let mut fresh = Vec::new();
-        for name in SOCK_ADDR_PROGRAMS {
-            let program = program::<CgroupSockAddr>(&mut self.ebpf, name)?;
-            let id = program
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-            let link = program.take_link(id).map_err(program_error(name))?;
-            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
-        }
-        for name in SOCK_PROGRAMS {
-            let program = program::<CgroupSock>(&mut self.ebpf, name)?;
-            let id = program
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-            let link = program.take_link(id).map_err(program_error(name))?;
-            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
-        }
-        for name in SKB_INGRESS_PROGRAMS {
-            let program = program::<CgroupSkb>(&mut self.ebpf, name)?;
-            let id = program
-                .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-            let link = program.take_link(id).map_err(program_error(name))?;
-            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
-        }
+        let fresh = self.attach_all(&dir)?;
         let pin_dir = self.pin_dir(&container.name);
         let mut held = Vec::new();
         let mut kept: Vec<PathBuf> = Vec::new();
@@ -284,6 +260,36 @@ impl Enforcer {
             }
         );
         Ok(())
+    }
+
+    /// Attach every cgroup program to the cgroup `dir`, each as a link this process owns.
+    fn attach_all(&mut self, dir: &File) -> Result<Vec<(&'static str, FdLink)>, EnforceError> {
+        let mut fresh = Vec::new();
+        for name in SOCK_ADDR_PROGRAMS {
+            let program = program::<CgroupSockAddr>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        for name in SOCK_PROGRAMS {
+            let program = program::<CgroupSock>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        for name in SKB_INGRESS_PROGRAMS {
+            let program = program::<CgroupSkb>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        Ok(fresh)
     }
 
     /// Where this container's hooks are pinned, or `None` when pinning is off or impossible.

@@ -44,8 +44,9 @@ struct NameRecord {
     expires: Instant,
     /// Kernel time of the reply that gave this address.
     reply_ts_ns: u64,
-    /// Answered for an allowlisted name.
-    allowed: bool,
+    /// The ports the answer was allowed on (`None`: any); empty when the name is not
+    /// allowlisted.
+    ports: Vec<Option<u16>>,
 }
 
 #[derive(Default)]
@@ -98,13 +99,16 @@ impl DnsLearner {
         for resolved in reply.resolved() {
             let address = canonical(resolved.address);
             let ttl = clamp_ttl(resolved.ttl);
-            self.remember(
-                address,
-                &reply.question,
-                now + ttl,
-                ts_ns,
-                !ports.is_empty(),
-            );
+            let record = NameRecord {
+                name: reply.question.clone(),
+                expires: now + ttl,
+                reply_ts_ns: ts_ns,
+                ports: ports.clone(),
+            };
+            if ports.is_empty() {
+                tracing::debug!("DNS: {address} is {} (not allowlisted)", reply.question);
+            }
+            self.remember(address, record, now);
             for port in &ports {
                 let entry = AllowEntry {
                     net: IpNet::from(address),
@@ -115,23 +119,14 @@ impl DnsLearner {
         }
     }
 
-    fn remember(&mut self, address: IpAddr, name: &str, expires: Instant, ts: u64, ok: bool) {
+    fn remember(&mut self, address: IpAddr, record: NameRecord, now: Instant) {
         if self.names.len() >= MAX_NAMES && !self.names.contains_key(&address) {
-            let now = Instant::now();
             self.names.retain(|_, record| record.expires > now);
             if self.names.len() >= MAX_NAMES {
                 return; // full of live names: this one goes unnamed
             }
         }
-        self.names.insert(
-            address,
-            NameRecord {
-                name: name.to_string(),
-                expires,
-                reply_ts_ns: ts,
-                allowed: ok,
-            },
-        );
+        self.names.insert(address, record);
     }
 
     fn learn(&self, entry: AllowEntry, name: &str, ttl: Duration, now: Instant) {
@@ -173,21 +168,23 @@ impl DnsLearner {
     }
 
     /// Whether a block of `address:port` at kernel time `ts_ns` raced the reply that
-    /// allows it.
+    /// allows it: the reply came at most [`RACE_WINDOW`] before, allowed this port, and
+    /// the kernel now holds the entry (a full table would block the next attempt too).
     fn raced(&self, address: IpAddr, port: u16, ts_ns: u64) -> bool {
         let address = canonical(address);
-        let Some(record) = self.names.get(&address).filter(|r| r.allowed) else {
+        let Some(record) = self.names.get(&address) else {
             return false;
         };
+        let port_allowed = record.ports.iter().any(|p| p.is_none_or(|p| p == port));
         let after = ts_ns.checked_sub(record.reply_ts_ns);
         let in_window = after.is_some_and(|ns| ns <= RACE_WINDOW.as_nanos() as u64);
-        in_window
-            && self.allow.as_ref().is_some_and(|allow| {
-                allow
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .learned_allows(address, port)
-            })
+        let written = self.allow.as_ref().is_none_or(|allow| {
+            allow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .learned_allows(address, port)
+        });
+        port_allowed && in_window && written
     }
 
     /// Name the destination of a connect/sendmsg alert, and turn a block that raced the

@@ -75,11 +75,7 @@ fn blocked_connects_name_the_host_their_address_came_from() {
         Some("blocked.test")
     );
     let event = blocked_connect("192.0.2.9", 443, 2_000);
-    let mut judgement = Judgement {
-        alert: Some(Alert::new(Severity::Warning, AlertSource::Network, "x")),
-        violation: true,
-        ..Judgement::default()
-    };
+    let mut judgement = blocked_judgement();
     learner.annotate(&event, &mut judgement);
     let alert = judgement.alert.expect("alert");
     assert_eq!(
@@ -103,4 +99,54 @@ fn garbage_replies_teach_nothing() {
     learner.on_reply(1, &[0xff; 40], &hosts(&["a.test"]), now);
     learner.on_reply(1, &[], &hosts(&["a.test"]), now);
     assert!(learner.names.is_empty());
+}
+
+fn blocked_judgement() -> Judgement {
+    Judgement {
+        alert: Some(Alert::new(Severity::Warning, AlertSource::Network, "x")),
+        violation: true,
+        ..Judgement::default()
+    }
+}
+
+#[test]
+fn a_block_right_after_the_allowing_reply_is_a_race_not_a_violation() {
+    let mut learner = DnsLearner::new(None);
+    let now = Instant::now();
+    let reply_ts = 5_000_000_000;
+    let allowed = hosts(&["allowed.test:443"]);
+    learner.on_reply(
+        reply_ts,
+        &reply("allowed.test", [192, 0, 2, 10], 60),
+        &allowed,
+        now,
+    );
+
+    // 200 µs after the reply, on the allowed port: the race.
+    let mut judgement = blocked_judgement();
+    learner.annotate(
+        &blocked_connect("192.0.2.10", 443, reply_ts + 200_000),
+        &mut judgement,
+    );
+    let alert = judgement.alert.expect("alert");
+    assert!(!judgement.violation);
+    assert_eq!(alert.severity, Severity::Info);
+    assert_eq!(alert.details["race"], true);
+    assert!(
+        alert.message.contains("(allowed.test)"),
+        "{}",
+        alert.message
+    );
+
+    // Another port, or more than a second later, or before the reply: a real block.
+    for (port, ts) in [
+        (80, reply_ts + 200_000),
+        (443, reply_ts + 1_500_000_000),
+        (443, reply_ts - 1),
+    ] {
+        let mut judgement = blocked_judgement();
+        learner.annotate(&blocked_connect("192.0.2.10", port, ts), &mut judgement);
+        assert!(judgement.violation, "port {port} at {ts}");
+        assert_eq!(judgement.alert.expect("alert").severity, Severity::Warning);
+    }
 }

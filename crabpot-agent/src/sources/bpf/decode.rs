@@ -358,20 +358,22 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: e.ret,
             }
         }
-        EventKind::DnsReply => {
-            let e: DnsReplyEvent = checked(bytes, &raw, kind)?;
-            let len = (e.payload_len as usize).min(e.payload.len());
-            let family = if e.ip_version == 6 { AF_INET6 } else { AF_INET };
-            EventBody::DnsReply {
-                resolver: ip_address(family, &e.source),
-                payload: e.payload[..len].to_vec(),
-            }
-        }
+        EventKind::DnsReply => dns_reply(checked(bytes, &raw, kind)?),
     };
     Ok(KernelEvent {
         header: header(&raw),
         body,
     })
+}
+
+fn dns_reply(e: DnsReplyEvent) -> EventBody {
+    // The kernel never claims more than the array, but the record is untrusted bytes.
+    let len = (e.payload_len as usize).min(e.payload.len());
+    let family = if e.ip_version == 6 { AF_INET6 } else { AF_INET };
+    EventBody::DnsReply {
+        resolver: ip_address(family, &e.source),
+        payload: e.payload[..len].to_vec(),
+    }
 }
 
 fn ip_address(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
