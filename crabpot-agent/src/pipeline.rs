@@ -16,7 +16,7 @@ use crate::{
     bus::BusMessage,
     cli::AgentArgs,
     policy::{
-        dns_learn::{DnsLearner, EXPIRE_EVERY},
+        dns_learn::{DnsLearner, EXPIRE_EVERY, ReplySource},
         kernel_rules::KernelRules,
         rules::Policy,
         trust::TrustScore,
@@ -129,12 +129,22 @@ impl KernelLoop {
         judge: &mut ViolationJudge,
     ) -> anyhow::Result<()> {
         self.metrics.kernel_event(event.kind());
-        if let crate::sources::bpf::EventBody::DnsReply { payload, .. } = &event.body {
+        if let crate::sources::bpf::EventBody::DnsReply {
+            resolver,
+            via_loopback,
+            payload,
+        } = &event.body
+        {
             // No process is behind a reply (softirq): learn from it and print it, no more.
             let policy = self.policy.borrow().clone();
+            let source = ReplySource {
+                resolver: *resolver,
+                via_loopback: *via_loopback,
+                ts_ns: event.header.ts_ns,
+            };
             let now = std::time::Instant::now();
             self.dns
-                .on_reply(event.header.ts_ns, payload, &policy.allow_hosts, now);
+                .on_reply(&source, payload, &policy.allow_hosts, now);
             return self.print_event(&event, &[]);
         }
         table.observe(&event);

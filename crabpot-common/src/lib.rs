@@ -276,6 +276,11 @@ pub struct DnsReplyEvent {
     pub ip_version: u32,
     /// Bytes of `payload` that hold the DNS message (at most [`DNS_PAYLOAD_LEN`]).
     pub payload_len: u32,
+    /// The interface the packet came in on (1 is loopback in every network namespace): a
+    /// reply "from" a non-loopback resolver that came over loopback was sent by the
+    /// container to itself.
+    pub ingress_ifindex: u32,
+    pub _pad: u32,
     /// The resolver's address: IPv4 in the first 4 bytes or the IPv6 address, network order.
     pub source: [u8; 16],
     /// The DNS message from its header on (the UDP header stripped).
@@ -313,7 +318,7 @@ mod tests {
         assert_eq!(size_of::<PtraceEvent>(), 56 + 40);
         assert_eq!(size_of::<NetPolicyEvent>(), 56 + 48);
         assert_eq!(size_of::<RefusedEvent>(), 56 + 16);
-        assert_eq!(size_of::<DnsReplyEvent>(), 56 + 24 + DNS_PAYLOAD_LEN);
+        assert_eq!(size_of::<DnsReplyEvent>(), 56 + 32 + DNS_PAYLOAD_LEN);
         assert_eq!(
             size_of::<MountEvent>(),
             56 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN

@@ -99,6 +99,8 @@ fn copy_reply(ctx: &SkBuffContext) -> Option<()> {
         (*header).comm = [0; 16];
         (*event).ip_version = ip_version;
         (*event).payload_len = len;
+        (*event).ingress_ifindex = (*ctx.skb.skb).ingress_ifindex;
+        (*event)._pad = 0;
         (*event).source = source;
         bpf_skb_load_bytes(
             ctx.skb.skb as *const _,

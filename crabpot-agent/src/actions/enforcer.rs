@@ -185,7 +185,7 @@ impl Enforcer {
         let found = resolvers::of_container(container.pid);
         let entries = resolvers::allow_entries(&found);
         let listed: Vec<String> = entries.iter().map(ToString::to_string).collect();
-        match self.lock_allow().set_resolvers(entries) {
+        match self.lock_allow().set_resolvers(found, entries) {
             Ok(()) if listed.is_empty() => tracing::info!(
                 "DNS: no resolver outside loopback in the container's /etc/resolv.conf \
                  (loopback, e.g. Docker's 127.0.0.11, is always allowed)"

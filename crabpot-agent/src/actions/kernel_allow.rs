@@ -68,6 +68,9 @@ pub struct KernelAllow {
     v6: LpmTrie<MapData, [u8; 18], u32>,
     configured: Vec<AllowEntry>,
     resolvers: Vec<AllowEntry>,
+    /// Every resolver of the container, loopback ones included: the only sources replies
+    /// are learned from.
+    resolver_addresses: Vec<IpAddr>,
     learned: LearnedTable,
     written: HashSet<KernelKey>,
 }
@@ -79,6 +82,7 @@ impl KernelAllow {
             v6,
             configured: Vec::new(),
             resolvers: Vec::new(),
+            resolver_addresses: Vec::new(),
             learned: LearnedTable::default(),
             written: HashSet::new(),
         }
@@ -94,10 +98,20 @@ impl KernelAllow {
         self.sync()
     }
 
-    /// Replace the container's resolvers (a new container or a restart).
-    pub fn set_resolvers(&mut self, entries: Vec<AllowEntry>) -> Result<(), aya::maps::MapError> {
+    /// Replace the container's resolvers (a new container or a restart): all of them, and
+    /// the entries that allow the ones outside loopback.
+    pub fn set_resolvers(
+        &mut self,
+        addresses: Vec<IpAddr>,
+        entries: Vec<AllowEntry>,
+    ) -> Result<(), aya::maps::MapError> {
+        self.resolver_addresses = addresses;
         self.resolvers = entries;
         self.sync()
+    }
+
+    pub fn resolver_addresses(&self) -> &[IpAddr] {
+        &self.resolver_addresses
     }
 
     /// Learn `entry` for `name`; written into the kernel at once when new.

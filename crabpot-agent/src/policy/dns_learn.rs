@@ -5,6 +5,9 @@
 //!   entry's port (or any port), until the record's TTL (clamped to 30 s – 1 h) runs out.
 //! - Every answer, allowed or not, is remembered address → name for its TTL, so a blocked
 //!   connect names the host the address came from.
+//! - Only replies from the container's own resolvers count (see [`trusted`]): a process in
+//!   the container can send itself a "reply" from port 53, and must not widen its own
+//!   allowlist that way.
 //! - The race: the application connects as soon as it reads the reply, and the agent may
 //!   not have written the address yet. The reply's record is reserved in the ring buffer
 //!   (at socket delivery, with a forced wake-up) before the application can read the reply,
@@ -49,6 +52,27 @@ struct NameRecord {
     ports: Vec<Option<u16>>,
 }
 
+/// Where a reply came from, as the kernel saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplySource {
+    pub resolver: Option<IpAddr>,
+    pub via_loopback: bool,
+    /// Kernel time of delivery.
+    pub ts_ns: u64,
+}
+
+/// Whether to learn allowlist entries from a reply: it must come from one of the
+/// container's resolvers, and a reply "from" a non-loopback resolver must not have come in
+/// over loopback — the container itself (e.g. with a raw socket) sent that one. Replies
+/// from elsewhere teach nothing, not even names.
+pub fn trusted(source: &ReplySource, resolvers: &[IpAddr]) -> bool {
+    let Some(resolver) = source.resolver.map(canonical) else {
+        return false;
+    };
+    resolvers.iter().any(|r| canonical(*r) == resolver)
+        && (resolver.is_loopback() || !source.via_loopback)
+}
+
 #[derive(Default)]
 pub struct DnsLearner {
     /// The kernel's allowlist; `None` in poll-only mode (names are still remembered).
@@ -86,8 +110,14 @@ impl DnsLearner {
         }
     }
 
-    /// Learn from one reply the container received at kernel time `ts_ns`.
-    pub fn on_reply(&mut self, ts_ns: u64, payload: &[u8], hosts: &[HostEntry], now: Instant) {
+    /// Learn from one reply the container received.
+    pub fn on_reply(
+        &mut self,
+        source: &ReplySource,
+        payload: &[u8],
+        hosts: &[HostEntry],
+        now: Instant,
+    ) {
         let reply = match parse_reply(payload) {
             Ok(reply) => reply,
             Err(error) => {
@@ -95,6 +125,25 @@ impl DnsLearner {
                 return;
             }
         };
+        let ts_ns = source.ts_ns;
+        // Without kernel maps (poll-only) nothing is written, so any source will do.
+        let trusted = self.allow.as_ref().is_none_or(|allow| {
+            let allow = allow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            trusted(source, allow.resolver_addresses())
+        });
+        if !trusted {
+            // Not even names: alert text must not be the container's to choose.
+            tracing::debug!(
+                "DNS: reply for {} from {:?} (loopback: {}) is not from a resolver of the \
+                 container: nothing learned",
+                reply.question,
+                source.resolver,
+                source.via_loopback
+            );
+            return;
+        }
         let ports = allowed_ports(&reply.question, hosts);
         for resolved in reply.resolved() {
             let address = canonical(resolved.address);

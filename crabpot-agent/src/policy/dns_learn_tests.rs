@@ -27,6 +27,14 @@ fn reply(question: &str, address: [u8; 4], ttl: u32) -> Vec<u8> {
     msg
 }
 
+fn from_resolver(ts_ns: u64) -> ReplySource {
+    ReplySource {
+        resolver: Some("10.255.255.53".parse().expect("ip")),
+        via_loopback: false,
+        ts_ns,
+    }
+}
+
 fn blocked_connect(address: &str, port: u16, ts_ns: u64) -> KernelEvent {
     KernelEvent {
         header: Header {
@@ -69,7 +77,12 @@ fn ports_come_from_the_matching_entries() {
 fn blocked_connects_name_the_host_their_address_came_from() {
     let mut learner = DnsLearner::new(None);
     let now = Instant::now();
-    learner.on_reply(1_000, &reply("blocked.test", [192, 0, 2, 9], 60), &[], now);
+    learner.on_reply(
+        &from_resolver(1_000),
+        &reply("blocked.test", [192, 0, 2, 9], 60),
+        &[],
+        now,
+    );
     assert_eq!(
         learner.name_of("::ffff:192.0.2.9".parse().expect("ip")),
         Some("blocked.test")
@@ -96,8 +109,8 @@ fn blocked_connects_name_the_host_their_address_came_from() {
 fn garbage_replies_teach_nothing() {
     let mut learner = DnsLearner::new(None);
     let now = Instant::now();
-    learner.on_reply(1, &[0xff; 40], &hosts(&["a.test"]), now);
-    learner.on_reply(1, &[], &hosts(&["a.test"]), now);
+    learner.on_reply(&from_resolver(1), &[0xff; 40], &hosts(&["a.test"]), now);
+    learner.on_reply(&from_resolver(1), &[], &hosts(&["a.test"]), now);
     assert!(learner.names.is_empty());
 }
 
@@ -116,7 +129,7 @@ fn a_block_right_after_the_allowing_reply_is_a_race_not_a_violation() {
     let reply_ts = 5_000_000_000;
     let allowed = hosts(&["allowed.test:443"]);
     learner.on_reply(
-        reply_ts,
+        &from_resolver(reply_ts),
         &reply("allowed.test", [192, 0, 2, 10], 60),
         &allowed,
         now,
@@ -149,4 +162,31 @@ fn a_block_right_after_the_allowing_reply_is_a_race_not_a_violation() {
         assert!(judgement.violation, "port {port} at {ts}");
         assert_eq!(judgement.alert.expect("alert").severity, Severity::Warning);
     }
+}
+
+#[test]
+fn only_the_containers_resolvers_teach_and_not_over_loopback() {
+    let resolvers: Vec<IpAddr> = vec![
+        "10.255.255.53".parse().expect("ip"),
+        "127.0.0.11".parse().expect("ip"),
+    ];
+    let source = |resolver: &str, via_loopback| ReplySource {
+        resolver: Some(resolver.parse().expect("ip")),
+        via_loopback,
+        ts_ns: 0,
+    };
+    assert!(trusted(&source("10.255.255.53", false), &resolvers));
+    assert!(trusted(&source("::ffff:10.255.255.53", false), &resolvers));
+    // Sent by the container to itself, with the resolver's address forged.
+    assert!(!trusted(&source("10.255.255.53", true), &resolvers));
+    // Docker's embedded resolver answers over loopback.
+    assert!(trusted(&source("127.0.0.11", true), &resolvers));
+    // Any other server.
+    assert!(!trusted(&source("8.8.8.8", false), &resolvers));
+    let unknown = ReplySource {
+        resolver: None,
+        via_loopback: false,
+        ts_ns: 0,
+    };
+    assert!(!trusted(&unknown, &resolvers));
 }

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+/// The loopback device's index, the same in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -107,6 +109,8 @@ pub enum EventBody {
     /// A DNS reply delivered to the container (the message bytes, up to 512).
     DnsReply {
         resolver: Option<IpAddr>,
+        /// Came in over loopback (a loopback resolver, or the container talking to itself).
+        via_loopback: bool,
         /// Printed as its length only: the agent reports what it learned, not raw bytes.
         #[serde(rename = "payload_len", serialize_with = "byte_count")]
         payload: Vec<u8>,
@@ -372,6 +376,7 @@ fn dns_reply(e: DnsReplyEvent) -> EventBody {
     let family = if e.ip_version == 6 { AF_INET6 } else { AF_INET };
     EventBody::DnsReply {
         resolver: ip_address(family, &e.source),
+        via_loopback: e.ingress_ifindex == LOOPBACK_IFINDEX,
         payload: e.payload[..len].to_vec(),
     }
 }
