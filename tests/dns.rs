@@ -242,3 +242,76 @@ fn replies_through_dockers_embedded_resolver_are_learned_too() {
     assert_eq!(code, 0, "the learned address is reachable: {out}");
     assert!(connect_alerts(&agent.alerts()).is_empty());
 }
+
+/// Where a forged reply points `allowed.test`.
+const FORGED_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 45);
+
+/// The static helper that forges replies, built for this test and copied into `container`.
+fn install_forger(container: &TestContainer) {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("helpers/dns_forge.c");
+    let binary = std::env::temp_dir().join(crabpot_integration_tests::unique_name("forge"));
+    let built = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("cc (gcc and libc6-dev are installed by `cargo xtask setup`)");
+    assert!(built.success(), "building {}", source.display());
+    let bytes = std::fs::read(&binary).expect("the built helper");
+    let _ = std::fs::remove_file(&binary);
+    container.put_file("/tmp/dns_forge", &bytes);
+    container.exec(&["chmod", "755", "/tmp/dns_forge"]);
+}
+
+/// A process in the container sends itself "replies" for an allowed name: from a DNS
+/// server of its own on loopback, and through a raw socket with the resolver's address as
+/// the source. Neither teaches the agent anything; the real resolver's answer still does.
+#[test]
+fn replies_the_container_forges_to_itself_allow_nothing() {
+    let gateway = bridge_gateway();
+    dns_server(gateway);
+    let container = TestContainer::named("dnsforge");
+    container.run(&["--dns", &gateway.to_string()]);
+    let (container, agent) = enforced(container, &["--no-auto-pause", "--allow", "allowed.test"]);
+    install_forger(&container);
+    let own = container.inspect("{{.NetworkSettings.IPAddress}}");
+    for mode in ["udp", "raw"] {
+        let forged = FORGED_ADDRESS.to_string();
+        let args = ["/tmp/dns_forge", mode, &gateway.to_string(), &own, &forged];
+        let (code, out) = container.exec_output(&args);
+        assert_eq!(code, 0, "{mode}: {out}");
+        assert!(
+            out.contains("received"),
+            "{mode}: the forged reply was delivered: {out}"
+        );
+    }
+    // The real resolver's answer is learned (so the hook was live all along)...
+    let (code, out) = container.exec_output(&["nslookup", "allowed.test"]);
+    assert_eq!(code, 0, "{out}");
+    agent.wait_for_log(
+        &[&format!("DNS: {gateway}/32 allowed for allowed.test")],
+        Duration::from_secs(5),
+    );
+    // ...the forged ones were not.
+    assert!(
+        !agent
+            .logs()
+            .iter()
+            .any(|l| l.contains("DNS:") && l.contains(&FORGED_ADDRESS.to_string())),
+        "{:#?}",
+        agent.logs()
+    );
+    let (code, out) = container.exec_output(&[
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{FORGED_ADDRESS}/"),
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    let alert = agent.wait_for_alert("the block of the forged address", |a| {
+        a["details"]["rule"] == "connect" && a["details"]["address"] == FORGED_ADDRESS.to_string()
+    });
+    assert!(alert["details"].get("dns_name").is_none(), "{alert}");
+}
