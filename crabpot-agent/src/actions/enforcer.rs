@@ -168,7 +168,8 @@ impl Enforcer {
         for (rule, action) in policy.rules() {
             self.rule_modes.set(rule.id(), action.kernel_mode(), 0)?;
         }
-        self.lock_allow().set_configured(&policy.allow)?;
+        self.lock_allow()
+            .set_configured(&policy.allow, &policy.allow_hosts)?;
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use ipnet::IpNet;
 
 use crate::policy::{
-    allow::AllowEntry,
+    allow::{AllowEntry, HostEntry},
     learned::{Learn, LearnedTable},
 };
 
@@ -92,9 +92,19 @@ impl KernelAllow {
         Arc::new(Mutex::new(self))
     }
 
-    /// Replace the configured entries (a new policy).
-    pub fn set_configured(&mut self, entries: &[AllowEntry]) -> Result<(), aya::maps::MapError> {
+    /// Replace the configured entries and host names (a new policy): learned entries stay
+    /// only for names the new list still allows, on the port it allows them.
+    pub fn set_configured(
+        &mut self,
+        entries: &[AllowEntry],
+        hosts: &[HostEntry],
+    ) -> Result<(), aya::maps::MapError> {
         self.configured = entries.to_vec();
+        self.learned.retain(|entry, name| {
+            hosts
+                .iter()
+                .any(|host| host.matches(name) && host.port == entry.port)
+        });
         self.sync()
     }
 

@@ -66,6 +66,20 @@ impl LearnedTable {
         gone
     }
 
+    /// Keep only the sources `keep` still approves of (a reloaded allowlist); returns the
+    /// entries left with none.
+    pub fn retain(&mut self, keep: impl Fn(&AllowEntry, &str) -> bool) -> Vec<AllowEntry> {
+        let mut gone = Vec::new();
+        self.entries.retain(|entry, sources| {
+            sources.retain(|name, _| keep(entry, name));
+            if sources.is_empty() {
+                gone.push(*entry);
+            }
+            !sources.is_empty()
+        });
+        gone
+    }
+
     pub fn live(&self) -> impl Iterator<Item = &AllowEntry> {
         self.entries.keys()
     }
@@ -125,6 +139,20 @@ mod tests {
         );
         assert!(table.expire(now + Duration::from_secs(150)).is_empty());
         assert_eq!(table.expire(now + Duration::from_secs(161)), vec![address]);
+    }
+
+    #[test]
+    fn a_reload_drops_what_the_new_list_no_longer_allows() {
+        let now = Instant::now();
+        let mut table = LearnedTable::default();
+        let shared = entry("192.0.2.7:443");
+        let other = entry("192.0.2.8:443");
+        table.learn(shared, "a.example", MIN_TTL, now);
+        table.learn(shared, "b.example", MIN_TTL, now);
+        table.learn(other, "a.example", MIN_TTL, now);
+        // a.example is no longer allowed: `shared` stays for b.example, `other` goes.
+        assert_eq!(table.retain(|_, name| name != "a.example"), vec![other]);
+        assert_eq!(table.live().collect::<Vec<_>>(), vec![&shared]);
     }
 
     #[test]
