@@ -16,21 +16,14 @@ use crate::{
     bus::BusMessage,
     cli::AgentArgs,
     policy::{
-        dns_learn::{DnsLearner, EXPIRE_EVERY, ReplySource},
-        kernel_rules::KernelRules,
-        rules::Policy,
-        trust::TrustScore,
-        violations::ViolationJudge,
+        kernel_rules::KernelRules, rules::Policy, trust::TrustScore, violations::ViolationJudge,
     },
     sinks::{
         event_printer::{EventFormat, ObservedEvent, format_line, print_line},
         metrics::Metrics,
     },
     sources::{
-        bpf::KernelEvent,
-        container::GuardedContainer,
-        lineage::{Ancestor, ProcessTable},
-        watchers::AlertSender,
+        bpf::KernelEvent, container::GuardedContainer, lineage::ProcessTable, watchers::AlertSender,
     },
 };
 
@@ -47,7 +40,7 @@ pub struct KernelLoop {
     pub trust: watch::Sender<TrustScore>,
     pub metrics: Arc<Metrics>,
     /// Learns allowed addresses and names from the container's DNS replies.
-    pub dns: DnsLearner,
+    pub dns: crate::policy::dns_learn::DnsLearner,
 }
 
 fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
@@ -64,7 +57,7 @@ impl KernelLoop {
         let mut table = ProcessTable::default();
         let mut judge = ViolationJudge::default();
         let mut overrun_alerted = false;
-        let mut dns_expiry = tokio::time::interval(EXPIRE_EVERY);
+        let mut dns_expiry = tokio::time::interval(crate::policy::dns_learn::EXPIRE_EVERY);
         loop {
             let message = tokio::select! {
                 _ = dns_expiry.tick() => {
@@ -129,22 +122,9 @@ impl KernelLoop {
         judge: &mut ViolationJudge,
     ) -> anyhow::Result<()> {
         self.metrics.kernel_event(event.kind());
-        if let crate::sources::bpf::EventBody::DnsReply {
-            resolver,
-            via_loopback,
-            payload,
-        } = &event.body
-        {
-            // No process is behind a reply (softirq): learn from it and print it, no more.
-            let policy = self.policy.borrow().clone();
-            let source = ReplySource {
-                resolver: *resolver,
-                via_loopback: *via_loopback,
-                ts_ns: event.header.ts_ns,
-            };
-            let now = std::time::Instant::now();
-            self.dns
-                .on_reply(&source, payload, &policy.allow_hosts, now);
+        let policy = self.policy.borrow().clone();
+        if self.dns.learn_from(&event, &policy.allow_hosts) {
+            // No process is behind a DNS reply (softirq): learned from, printed, no more.
             return self.print_event(&event, &[]);
         }
         table.observe(&event);
@@ -158,7 +138,6 @@ impl KernelLoop {
         if let Some(alert) = self.rules.evaluate(&event, &lineage) {
             self.alerts.raise(alert).await;
         }
-        let policy = self.policy.borrow().clone();
         let mut judgement = judge.judge(&event, &lineage, &policy);
         self.dns.annotate(&event, &mut judgement);
         if let Some(record) = judgement.audit {
@@ -187,7 +166,11 @@ impl KernelLoop {
     }
 
     /// `--events`: print the event with its container and lineage.
-    fn print_event(&self, event: &KernelEvent, lineage: &[Ancestor]) -> anyhow::Result<()> {
+    fn print_event(
+        &self,
+        event: &KernelEvent,
+        lineage: &[crate::sources::lineage::Ancestor],
+    ) -> anyhow::Result<()> {
         if let Some(format) = self.args.events {
             let current = self.guarded.borrow().clone();
             let (name, id) = match &current {

@@ -110,6 +110,25 @@ impl DnsLearner {
         }
     }
 
+    /// Learn from `event` when it is a DNS reply; whether it was one.
+    pub fn learn_from(&mut self, event: &KernelEvent, hosts: &[HostEntry]) -> bool {
+        let EventBody::DnsReply {
+            resolver,
+            via_loopback,
+            payload,
+        } = &event.body
+        else {
+            return false;
+        };
+        let source = ReplySource {
+            resolver: *resolver,
+            via_loopback: *via_loopback,
+            ts_ns: event.header.ts_ns,
+        };
+        self.on_reply(&source, payload, hosts, Instant::now());
+        true
+    }
+
     /// Learn from one reply the container received.
     pub fn on_reply(
         &mut self,
