@@ -367,7 +367,7 @@ fn report_layers(policy: &Policy, layers: &[(String, String)]) {
         .map(|((rule, action), (_, layer))| format!("{}={action}/{layer}", rule.as_str()))
         .collect();
     tracing::info!(
-        "policy: {} (allowlist: loopback{}{})",
+        "policy: {} (allowlist: loopback, the container's resolvers on port 53{}{})",
         layers.join(" "),
         policy
             .allow
