@@ -119,7 +119,8 @@ fn one_quarantine_alert_and_an_audited_resume_brings_trust_back() {
                   wget -q -O /dev/null http://$0:$p/; done; true";
     let gateway = g.container.gateway();
     let _ = g.container.exec_output(&["sh", "-c", script, &gateway]);
-    g.agent.wait_for_alert("the quarantine", |a| a["details"]["quarantine"] == true);
+    g.agent
+        .wait_for_alert("the quarantine", |a| a["details"]["quarantine"] == true);
     wait_until("the quarantine freeze", DEADLINE, || {
         g.container.is_paused().then_some(())
     });
@@ -135,7 +136,11 @@ fn one_quarantine_alert_and_an_audited_resume_brings_trust_back() {
         a["details"]["operator_action"] == "resume"
     });
     assert_eq!(audit["severity"], "INFO");
-    assert!(audit["details"]["from"].as_str().is_some_and(|f| f.contains("127.0.0.1")));
+    assert!(
+        audit["details"]["from"]
+            .as_str()
+            .is_some_and(|f| f.contains("127.0.0.1"))
+    );
 
     // After the reset one violation costs 20, without a new quarantine.
     g.blocked_connect(18806);
@@ -143,7 +148,10 @@ fn one_quarantine_alert_and_an_audited_resume_brings_trust_back() {
     assert_eq!(g.quarantine_alerts(), 1);
     let (ok, out) = g.crabpot(&["trust", "reset"]);
     assert!(ok, "{out}");
-    assert!(out.contains("was 80 after 4 violations") || out.contains("was 80"), "{out}");
+    assert!(
+        out.contains("was 80 after 4 violations") || out.contains("was 80"),
+        "{out}"
+    );
     assert_eq!(g.trust(), 100);
 }
 
@@ -164,7 +172,14 @@ fn a_recreated_container_starts_at_full_trust() {
     assert_eq!(g.trust(), 100);
     // The token without the agent is refused; a wrong token too.
     let out = Command::new(agent_bin().with_file_name("crabpot"))
-        .args(["trust", "reset", "--agent", &g.address, "--token-file", "/nonexistent"])
+        .args([
+            "trust",
+            "reset",
+            "--agent",
+            &g.address,
+            "--token-file",
+            "/nonexistent",
+        ])
         .output()
         .expect("crabpot");
     assert!(!out.status.success());
@@ -186,13 +201,18 @@ fn another_process_environ_is_a_warning_and_audit_records_name_the_container() {
     assert_eq!(g.trust(), 100, "a warning, not a violation");
     // Its own environment is not sensitive; /proc/1/status is an audit record with the
     // container, its id and the lineage.
-    let _ = g.container.exec_output(&["cat", "/proc/self/environ", "/proc/1/status"]);
+    let _ = g
+        .container
+        .exec_output(&["cat", "/proc/self/environ", "/proc/1/status"]);
     let audit = g.agent.alerts_log.with_file_name("audit.log");
     let record: Value = wait_until("the audit record", DEADLINE, || {
-        std::fs::read_to_string(&audit).ok()?.lines().find_map(|line| {
-            let record: Value = serde_json::from_str(line).ok()?;
-            (record["details"]["path"] == "/proc/1/status").then_some(record)
-        })
+        std::fs::read_to_string(&audit)
+            .ok()?
+            .lines()
+            .find_map(|line| {
+                let record: Value = serde_json::from_str(line).ok()?;
+                (record["details"]["path"] == "/proc/1/status").then_some(record)
+            })
     });
     assert_eq!(record["container"], g.container.name.as_str());
     let id = g.container.inspect("{{.Id}}");

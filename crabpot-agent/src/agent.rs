@@ -14,6 +14,7 @@ use crate::{
     pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
+        dns_learn::DnsLearner,
         exe_identity::ExeIdentity,
         hosts,
         kernel_rules::KernelRules,
@@ -136,6 +137,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     for (rule, layer) in &layers {
         metrics.layer(rule, layer);
     }
+    let allow = kernel.as_ref().map(|k| k.enforcer.allow());
     let (events, dropped, cgroups, enforcer) = match kernel {
         Some(k) => (
             Some(k.events),
@@ -230,7 +232,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_polling(
-            NetworkPoll::new(config.network_poll),
+            NetworkPoll::new(config.network_poll).with_dynamic_allow(allow.clone()),
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_stream(LogsWatcher::new(scanner), ctx.clone())),
@@ -342,6 +344,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         trust,
         trust_resets,
         metrics: metrics.clone(),
+        dns: DnsLearner::new(allow),
     };
     let outcome = kernel_loop.run(bus).await;
     systemd::notify("STOPPING=1");
@@ -367,7 +370,7 @@ fn report_layers(policy: &Policy, layers: &[(String, String)]) {
         .map(|((rule, action), (_, layer))| format!("{}={action}/{layer}", rule.as_str()))
         .collect();
     tracing::info!(
-        "policy: {} (allowlist: loopback{}{})",
+        "policy: {} (allowlist: loopback, the container's resolvers on port 53{}{})",
         layers.join(" "),
         policy
             .allow

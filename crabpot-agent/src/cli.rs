@@ -80,9 +80,13 @@ pub struct AgentArgs {
     #[arg(long)]
     pub health_poll_seconds: Option<u64>,
 
-    /// Extra allowed destination (CIDR, e.g. 10.0.0.0/8); repeatable. Loopback and the
-    /// unspecified addresses are always allowed.
-    #[arg(long = "allow", value_name = "CIDR|ADDR[:PORT]|HOST[:PORT]")]
+    /// Extra allowed destination (CIDR, e.g. 10.0.0.0/8, address, host name or *.suffix
+    /// pattern, learned from the container's DNS replies); repeatable. Loopback, the
+    /// unspecified addresses and the container's resolvers on port 53 are always allowed.
+    #[arg(
+        long = "allow",
+        value_name = "CIDR|ADDR[:PORT]|HOST[:PORT]|*.SUFFIX[:PORT]"
+    )]
     pub allow: Vec<AllowSpec>,
 
     /// Per-rule action, RULE=ACTION; repeatable. Rules: mount, exec, ptrace, proc_open,

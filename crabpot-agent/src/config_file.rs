@@ -262,6 +262,30 @@ mod tests {
         let text = include_str!("../../deploy/monitor.example.yml");
         let config = parse_text(text).expect("deploy/monitor.example.yml parses");
         assert_eq!(config.policy.mount, Some(ActionName(Action::Block)));
+        assert!(
+            config.allow.is_none(),
+            "the openclaw profile's default applies"
+        );
+    }
+
+    #[test]
+    fn the_commented_allow_list_is_valid_once_uncommented() {
+        let text = include_str!("../../deploy/monitor.example.yml");
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# allow:"))
+            .take_while(|l| l.starts_with('#'))
+            .collect();
+        // Uncommented once: OpenClaw's hosts; twice: the model providers and addresses too.
+        let once: String = block
+            .iter()
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let config = parse_text(&once).expect("the allow block parses");
+        assert_eq!(config.allow.as_ref().map(Vec::len), Some(3));
+        let twice = once.replace("  # - ", "  - ");
+        let config = parse_text(&twice).expect("the uncommented providers parse");
+        assert!(config.allow.as_ref().map_or(0, Vec::len) > 10);
     }
 
     #[test]

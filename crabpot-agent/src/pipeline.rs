@@ -48,6 +48,8 @@ pub struct KernelLoop {
     /// Operators' trust resets (from the HTTP control actions).
     pub trust_resets: mpsc::Receiver<TrustReset>,
     pub metrics: Arc<Metrics>,
+    /// Learns allowed addresses and names from the container's DNS replies.
+    pub dns: crate::policy::dns_learn::DnsLearner,
 }
 
 /// What the loop keeps between events beyond the kernel's process table.
@@ -86,8 +88,10 @@ impl KernelLoop {
         let mut guarded = self.guarded.clone();
         let mut following = true;
         let mut sweep = tokio::time::interval(REPEAT_SWEEP);
+        let mut dns_expiry = tokio::time::interval(crate::policy::dns_learn::EXPIRE_EVERY);
         loop {
             tokio::select! {
+                _ = dns_expiry.tick() => self.dns.expire(Instant::now()),
                 message = bus.recv() => match message {
                     Some(message) => self.on_message(message, &mut state).await?,
                     None => return Ok(()),
@@ -222,8 +226,13 @@ impl KernelLoop {
 
     async fn on_event(&mut self, event: KernelEvent, state: &mut LoopState) -> anyhow::Result<()> {
         let table = &mut state.table;
-        table.observe(&event);
         self.metrics.kernel_event(event.kind());
+        let policy = self.policy.borrow().clone();
+        if self.dns.learn_from(&event, &policy.allow_hosts) {
+            // No process is behind a DNS reply (softirq): learned from, printed, no more.
+            return self.print_event(&event, &[]);
+        }
+        table.observe(&event);
         let lineage = if needs_lineage(&event, self.args.events.is_some()) {
             table.lineage(&event)
         } else {
@@ -234,8 +243,8 @@ impl KernelLoop {
         if let Some(alert) = self.rules.evaluate(&event, &lineage) {
             self.alerts.raise(alert).await;
         }
-        let policy = self.policy.borrow().clone();
         let mut judgement = state.judge.judge(&event, &lineage, &policy);
+        self.dns.annotate(&event, &mut judgement);
         if lineage.is_empty() && (judgement.audit.is_some() || judgement.alert.is_some()) {
             // Opens skip the lineage walk on the hot path; a record needs it.
             let walked = serde_json::json!(state.table.lineage(&event));
@@ -275,6 +284,15 @@ impl KernelLoop {
         if let Some(target) = judgement.undo_mount {
             self.undo_mount(target);
         }
+        self.print_event(&event, &lineage)
+    }
+
+    /// `--events`: print the event with its container and lineage.
+    fn print_event(
+        &self,
+        event: &KernelEvent,
+        lineage: &[crate::sources::lineage::Ancestor],
+    ) -> anyhow::Result<()> {
         if let Some(format) = self.args.events {
             let current = self.guarded.borrow().clone();
             let (name, id) = match &current {
@@ -284,8 +302,8 @@ impl KernelLoop {
             let observed = ObservedEvent {
                 container: name,
                 container_id: id,
-                event: &event,
-                lineage: &lineage,
+                event,
+                lineage,
             };
             print_line(&format_line(&observed, format)).context("writing an event to stdout")?;
         }

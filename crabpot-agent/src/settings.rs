@@ -161,6 +161,10 @@ pub fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     if profiles.is_empty() {
         profiles.push("openclaw");
     }
+    // The profile's own hosts, unless the file gives the whole list itself.
+    if file.allow.is_none() && profiles.contains(&"openclaw") {
+        policy.allow_openclaw_hosts();
+    }
     policy = policy.with_profiles(&profiles);
     for (rule, action) in &args.rules {
         policy.set(*rule, *action);

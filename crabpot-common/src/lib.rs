@@ -17,6 +17,9 @@ pub const ARG_LEN: usize = 64;
 pub const MOUNT_STR_LEN: usize = 128;
 /// Bytes kept of a mount's filesystem type.
 pub const FSTYPE_LEN: usize = 32;
+/// Bytes kept of a DNS reply's payload: the classic UDP DNS message limit (RFC 1035); the
+/// answers a resolver puts first fit in it, and a longer reply is parsed as far as it goes.
+pub const DNS_PAYLOAD_LEN: usize = 512;
 
 pub mod toolchain;
 
@@ -73,10 +76,12 @@ pub enum EventKind {
     /// A watched syscall that returned EPERM/EACCES (refused by seccomp, capabilities or
     /// another layer before any entry hook saw it).
     Refused = 7,
+    /// A UDP datagram from port 53 delivered to the guarded container: a DNS reply.
+    DnsReply = 8,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Exec,
         EventKind::Open,
         EventKind::Connect,
@@ -84,6 +89,7 @@ impl EventKind {
         EventKind::Mount,
         EventKind::NetPolicy,
         EventKind::Refused,
+        EventKind::DnsReply,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -99,6 +105,7 @@ impl EventKind {
             EventKind::Mount => "mount",
             EventKind::NetPolicy => "net_policy",
             EventKind::Refused => "refused",
+            EventKind::DnsReply => "dns_reply",
         }
     }
 }
@@ -259,6 +266,27 @@ pub struct RefusedEvent {
     pub ret: i64,
 }
 
+/// A DNS reply seen at the container's cgroup ingress. The header's pid, tgid, ppid, uid and
+/// comm are 0: the packet is delivered in softirq context, not by a task of the container.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsReplyEvent {
+    pub header: EventHeader,
+    /// 4 or 6: the IP version the reply came over.
+    pub ip_version: u32,
+    /// Bytes of `payload` that hold the DNS message (at most [`DNS_PAYLOAD_LEN`]).
+    pub payload_len: u32,
+    /// The interface the packet came in on (1 is loopback in every network namespace): a
+    /// reply "from" a non-loopback resolver that came over loopback was sent by the
+    /// container to itself.
+    pub ingress_ifindex: u32,
+    pub _pad: u32,
+    /// The resolver's address: IPv4 in the first 4 bytes or the IPv6 address, network order.
+    pub source: [u8; 16],
+    /// The DNS message from its header on (the UDP header stripped).
+    pub payload: [u8; DNS_PAYLOAD_LEN],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -270,6 +298,7 @@ mod pod {
     unsafe impl aya::Pod for MountEvent {}
     unsafe impl aya::Pod for NetPolicyEvent {}
     unsafe impl aya::Pod for RefusedEvent {}
+    unsafe impl aya::Pod for DnsReplyEvent {}
 }
 
 #[cfg(test)]
@@ -289,6 +318,7 @@ mod tests {
         assert_eq!(size_of::<PtraceEvent>(), 56 + 40);
         assert_eq!(size_of::<NetPolicyEvent>(), 56 + 48);
         assert_eq!(size_of::<RefusedEvent>(), 56 + 16);
+        assert_eq!(size_of::<DnsReplyEvent>(), 56 + 32 + DNS_PAYLOAD_LEN);
         assert_eq!(
             size_of::<MountEvent>(),
             56 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN

@@ -9,6 +9,7 @@
 
 mod common;
 mod connect;
+mod dns;
 mod exec;
 mod lineage;
 mod lsm;

@@ -18,7 +18,7 @@ pub static MONITORED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(64, 
 
 /// Ring-buffer reservation failures, indexed by `EventKind` value.
 #[map]
-pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(8, 0);
+pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(16, 0);
 
 /// Task id → id of the task that forked it, for forks inside monitored cgroups.
 #[map]

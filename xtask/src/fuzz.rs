@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::cmd;
 
 /// Every target in `fuzz/Cargo.toml`.
-pub const TARGETS: &[&str] = &["decode", "config", "log_scanner", "alerts_reader"];
+pub const TARGETS: &[&str] = &["decode", "config", "log_scanner", "alerts_reader", "dns"];
 
 fn cargo_fuzz(fuzz_dir: &Path) -> Command {
     let mut command = crate::toolchain::rustup_run("cargo");

@@ -4,17 +4,19 @@ use std::{fs::File, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf,
-    maps::lpm_trie::Key,
+    maps::{Array, MapData},
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         links::{FdLink, PinnedLink},
     },
 };
-use ipnet::IpNet;
 use tokio::sync::watch;
 
 use crate::{
-    actions::pins,
+    actions::{
+        kernel_allow::{KernelAllow, SharedAllow},
+        pins, resolvers,
+    },
     policy::rules::{Action, Policy},
     sources::{
         bpf::{decode::RuleName, loader::PolicyMaps},
@@ -24,6 +26,8 @@ use crate::{
 
 const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
 const SOCK_PROGRAMS: [&str; 1] = ["sock_create"];
+/// Copies the DNS replies the container receives (observes only; never drops).
+const SKB_INGRESS_PROGRAMS: [&str; 1] = ["dns_ingress"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
@@ -72,7 +76,10 @@ enum Held {
 
 pub struct Enforcer {
     ebpf: Ebpf,
-    maps: PolicyMaps,
+    rule_modes: Array<MapData, u32>,
+    lsm_enforced: Array<MapData, u32>,
+    /// The connect allowlist, shared with the DNS learner of the kernel-event loop.
+    allow: SharedAllow,
     links: Vec<Held>,
     attached_to: Option<u64>,
     lsm_rules: Vec<RuleName>,
@@ -92,23 +99,6 @@ fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) 
         program,
         source: Box::new(source),
     }
-}
-
-/// LPM key for an allowlist entry: the address then the port; a CIDR matches any port, an
-/// address with a port only that port.
-fn v4_key(net: &ipnet::Ipv4Net, port: Option<u16>) -> Key<[u8; 6]> {
-    let a = net.network().octets();
-    let p = port.unwrap_or(0).to_be_bytes();
-    let prefix = u32::from(net.prefix_len()) + if port.is_some() { 16 } else { 0 };
-    Key::new(prefix, [a[0], a[1], a[2], a[3], p[0], p[1]])
-}
-
-fn v6_key(net: &ipnet::Ipv6Net, port: Option<u16>) -> Key<[u8; 18]> {
-    let mut data = [0u8; 18];
-    data[..16].copy_from_slice(&net.network().octets());
-    data[16..].copy_from_slice(&port.unwrap_or(0).to_be_bytes());
-    let prefix = u32::from(net.prefix_len()) + if port.is_some() { 16 } else { 0 };
-    Key::new(prefix, data)
 }
 
 /// The program `name` of the object, as its type `T`.
@@ -133,9 +123,21 @@ impl Enforcer {
             let loaded = program::<CgroupSock>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
         }
+        for name in SKB_INGRESS_PROGRAMS {
+            let loaded = program::<CgroupSkb>(&mut ebpf, name)?.load();
+            loaded.map_err(program_error(name))?;
+        }
+        let PolicyMaps {
+            rule_modes,
+            lsm_enforced,
+            allow_v4,
+            allow_v6,
+        } = maps;
         Ok(Enforcer {
             ebpf,
-            maps,
+            rule_modes,
+            lsm_enforced,
+            allow: KernelAllow::new(allow_v4, allow_v6).shared(),
             links: Vec::new(),
             attached_to: None,
             lsm_rules: Vec::new(),
@@ -150,47 +152,51 @@ impl Enforcer {
     /// Record that BPF LSM programs enforce `rules`: the tracepoints stop killing for them.
     pub fn set_lsm_rules(&mut self, rules: &[RuleName]) -> Result<(), EnforceError> {
         for rule in rules {
-            self.maps.lsm_enforced.set(rule.id(), 1, 0)?;
+            self.lsm_enforced.set(rule.id(), 1, 0)?;
         }
         self.lsm_rules = rules.to_vec();
         Ok(())
     }
 
+    /// The connect allowlist, for the DNS learner.
+    pub fn allow(&self) -> SharedAllow {
+        self.allow.clone()
+    }
+
     /// Write rule modes and the connect allowlist into the kernel.
     pub fn apply(&mut self, policy: &Policy) -> Result<(), EnforceError> {
         for (rule, action) in policy.rules() {
-            self.maps
-                .rule_modes
-                .set(rule.id(), action.kernel_mode(), 0)?;
+            self.rule_modes.set(rule.id(), action.kernel_mode(), 0)?;
         }
-        let stale_v4: Vec<_> = self.maps.allow_v4.keys().filter_map(Result::ok).collect();
-        for key in stale_v4 {
-            self.maps.allow_v4.remove(&key)?;
-        }
-        let stale_v6: Vec<_> = self.maps.allow_v6.keys().filter_map(Result::ok).collect();
-        for key in stale_v6 {
-            self.maps.allow_v6.remove(&key)?;
-        }
-        for entry in &policy.allow {
-            // A port needs the whole address before it in the key.
-            let port = entry
-                .port
-                .filter(|_| entry.net.prefix_len() == entry.net.max_prefix_len());
-            match &entry.net {
-                IpNet::V4(v4) => self.maps.allow_v4.insert(&v4_key(v4, port), 1, 0)?,
-                IpNet::V6(v6) => {
-                    // An IPv4-mapped range also allows the IPv4 addresses it maps.
-                    if let Some(mapped) = v6.network().to_ipv4_mapped()
-                        && v6.prefix_len() >= 96
-                        && let Ok(net) = ipnet::Ipv4Net::new(mapped, v6.prefix_len() - 96)
-                    {
-                        self.maps.allow_v4.insert(&v4_key(&net, port), 1, 0)?;
-                    }
-                    self.maps.allow_v6.insert(&v6_key(v6, port), 1, 0)?
-                }
-            }
-        }
+        self.lock_allow()
+            .set_configured(&policy.allow, &policy.allow_hosts)?;
         Ok(())
+    }
+
+    fn lock_allow(&self) -> std::sync::MutexGuard<'_, KernelAllow> {
+        // A panic while holding the lock cannot leave the table half-written in a way that
+        // matters more than stopping enforcement would: keep using it.
+        self.allow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Allow the container's resolvers on port 53 (read from its /etc/resolv.conf).
+    fn allow_resolvers(&mut self, container: &GuardedContainer) {
+        let found = resolvers::of_container(container.pid);
+        let entries = resolvers::allow_entries(&found);
+        let listed: Vec<String> = entries.iter().map(ToString::to_string).collect();
+        match self.lock_allow().set_resolvers(found, entries) {
+            Ok(()) if listed.is_empty() => tracing::info!(
+                "DNS: no resolver outside loopback in the container's /etc/resolv.conf \
+                 (loopback, e.g. Docker's 127.0.0.11, is always allowed)"
+            ),
+            Ok(()) => tracing::info!(
+                "DNS: the container's resolvers are allowed on port 53: {}",
+                listed.join(", ")
+            ),
+            Err(error) => tracing::error!("cannot allow the container's resolvers: {error}"),
+        }
     }
 
     /// Attach the cgroup hooks to `container`'s cgroup and pin them; then let go of the
@@ -206,23 +212,7 @@ impl Enforcer {
             })?;
         // Cgroup links run side by side with any already attached (the previous agent's):
         // the new hooks are in force before the old ones go.
-        let mut fresh = Vec::new();
-        for name in SOCK_ADDR_PROGRAMS {
-            let program = program::<CgroupSockAddr>(&mut self.ebpf, name)?;
-            let id = program
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-            let link = program.take_link(id).map_err(program_error(name))?;
-            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
-        }
-        for name in SOCK_PROGRAMS {
-            let program = program::<CgroupSock>(&mut self.ebpf, name)?;
-            let id = program
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-            let link = program.take_link(id).map_err(program_error(name))?;
-            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
-        }
+        let fresh = self.attach_all(&dir)?;
         let pin_dir = self.pin_dir(&container.name);
         let mut held = Vec::new();
         let mut kept: Vec<PathBuf> = Vec::new();
@@ -261,8 +251,9 @@ impl Enforcer {
             }
         }
         self.attached_to = Some(container.cgroup.id);
+        self.allow_resolvers(container);
         tracing::info!(
-            "enforcing on cgroup {} (connect, sendmsg, socket hooks attached{})",
+            "enforcing on cgroup {} (connect, sendmsg, socket, DNS-reply hooks attached{})",
             container.cgroup.directory.display(),
             match &pin_dir {
                 Some(dir) => format!("; pinned in {}, they outlive the agent", dir.display()),
@@ -270,6 +261,36 @@ impl Enforcer {
             }
         );
         Ok(())
+    }
+
+    /// Attach every cgroup program to the cgroup `dir`, each as a link this process owns.
+    fn attach_all(&mut self, dir: &File) -> Result<Vec<(&'static str, FdLink)>, EnforceError> {
+        let mut fresh = Vec::new();
+        for name in SOCK_ADDR_PROGRAMS {
+            let program = program::<CgroupSockAddr>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        for name in SOCK_PROGRAMS {
+            let program = program::<CgroupSock>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(dir, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        for name in SKB_INGRESS_PROGRAMS {
+            let program = program::<CgroupSkb>(&mut self.ebpf, name)?;
+            let id = program
+                .attach(dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        Ok(fresh)
     }
 
     /// Where this container's hooks are pinned, or `None` when pinning is off or impossible.

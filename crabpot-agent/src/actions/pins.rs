@@ -1,9 +1,9 @@
-//! Enforcement that outlives the agent. The cgroup hooks (connect, sendmsg, socket) are
-//! bpf_links pinned in bpffs under `/sys/fs/bpf/crabpot/<container>/`, so a crash, a
-//! `kill -9` or a restart of the agent leaves them attached — and with them the policy maps
-//! they hold, as last written. A new agent attaches its own hooks first, then removes the
-//! previous pins (cgroup links always run side by side, so there is no unguarded moment).
-//! `crabpot unload` removes them for good.
+//! Enforcement that outlives the agent. The cgroup hooks (connect, sendmsg, socket, and the
+//! DNS-reply reader) are bpf_links pinned in bpffs under `/sys/fs/bpf/crabpot/<container>/`,
+//! so a crash, a `kill -9` or a restart of the agent leaves them attached — and with them
+//! the policy maps they hold, as last written. A new agent attaches its own hooks first,
+//! then removes the previous pins (cgroup links always run side by side, so there is no
+//! unguarded moment). `crabpot unload` removes them for good.
 use std::{
     ffi::CString,
     fs, io,

@@ -3,7 +3,7 @@ use std::{fmt, net::IpAddr, str::FromStr};
 
 use ipnet::IpNet;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AllowEntry {
     pub net: IpNet,
     /// Only for a single address.
@@ -53,11 +53,29 @@ impl TryFrom<String> for AllowEntry {
     }
 }
 
-/// A host name to allow, resolved by the agent and refreshed periodically.
+/// A host name to allow: resolved by the agent and refreshed periodically, and learned from
+/// the DNS replies the container receives. `*.example.com` matches every name under
+/// example.com (not example.com itself) and is learned from replies only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostEntry {
     pub name: String,
     pub port: Option<u16>,
+}
+
+impl HostEntry {
+    /// `*.suffix`: learned from DNS replies only, never resolved by the agent.
+    pub fn is_pattern(&self) -> bool {
+        self.name.starts_with("*.")
+    }
+
+    /// Whether `name` (lower case, no final dot) is this entry's name or under its pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        match self.name.strip_prefix('*') {
+            // The suffix keeps its leading dot: "*.example.com" needs ".example.com".
+            Some(suffix) => name.len() > suffix.len() && name.ends_with(suffix),
+            None => name == self.name,
+        }
+    }
 }
 
 /// One allowlist line: an address form, or a host name (with an optional port).
@@ -96,11 +114,11 @@ impl FromStr for AllowSpec {
             ),
             None => (text, None),
         };
-        if !valid_host(name) {
+        if !valid_host(name.strip_prefix("*.").unwrap_or(name)) {
             return Err(format!(
                 "`{text}` is not an allowlist entry: use a CIDR (10.0.0.0/8), an address \
-                 (192.0.2.7), an address with a port (192.0.2.7:443, [2001:db8::1]:443) or a \
-                 host name (api.example.com, api.example.com:443)"
+                 (192.0.2.7), an address with a port (192.0.2.7:443, [2001:db8::1]:443), a \
+                 host name (api.example.com, api.example.com:443) or a pattern (*.example.com)"
             ));
         }
         Ok(AllowSpec::Host(HostEntry {
@@ -135,8 +153,27 @@ mod tests {
             Ok(AllowSpec::Address(_))
         ));
         assert!("bad_host!".parse::<AllowSpec>().is_err());
+        assert!("*".parse::<AllowSpec>().is_err());
+        assert!("a.*.com".parse::<AllowSpec>().is_err());
         assert!("host:99999".parse::<AllowSpec>().is_err());
         assert!("10.0.0.0/33".parse::<AllowSpec>().is_err());
+    }
+
+    #[test]
+    fn patterns_match_names_under_them_only() {
+        let Ok(AllowSpec::Host(pattern)) = "*.OpenClaw.ai:443".parse::<AllowSpec>() else {
+            panic!("a pattern is an allowlist entry");
+        };
+        assert!(pattern.is_pattern());
+        assert_eq!(pattern.port, Some(443));
+        assert!(pattern.matches("catalog.openclaw.ai"));
+        assert!(pattern.matches("a.b.openclaw.ai"));
+        assert!(!pattern.matches("openclaw.ai"));
+        assert!(!pattern.matches("evilopenclaw.ai"));
+        let Ok(AllowSpec::Host(exact)) = "clawhub.ai".parse::<AllowSpec>() else {
+            panic!("a host name is an allowlist entry");
+        };
+        assert!(exact.matches("clawhub.ai") && !exact.matches("x.clawhub.ai"));
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// The addresses `hosts` resolve to now; a name that does not resolve is logged and skipped.
 pub async fn resolve(hosts: &[HostEntry]) -> Vec<AllowEntry> {
     let mut entries = Vec::new();
-    for host in hosts {
+    // Patterns (*.example.com) have no addresses of their own: the DNS learner covers them.
+    for host in hosts.iter().filter(|h| !h.is_pattern()) {
         match tokio::net::lookup_host((host.name.as_str(), host.port.unwrap_or(0))).await {
             Ok(addresses) => {
                 for address in addresses {

@@ -80,6 +80,17 @@ pub fn parse_override(text: &str) -> Result<(RuleName, Action), String> {
     Ok((rule.trim().parse()?, action.trim().parse()?))
 }
 
+/// What the OpenClaw gateway itself talks to (its skill catalog, telemetry and ClawHub),
+/// allowed on HTTPS by the openclaw profile unless the configuration file gives its own
+/// `allow:` list. Without them the gateway's first seconds are three blocked connects and
+/// a quarantine. Model providers are not here: the example configuration lists them,
+/// commented, for the user to choose.
+pub const OPENCLAW_DEFAULT_ALLOW: [&str; 3] = [
+    "catalog.openclaw.ai:443",
+    "telemetry.openclaw.ai:443",
+    "clawhub.ai:443",
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     actions: [(RuleName, Action); 6],
@@ -141,6 +152,15 @@ impl Policy {
         self.actions.iter().copied()
     }
 
+    /// The openclaw profile's default allowlist ([`OPENCLAW_DEFAULT_ALLOW`]).
+    pub fn allow_openclaw_hosts(&mut self) {
+        for text in OPENCLAW_DEFAULT_ALLOW {
+            if let Ok(spec) = text.parse::<AllowSpec>() {
+                self.allow_specs([spec]);
+            }
+        }
+    }
+
     /// Apply the presets: openclaw is the table itself; clawbot limits the network to
     /// loopback (the allowlist is emptied, connects blocked); moltbot adds device watching.
     pub fn with_profiles(mut self, profiles: &[&str]) -> Self {
@@ -185,5 +205,14 @@ mod tests {
         let clawbot = policy.clone().with_profiles(&["clawbot"]);
         assert!(clawbot.allow.is_empty());
         assert!(policy.with_profiles(&["moltbot"]).watch_devices);
+    }
+
+    #[test]
+    fn openclaw_hosts_are_valid_https_host_entries() {
+        let mut policy = Policy::default();
+        policy.allow_openclaw_hosts();
+        assert_eq!(policy.allow_hosts.len(), OPENCLAW_DEFAULT_ALLOW.len());
+        assert!(policy.allow_hosts.iter().all(|h| h.port == Some(443)));
+        assert!(policy.with_profiles(&["clawbot"]).allow_hosts.is_empty());
     }
 }

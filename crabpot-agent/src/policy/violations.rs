@@ -66,6 +66,24 @@ fn with_process(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Aler
         .with("kernel_ts_ns", h.ts_ns)
 }
 
+/// "connect to 93.184.216.34:443 (example.com) blocked (not in the allowlist)": the
+/// destination as one would type it, and the host name it came from when a DNS reply the
+/// container received said so.
+pub fn net_message(
+    op: &str,
+    address: std::net::IpAddr,
+    port: u16,
+    name: Option<&str>,
+    verdict: Verdict,
+) -> String {
+    let destination = std::net::SocketAddr::new(address, port);
+    let name = name.map(|n| format!(" ({n})")).unwrap_or_default();
+    format!(
+        "{op} to {destination}{name} {} (not in the allowlist)",
+        verdict.as_str()
+    )
+}
+
 /// Route a verdict: "log" goes to the audit log, anything stronger is an alert.
 fn route(verdict: Verdict, alert: Alert) -> Judgement {
     match verdict {
@@ -164,10 +182,7 @@ impl ViolationJudge {
                 ..
             } => {
                 let message = match address {
-                    Some(address) => format!(
-                        "{op} to {address} port {port} {} (not in the allowlist)",
-                        verdict.as_str()
-                    ),
+                    Some(address) => net_message(op, *address, *port, None, *verdict),
                     None => format!(
                         "socket of family {family} type {sock_type} {}",
                         verdict.as_str()
@@ -274,7 +289,8 @@ impl ViolationJudge {
                         .with("argv", json!(argv)),
                 )
             }
-            EventBody::Connect { .. } => Judgement::default(),
+            // Learned from by the DNS table before judging; never an alert in itself.
+            EventBody::Connect { .. } | EventBody::DnsReply { .. } => Judgement::default(),
         };
         if self.entries.len() > 4096 {
             self.entries.clear();

@@ -85,6 +85,12 @@ fn describe(body: &EventBody) -> String {
             ),
         },
         EventBody::Refused { rule, ret } => format!("{} refused ret={ret}", rule.as_str()),
+        EventBody::DnsReply {
+            resolver, payload, ..
+        } => match resolver {
+            Some(resolver) => format!("dns reply from {resolver} ({} bytes)", payload.len()),
+            None => format!("dns reply ({} bytes)", payload.len()),
+        },
     }
 }
 

@@ -5,13 +5,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
-    ConnectEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent, NetPolicyEvent,
-    OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
+    ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent,
+    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
 };
 use serde::Serialize;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+/// The loopback device's index, the same in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -104,6 +106,19 @@ pub enum EventBody {
         rule: RuleName,
         ret: i64,
     },
+    /// A DNS reply delivered to the container (the message bytes, up to 512).
+    DnsReply {
+        resolver: Option<IpAddr>,
+        /// Came in over loopback (a loopback resolver, or the container talking to itself).
+        via_loopback: bool,
+        /// Printed as its length only: the agent reports what it learned, not raw bytes.
+        #[serde(rename = "payload_len", serialize_with = "byte_count")]
+        payload: Vec<u8>,
+    },
+}
+
+fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(bytes.len() as u64)
 }
 
 /// What the kernel did, as text.
@@ -202,6 +217,7 @@ impl KernelEvent {
             EventBody::Mount { .. } => EventKind::Mount,
             EventBody::NetPolicy { .. } => EventKind::NetPolicy,
             EventBody::Refused { .. } => EventKind::Refused,
+            EventBody::DnsReply { .. } => EventKind::DnsReply,
         }
     }
 }
@@ -346,11 +362,23 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: e.ret,
             }
         }
+        EventKind::DnsReply => dns_reply(checked(bytes, &raw, kind)?),
     };
     Ok(KernelEvent {
         header: header(&raw),
         body,
     })
+}
+
+fn dns_reply(e: DnsReplyEvent) -> EventBody {
+    // The kernel never claims more than the array, but the record is untrusted bytes.
+    let len = (e.payload_len as usize).min(e.payload.len());
+    let family = if e.ip_version == 6 { AF_INET6 } else { AF_INET };
+    EventBody::DnsReply {
+        resolver: ip_address(family, &e.source),
+        via_loopback: e.ingress_ifindex == LOOPBACK_IFINDEX,
+        payload: e.payload[..len].to_vec(),
+    }
 }
 
 fn ip_address(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {

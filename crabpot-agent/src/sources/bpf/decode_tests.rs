@@ -189,3 +189,45 @@ fn garbage_never_panics() {
         let _ = decode(&bytes);
     }
 }
+
+#[test]
+fn decodes_dns_replies_with_a_clamped_payload() {
+    let mut payload = [0u8; crabpot_common::DNS_PAYLOAD_LEN];
+    payload[..3].copy_from_slice(b"dns");
+    let mut event = crabpot_common::DnsReplyEvent {
+        header: raw_header(
+            EventKind::DnsReply,
+            size_of::<crabpot_common::DnsReplyEvent>(),
+        ),
+        ip_version: 6,
+        payload_len: 3,
+        ingress_ifindex: 1,
+        _pad: 0,
+        source: fixed(&[0x20, 0x01, 0x0d, 0xb8]),
+        payload,
+    };
+    let decoded = decode(&as_bytes(&event)).expect("dns reply");
+    assert_eq!(decoded.kind(), EventKind::DnsReply);
+    let EventBody::DnsReply {
+        resolver,
+        via_loopback,
+        payload,
+    } = &decoded.body
+    else {
+        panic!("{decoded:?}");
+    };
+    assert_eq!(*resolver, Some("2001:db8::".parse().expect("ip")));
+    assert!(*via_loopback);
+    assert_eq!(payload, b"dns");
+    let json = serde_json::to_value(&decoded).expect("serialises");
+    assert_eq!(json["payload_len"], 3, "the bytes are not printed: {json}");
+    // A length beyond the array is the array, never a panic.
+    event.payload_len = u32::MAX;
+    event.ip_version = 4;
+    let decoded = decode(&as_bytes(&event)).expect("dns reply");
+    assert!(matches!(
+        decoded.body,
+        EventBody::DnsReply { ref payload, resolver: Some(IpAddr::V4(_)), .. }
+            if payload.len() == crabpot_common::DNS_PAYLOAD_LEN
+    ));
+}

@@ -8,6 +8,7 @@ use std::{
 };
 
 use crate::{
+    actions::kernel_allow::SharedAllow,
     alert::{Alert, AlertSource, Severity},
     policy::network_allow::is_allowed,
     sources::{
@@ -90,6 +91,9 @@ pub fn outbound_peers(tcp: &[SocketEntry], udp: &[SocketEntry]) -> Vec<(SocketAd
 pub struct NetworkPoll {
     every: Duration,
     alerted: HashSet<(SocketAddr, &'static str)>,
+    /// The kernel allowlist's resolvers and DNS-learned addresses, when there is one: a
+    /// connection the cgroup hooks let through for them is not news.
+    dynamic: Option<SharedAllow>,
 }
 
 impl NetworkPoll {
@@ -97,7 +101,22 @@ impl NetworkPoll {
         NetworkPoll {
             every,
             alerted: HashSet::new(),
+            dynamic: None,
         }
+    }
+
+    pub fn with_dynamic_allow(mut self, allow: Option<SharedAllow>) -> Self {
+        self.dynamic = allow;
+        self
+    }
+
+    fn dynamic_nets(&self) -> Vec<ipnet::IpNet> {
+        self.dynamic.as_ref().map_or_else(Vec::new, |allow| {
+            allow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .dynamic_nets()
+        })
     }
 }
 
@@ -130,8 +149,10 @@ impl PollingWatcher for NetworkPoll {
         let peers = outbound_peers(&tcp, &udp);
         let current: HashSet<_> = peers.iter().copied().collect();
         self.alerted.retain(|peer| current.contains(peer));
+        let dynamic = self.dynamic_nets();
         for (peer, protocol) in peers {
             if is_allowed(peer.ip(), &ctx.config.network_allow)
+                || is_allowed(peer.ip(), &dynamic)
                 || !self.alerted.insert((peer, protocol))
             {
                 continue;
