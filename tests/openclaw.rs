@@ -230,24 +230,26 @@ fn agent_status(agent: &Agent) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("/api/status ({e}): {body}"))
 }
 
-/// The names of Docker's pause events for the container since `since` (Unix seconds).
-fn pause_events(container: &TestContainer, since: u64) -> Vec<String> {
+/// Docker's `actions` events (e.g. pause, kill, die) for the container since `since` (Unix
+/// seconds): action, signal or exit code, time.
+fn docker_events(container: &TestContainer, since: u64, actions: &[&str]) -> Vec<String> {
     let now = unix_now() + 1;
-    let filter = format!("container={}", container.name);
-    let out = docker(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &now.to_string(),
-        "--filter",
-        &filter,
-        "--filter",
-        "event=pause",
-        "--format",
-        "{{.Action}} {{.Time}}",
-    ]);
-    out.lines().map(str::to_string).collect()
+    let (since, now) = (since.to_string(), now.to_string());
+    let container_filter = format!("container={}", container.name);
+    let action_filters: Vec<String> = actions.iter().map(|a| format!("event={a}")).collect();
+    let mut args = vec!["events", "--since", &since, "--until", &now];
+    args.extend(["--filter", &container_filter]);
+    for filter in &action_filters {
+        args.extend(["--filter", filter]);
+    }
+    let format = "{{.Action}}{{with .Actor.Attributes.signal}} signal {{.}}{{end}}\
+                  {{with .Actor.Attributes.exitCode}} exit {{.}}{{end}} at {{.Time}}";
+    args.extend(["--format", format]);
+    docker(&args).lines().map(str::to_string).collect()
+}
+
+fn pause_events(container: &TestContainer, since: u64) -> Vec<String> {
+    docker_events(container, since, &["pause"])
 }
 
 fn unix_now() -> u64 {
@@ -359,8 +361,9 @@ fn restart_is_quiet(container: &TestContainer, agent: &Agent) {
     let took = started.elapsed();
     let mut problems = Vec::new();
     if took >= RESTART_BUDGET {
+        let stops = docker_events(container, since, &["kill", "die"]);
         problems.push(format!(
-            "docker restart took {took:?} (budget {RESTART_BUDGET:?})"
+            "docker restart took {took:?} (budget {RESTART_BUDGET:?}); kill/die: {stops:?}"
         ));
     }
     let watch_until = Instant::now() + AFTER_RESTART;
