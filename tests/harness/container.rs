@@ -53,10 +53,15 @@ impl TestContainer {
 
     /// `docker run -d` with extra run flags and a command replacing the image's.
     pub fn run_with(&self, flags: &[&str], command: &[&str]) {
+        self.run_image(&test_image(), flags, command);
+    }
+
+    /// `docker run -d` this container's name from `image`, with extra run flags and a
+    /// command replacing the image's (none: the image's own).
+    pub fn run_image(&self, image: &str, flags: &[&str], command: &[&str]) {
         let mut args = vec!["run", "-d", "--name", self.name.as_str()];
         args.extend_from_slice(flags);
-        let image = test_image();
-        args.push(&image);
+        args.push(image);
         args.extend_from_slice(command);
         docker(&args);
     }

@@ -25,6 +25,12 @@ pub fn test_image() -> String {
     std::env::var("CRABPOT_TEST_IMAGE").unwrap_or_else(|_| "crabpot/openclaw-demo:latest".into())
 }
 
+/// The locally built image of the real OpenClaw gateway (`cargo xtask image --openclaw`).
+pub fn openclaw_image() -> String {
+    std::env::var("CRABPOT_OPENCLAW_IMAGE")
+        .unwrap_or_else(|_| "crabpot/openclaw-real:2026.9.6".into())
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,6 +4,7 @@ mod cmd;
 mod dist;
 mod fuzz;
 mod images;
+mod openclaw_image;
 mod run;
 mod setup;
 mod test;
@@ -30,10 +31,14 @@ enum Command {
         test: bool,
     },
     /// Only build the demo/test image (with its static helpers), under `--tag`; the
-    /// standard tag by default. Needs a running dockerd.
+    /// standard tag by default. `--openclaw`: the real OpenClaw gateway image instead
+    /// (`crabpot/openclaw-real`, npm install cached in target/images/openclaw). Needs a
+    /// running dockerd.
     Image {
-        #[arg(long, default_value = images::DEMO_IMAGE)]
-        tag: String,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        openclaw: bool,
     },
     /// Set up, build the agent, create the demo `crabpot` container if there is none and run
     /// `crabpot-agent --openclaw` (extra arguments after `--` go to the agent).
@@ -74,7 +79,17 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup { test: false } => setup::setup().map(|_| ()),
         Command::Setup { test: true } => setup::setup_for_tests().map(|_| ()),
-        Command::Image { tag } => images::build_demo_image_as(&tag).map(|_| ()),
+        Command::Image {
+            tag,
+            openclaw: false,
+        } => images::build_demo_image_as(tag.as_deref().unwrap_or(images::DEMO_IMAGE)).map(|_| ()),
+        Command::Image {
+            tag,
+            openclaw: true,
+        } => openclaw_image::build_openclaw_image_as(
+            tag.as_deref().unwrap_or(openclaw_image::OPENCLAW_IMAGE),
+        )
+        .map(|_| ()),
         Command::Run { agent_args } => run::run(&agent_args),
         Command::Test { filter } => test::test(filter.as_deref()),
         Command::Fuzz { seconds } => fuzz::fuzz(seconds, None),

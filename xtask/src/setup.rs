@@ -189,7 +189,7 @@ fn install_browser_driver() -> anyhow::Result<()> {
 
 /// The version of `package` in a package-lock.json (`packages["node_modules/NAME"].version`)
 /// or in the package's own package.json (`version`).
-fn locked_version(file: &std::path::Path, package: &str) -> anyhow::Result<String> {
+pub fn locked_version(file: &std::path::Path, package: &str) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let json: serde_json::Value =

@@ -65,13 +65,16 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     let agent = root.join("target/debug/crabpot-agent");
     // The Debian package, installed and purged by tests/package.rs.
     let deb = crate::dist::dist()?;
+    // The real gateway for tests/openclaw.rs (its npm install cached; skipped when current).
+    let openclaw_image = crate::openclaw_image::build_openclaw_image()?;
     let mut integration = Command::new(&cargo);
     integration
         .current_dir(&root)
         .args(["test", "-p", "crabpot-integration-tests", "--"])
         .env("CRABPOT_AGENT_BIN", &agent)
         .env("CRABPOT_TEST_IMAGE", &image)
-        .env("CRABPOT_DEB", &deb);
+        .env("CRABPOT_DEB", &deb)
+        .env("CRABPOT_OPENCLAW_IMAGE", &openclaw_image);
     if let Some(filter) = filter {
         integration.arg(filter);
     }
