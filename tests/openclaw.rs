@@ -37,8 +37,10 @@ const STARTUP: Duration = Duration::from_secs(120);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon a shell from node must be alerted and the container frozen.
 const CAUGHT_WITHIN: Duration = Duration::from_secs(5);
-/// `docker restart` must finish well inside Docker's 10 s stop timeout.
-const RESTART_BUDGET: Duration = Duration::from_secs(8);
+/// Docker's stop timeout for the restart. The gateway alone sometimes needs ~10 s to exit on a
+/// busy 2-core host, so the default 10 s would test the host; 30 s leaves room for a slow
+/// clean exit while a pause (which blocks the shutdown for good) still ends in a SIGKILL.
+const RESTART_TIMEOUT_SECS: u64 = 30;
 /// After the restart: how long the new run is watched for alerts.
 const AFTER_RESTART: Duration = Duration::from_secs(30);
 
@@ -357,13 +359,19 @@ fn restart_is_quiet(container: &TestContainer, agent: &Agent) {
     let first_cgroup = container.cgroup_id();
     let since = unix_now();
     let started = Instant::now();
-    docker(&["restart", &container.name]);
+    let timeout = RESTART_TIMEOUT_SECS.to_string();
+    docker(&["restart", "-t", &timeout, &container.name]);
     let took = started.elapsed();
     let mut problems = Vec::new();
-    if took >= RESTART_BUDGET {
-        let stops = docker_events(container, since, &["kill", "die"]);
+    // Without Docker's kill timeout: the gateway exited on SIGTERM, never SIGKILLed.
+    let stops = docker_events(container, since, &["kill", "die"]);
+    if took >= Duration::from_secs(RESTART_TIMEOUT_SECS)
+        || stops
+            .iter()
+            .any(|e| e.contains("signal 9") || e.contains("exit 137"))
+    {
         problems.push(format!(
-            "docker restart took {took:?} (budget {RESTART_BUDGET:?}); kill/die: {stops:?}"
+            "docker restart took {took:?} and ended in Docker's kill: {stops:?}"
         ));
     }
     let watch_until = Instant::now() + AFTER_RESTART;
