@@ -15,7 +15,7 @@ use std::{
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, container::docker, enforced, openclaw_image,
+    Agent, DEADLINE, TestContainer, container::docker, crabpot, enforced, openclaw_image,
     unique_name, wait_until,
 };
 use serde_json::Value;
@@ -304,19 +304,6 @@ fn soak(container: &TestContainer, agent: &Agent, address: &str, since: u64) {
     }
     assert!(cli_calls >= 2, "only {cli_calls} CLI calls");
     eprintln!("openclaw: {rounds} rounds and {cli_calls} CLI calls in {duration:?}, clean");
-}
-
-fn crabpot(args: &[&str]) -> (bool, String) {
-    let out = Command::new(agent_bin().with_file_name("crabpot"))
-        .args(args)
-        .output()
-        .expect("run crabpot");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// A shell from node (`execSync` runs /bin/sh): CRITICAL and frozen within

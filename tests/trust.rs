@@ -39,18 +39,10 @@ impl Guarded {
     /// `crabpot ARGS --agent ADDR --token-file F`: (success, output).
     fn crabpot(&self, args: &[&str]) -> (bool, String) {
         let token = self.agent.alerts_log.with_file_name("token");
-        let out = Command::new(agent_bin().with_file_name("crabpot"))
-            .args(args)
-            .args(["--agent", &self.address, "--token-file"])
-            .arg(token)
-            .output()
-            .expect("run crabpot");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        let token = token.to_string_lossy();
+        let mut all = args.to_vec();
+        all.extend(["--agent", &self.address, "--token-file", &token]);
+        crabpot_integration_tests::crabpot(&all)
     }
 
     fn trust(&self) -> i64 {

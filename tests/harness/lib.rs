@@ -20,6 +20,20 @@ pub fn agent_bin() -> std::path::PathBuf {
         })
 }
 
+/// Run the `crabpot` command built beside the agent: (success, stdout + stderr).
+pub fn crabpot(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(agent_bin().with_file_name("crabpot"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run crabpot: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// The locally built test image.
 pub fn test_image() -> String {
     std::env::var("CRABPOT_TEST_IMAGE").unwrap_or_else(|_| "crabpot/openclaw-demo:latest".into())

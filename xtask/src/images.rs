@@ -37,16 +37,7 @@ pub fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
         fs::create_dir_all(rootfs.join(dir))
             .with_context(|| format!("creating {}", rootfs.join(dir).display()))?;
     }
-    fs::copy(BUSYBOX, rootfs.join("bin/busybox"))
-        .with_context(|| format!("copying {BUSYBOX} (Debian package busybox-static)"))?;
-    for applet in cmd::output(BUSYBOX, &["--list"])?.lines() {
-        let applet = applet.trim();
-        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
-            continue;
-        }
-        symlink("busybox", rootfs.join("bin").join(applet))
-            .with_context(|| format!("linking applet {applet}"))?;
-    }
+    install_busybox(rootfs.as_path())?;
     build_ptrace_helper(&rootfs.join("bin/crabpot-ptrace-attach"))?;
     build_helper("evade.c", &rootfs.join("bin/crabpot-evade"))?;
     write(&rootfs.join("www/health"), "ok\n")?;
@@ -60,6 +51,21 @@ pub fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
     cmd::run("docker", &["build", "--quiet", "-t", tag, &context_arg])
         .context("building the demo image")?;
     Ok(tag.to_string())
+}
+
+/// Debian's static busybox at `rootfs`/bin/busybox with one symlink per applet in /bin.
+pub fn install_busybox(rootfs: &Path) -> anyhow::Result<()> {
+    fs::copy(BUSYBOX, rootfs.join("bin/busybox"))
+        .with_context(|| format!("copying {BUSYBOX} (Debian package busybox-static)"))?;
+    for applet in cmd::output(BUSYBOX, &["--list"])?.lines() {
+        let applet = applet.trim();
+        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
+            continue;
+        }
+        symlink("busybox", rootfs.join("bin").join(applet))
+            .with_context(|| format!("linking applet {applet}"))?;
+    }
+    Ok(())
 }
 
 /// Compile one static C test helper from images/helpers/ to `output`.

@@ -240,16 +240,7 @@ fn build_rootfs(rootfs: &Path, app: &Path) -> anyhow::Result<()> {
 
 /// Busybox at /bin/busybox with one symlink per applet in /bin, and /usr/bin/env.
 fn install_busybox(rootfs: &Path) -> anyhow::Result<()> {
-    fs::copy(BUSYBOX, rootfs.join("bin/busybox"))
-        .with_context(|| format!("copying {BUSYBOX} (Debian package busybox-static)"))?;
-    for applet in cmd::output(BUSYBOX, &["--list"])?.lines() {
-        let applet = applet.trim();
-        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
-            continue;
-        }
-        symlink("busybox", rootfs.join("bin").join(applet))
-            .with_context(|| format!("linking applet {applet}"))?;
-    }
+    crate::images::install_busybox(rootfs)?;
     symlink("/bin/busybox", rootfs.join("usr/bin/env")).context("linking /usr/bin/env")
 }
 
