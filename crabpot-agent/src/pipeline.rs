@@ -55,12 +55,20 @@ impl KernelLoop {
         let mut table = ProcessTable::default();
         let mut judge = ViolationJudge::default();
         let mut overrun_alerted = false;
+        // Failed exec attempts are summarised once they settle, even when no event follows.
+        let mut settle = tokio::time::interval(crate::policy::exec_failures::SETTLE);
         loop {
             let message = tokio::select! {
                 message = bus.recv() => match message {
                     Some(message) => message,
                     None => return Ok(()),
                 },
+                _ = settle.tick() => {
+                    for alert in self.rules.due_failures() {
+                        self.alerts.raise(alert).await;
+                    }
+                    continue;
+                }
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
                 _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
             };
@@ -121,8 +129,7 @@ impl KernelLoop {
         } else {
             Vec::new()
         };
-        let container_pid = self.guarded.borrow().as_ref().map(|c| c.pid);
-        self.rules.set_container_pid(container_pid);
+        self.rules.set_container(self.guarded.borrow().as_ref());
         if let Some(alert) = self.rules.evaluate(&event, &lineage) {
             self.alerts.raise(alert).await;
         }
