@@ -104,7 +104,10 @@ fn send(tid: u32, ret: i32) {
     unsafe { (*pending).ret = ret };
     // bpf_ringbuf_output copies in the kernel: the 600-byte record never crosses the
     // 512-byte BPF stack.
-    if EVENTS.output::<ExecEvent>(unsafe { &*pending }, URGENT).is_err() {
+    if EVENTS
+        .output::<ExecEvent>(unsafe { &*pending }, URGENT)
+        .is_err()
+    {
         count_drop(EventKind::Exec);
     }
     let _ = PENDING_EXECS.remove(tid);

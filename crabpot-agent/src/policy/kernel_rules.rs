@@ -17,7 +17,7 @@ use crate::{
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
         exec_failures::{ExecFailures, Failure},
         network_allow::is_allowed,
-        origin::{self, Origin, Probes},
+        origin::{self, Candidate, Origin, Probes},
     },
     sources::{
         bpf::{EventBody, KernelEvent},
@@ -136,13 +136,15 @@ impl KernelRules {
         let Some(container) = &self.container else {
             return Origin::Other;
         };
-        origin::classify(
-            &self.probes,
-            container,
-            event.header.tgid,
-            lineage.iter().map(|a| a.pid),
-            |expected| origin::kernel_argv_matches(argv, expected),
-        )
+        let matches = |expected: &[String]| origin::kernel_argv_matches(argv, expected);
+        let candidate = Candidate {
+            pid: event.header.tgid,
+            ancestors: lineage.iter().map(|a| a.pid),
+            from_runc: event.header.comm == origin::RUNC_INIT_COMM,
+            no_inside_parent: event.header.ppid == 0,
+            matches: &matches,
+        };
+        origin::classify(&self.probes, container, candidate)
     }
 
     /// A failed attempt is remembered for one summary; a success settles the attempts of

@@ -98,8 +98,8 @@ pub fn parse_parent_and_start(stat: &str) -> Option<(u32, u64)> {
 
 /// Whether `pid` was started from outside the container whose main process is
 /// `container_pid`: its parent (runc, or the containerd shim it is handed to) lives in
-/// another PID namespace. `None` when it cannot be told (a process gone already): never
-/// trusted then.
+/// another PID namespace. `None` when it cannot be told (the process is gone already); the
+/// caller then has only the kernel's fork record.
 pub fn started_from_outside(pid: u32, container_pid: u32) -> Option<bool> {
     if pid == container_pid {
         return Some(false);
@@ -180,25 +180,53 @@ pub fn is_container_init(pid: u32, container_pid: u32) -> bool {
     status
         .lines()
         .find_map(|line| line.strip_prefix("NSpid:"))
-        .is_some_and(|ids| ids.split_whitespace().collect::<Vec<_>>() == [pid.to_string(), "1".to_string()])
+        .is_some_and(|ids| {
+            ids.split_whitespace().collect::<Vec<_>>() == [pid.to_string(), "1".to_string()]
+        })
 }
 
-/// Classify the process `pid` (with `ancestors`, nearest first) of `container`;
-/// `matches(expected)` says whether the process's argv is `expected`. A process newly
-/// verified as the health probe is remembered in `probes` for its descendants.
-pub fn classify(
+/// The comm of runc's container-side init, which makes a `docker exec`'s (and a health
+/// probe's) first exec.
+pub const RUNC_INIT_COMM: &str = "runc:[2:INIT]";
+
+/// What is known of the process being classified.
+pub struct Candidate<'a, A> {
+    pub pid: u32,
+    /// Its ancestors, nearest first.
+    pub ancestors: A,
+    /// Whether this is the first program of a process runc started (from the exec's
+    /// comm at entry); a process that later re-executes itself with the probe's argv is
+    /// not the probe.
+    pub from_runc: bool,
+    /// Whether the kernel's fork record has no parent for it inside the container (it was
+    /// forked by a task outside the guarded cgroup). Decides only when the process is gone
+    /// before `/proc` could be asked (a fast probe exits within a millisecond).
+    pub no_inside_parent: bool,
+    /// Whether the process's argv is the given one.
+    pub matches: &'a dyn Fn(&[String]) -> bool,
+}
+
+/// Classify a process of `container`. A process newly verified as the health probe is
+/// remembered in `probes` for its descendants.
+pub fn classify<A: IntoIterator<Item = u32>>(
     probes: &Probes,
     container: &GuardedContainer,
-    pid: u32,
-    ancestors: impl IntoIterator<Item = u32>,
-    matches: impl Fn(&[String]) -> bool,
+    candidate: Candidate<'_, A>,
 ) -> Origin {
+    let Candidate {
+        pid,
+        ancestors,
+        from_runc,
+        no_inside_parent,
+        matches,
+    } = candidate;
     if probes.within_probe(pid, ancestors) {
         return Origin::HealthProbe;
     }
     if let Some(probe) = container.health_probe.as_deref()
+        && from_runc
         && matches(probe)
-        && started_from_outside(pid, container.pid) == Some(true)
+        && started_from_outside(pid, container.pid).unwrap_or(no_inside_parent)
     {
         probes.trust(pid);
         return Origin::HealthProbe;
@@ -261,7 +289,11 @@ mod tests {
 
     #[test]
     fn kernel_argv_is_compared_as_captured() {
-        let probe = v(&["/bin/sh", "-c", "wget -q -O- http://127.0.0.1:18789/healthz || exit 1"]);
+        let probe = v(&[
+            "/bin/sh",
+            "-c",
+            "wget -q -O- http://127.0.0.1:18789/healthz || exit 1",
+        ]);
         assert!(kernel_argv_matches(&probe, &probe));
         assert!(!kernel_argv_matches(&v(&["sh", "-c", "id"]), &probe));
         assert!(!kernel_argv_matches(&v(&["/bin/sh", "-c"]), &probe));
@@ -282,10 +314,16 @@ mod tests {
         let script = v(&["/entrypoint.sh", "serve"]);
         assert!(args_line_matches("/entrypoint.sh serve", &script));
         assert!(args_line_matches("/bin/sh /entrypoint.sh serve", &script));
-        assert!(args_line_matches("/usr/bin/env -S /entrypoint.sh serve", &script));
+        assert!(args_line_matches(
+            "/usr/bin/env -S /entrypoint.sh serve",
+            &script
+        ));
         assert!(!args_line_matches("sh -c /entrypoint.sh serve", &v(&["x"])));
         assert!(!args_line_matches("evil/entrypoint.sh serve", &script));
-        assert!(!args_line_matches("/bin/sh -c x /entrypoint.sh serve", &script));
+        assert!(!args_line_matches(
+            "/bin/sh -c x /entrypoint.sh serve",
+            &script
+        ));
         assert!(!args_line_matches("anything", &[]));
     }
 

@@ -31,19 +31,28 @@ impl Lifecycle {
                     // Docker escalating (SIGKILL after the stop timeout): same request.
                     (
                         Severity::Info,
-                        format!("Docker escalated the stop to signal {}", attribute("signal")),
+                        format!(
+                            "Docker escalated the stop to signal {}",
+                            attribute("signal")
+                        ),
                     )
                 } else {
                     self.requested = Some(attribute("signal"));
                     (
                         Severity::Warning,
-                        format!("Container stopped through Docker, signal {}", attribute("signal")),
+                        format!(
+                            "Container stopped through Docker, signal {}",
+                            attribute("signal")
+                        ),
                     )
                 }
             }
             "kill" => (
                 Severity::Warning,
-                format!("Signal {} sent to the container through Docker", attribute("signal")),
+                format!(
+                    "Signal {} sent to the container through Docker",
+                    attribute("signal")
+                ),
             ),
             "die" => match self.requested.take() {
                 Some(signal) => (
@@ -65,7 +74,10 @@ impl Lifecycle {
                 Severity::Critical,
                 "Container ran out of memory (OOM killer)".to_string(),
             ),
-            "restart" => (Severity::Info, "Container restarted through Docker".to_string()),
+            "restart" => (
+                Severity::Info,
+                "Container restarted through Docker".to_string(),
+            ),
             "start" => {
                 self.requested = None;
                 (Severity::Info, "Container started".to_string())
@@ -135,7 +147,10 @@ mod tests {
             .expect("kill");
         assert_eq!(kill.severity, Severity::Warning);
         assert_eq!(kill.message, "Container stopped through Docker, signal 15");
-        assert_eq!(severity(&mut life, "kill", &[("signal", "9")]), Severity::Info);
+        assert_eq!(
+            severity(&mut life, "kill", &[("signal", "9")]),
+            Severity::Info
+        );
         let die = life
             .alert_for(&event("die", &[("exitCode", "137")]))
             .expect("die");
@@ -155,12 +170,24 @@ mod tests {
         assert_eq!(die.severity, Severity::Critical);
         assert_eq!(severity(&mut life, "oom", &[]), Severity::Critical);
         // A non-stopping signal is reported, and its die (if any) is not excused.
-        assert_eq!(severity(&mut life, "kill", &[("signal", "1")]), Severity::Warning);
-        assert_eq!(severity(&mut life, "die", &[("exitCode", "129")]), Severity::Critical);
+        assert_eq!(
+            severity(&mut life, "kill", &[("signal", "1")]),
+            Severity::Warning
+        );
+        assert_eq!(
+            severity(&mut life, "die", &[("exitCode", "129")]),
+            Severity::Critical
+        );
         // A stop request of an earlier run does not excuse a crash after a start.
-        assert_eq!(severity(&mut life, "kill", &[("signal", "15")]), Severity::Warning);
+        assert_eq!(
+            severity(&mut life, "kill", &[("signal", "15")]),
+            Severity::Warning
+        );
         assert_eq!(severity(&mut life, "start", &[]), Severity::Info);
-        assert_eq!(severity(&mut life, "die", &[("exitCode", "1")]), Severity::Critical);
+        assert_eq!(
+            severity(&mut life, "die", &[("exitCode", "1")]),
+            Severity::Critical
+        );
         assert!(life.alert_for(&event("exec_start: sh", &[])).is_none());
         assert!(life.alert_for(&event("pause", &[])).is_none());
     }

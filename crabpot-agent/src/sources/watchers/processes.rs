@@ -14,7 +14,7 @@ use crate::{
     policy::{
         denylist::{Denylist, executable_name},
         exe_identity::ExeIdentity,
-        origin::{self, Origin, Probes},
+        origin::{self, Candidate, Origin, Probes},
     },
     sources::{
         container::GuardedContainer,
@@ -86,9 +86,17 @@ impl ProcessPoll {
             parents.get(pid).copied()
         })
         .take(crate::sources::lineage::MAX_DEPTH);
-        let origin = origin::classify(&self.probes, container, row.pid, ancestors, |expected| {
-            origin::args_line_matches(&row.args, expected)
-        });
+        let matches = |expected: &[String]| origin::args_line_matches(&row.args, expected);
+        let candidate = Candidate {
+            pid: row.pid,
+            ancestors,
+            // A listing cannot tell; a row already alerted on is never judged again.
+            from_runc: true,
+            // Listed a moment ago; gone now means unknown, and unknown is not trusted.
+            no_inside_parent: false,
+            matches: &matches,
+        };
+        let origin = origin::classify(&self.probes, container, candidate);
         let alert = match origin {
             Origin::HealthProbe => origin::probe_alert(&row.args, Some(name)),
             Origin::MainProcess => origin::main_process_alert(&row.args, &name, category),
