@@ -81,14 +81,8 @@ mod tests {
         let ldd = "\tlibLLVM.so.22.1 => /usr/lib/llvm-22/lib/libLLVM.so.22.1 (0x7f)\n";
         assert_eq!(linker_llvm_major("bpf-linker 0.13.0\n", ldd), Some(22));
         assert_eq!(linker_llvm_major("", "\tlibLLVM-19.so => /x\n"), Some(19));
-        assert_eq!(
-            linker_llvm_major("bpf-linker 0.9 (LLVM 21.1)", ""),
-            Some(21)
-        );
-        assert_eq!(
-            linker_llvm_major("bpf-linker 0.13.0", "\tlibc.so.6\n"),
-            None
-        );
+        assert_eq!(linker_llvm_major("bpf-linker 0.9 (LLVM 21.1)", ""), Some(21));
+        assert_eq!(linker_llvm_major("bpf-linker 0.13.0", "\tlibc.so.6\n"), None);
     }
 
     #[test]
@@ -96,14 +90,8 @@ mod tests {
         extern crate std;
         let text = std::format!("{}", mismatch_message(23, 22));
         assert!(!text.contains('\n'));
-        assert!(
-            text.contains("LLVM 23") && text.contains("LLVM 22"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cargo install --locked --force bpf-linker"),
-            "{text}"
-        );
+        assert!(text.contains("LLVM 23") && text.contains("LLVM 22"), "{text}");
+        assert!(text.contains("cargo install --locked --force bpf-linker"), "{text}");
     }
 }
 
