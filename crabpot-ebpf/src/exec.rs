@@ -154,7 +154,9 @@ unsafe fn stash(
         }
         (*event).argc = argc;
         let tid = (*event).header.pid;
-        if PENDING_EXECS.insert(tid, &*event, 0).is_err() {
+        // By reference: a copy of the record would not fit the BPF stack.
+        let record: &ExecEvent = &*event;
+        if PENDING_EXECS.insert(tid, record, 0).is_err() {
             count_drop(EventKind::Exec);
         }
     }

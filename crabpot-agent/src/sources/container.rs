@@ -8,6 +8,7 @@ use std::{
 use aya::maps::{HashMap, MapData};
 use bollard::{
     Docker,
+    models::ContainerInspectResponse,
     query_parameters::{EventsOptionsBuilder, InspectContainerOptions},
 };
 use futures_util::StreamExt as _;
@@ -152,14 +153,17 @@ impl ContainerTracker {
         }
     }
 
-    /// Inspect the container and make the kernel map match what we find.
-    async fn refresh(&mut self) {
-        let found = match self
+    /// Inspect the container; `None` (the map emptied when it is gone) when that fails.
+    async fn inspect(&mut self) -> Option<ContainerInspectResponse> {
+        match self
             .docker
             .inspect_container(&self.name, None::<InspectContainerOptions>)
             .await
         {
-            Ok(info) => info,
+            Ok(info) => {
+                self.said_missing = false;
+                Some(info)
+            }
             Err(error) if is_not_found(&error) => {
                 if !self.said_missing {
                     tracing::warn!(
@@ -171,24 +175,21 @@ impl ContainerTracker {
                     self.said_missing = true;
                 }
                 self.set(None);
-                return;
+                None
             }
             Err(error) => {
                 tracing::warn!("cannot inspect container `{}`: {error}", self.name);
-                return;
+                None
             }
+        }
+    }
+
+    /// Inspect the container and make the kernel map match what we find.
+    async fn refresh(&mut self) {
+        let Some(found) = self.inspect().await else {
+            return;
         };
-        self.said_missing = false;
-        let command: Vec<String> = found
-            .path
-            .into_iter()
-            .chain(found.args.unwrap_or_default())
-            .collect();
-        let health_probe = found
-            .config
-            .and_then(|config| config.healthcheck)
-            .and_then(|health| health.test)
-            .and_then(|test| health_argv(&test));
+        let (command, health_probe) = launch_spec(&found);
         let state = found.state.unwrap_or_default();
         let pid = state.pid.unwrap_or(0);
         let id = found.id.unwrap_or_default();
@@ -272,6 +273,24 @@ impl ContainerTracker {
         }
         self.current.send_replace(next);
     }
+}
+
+/// What Docker starts in the container: the main process's argv (`Path` then `Args`, i.e.
+/// Entrypoint + Cmd with a shell form already expanded) and the health probe's argv.
+fn launch_spec(found: &ContainerInspectResponse) -> (Vec<String>, Option<Vec<String>>) {
+    let command = found
+        .path
+        .iter()
+        .chain(found.args.iter().flatten())
+        .cloned()
+        .collect();
+    let probe = found
+        .config
+        .as_ref()
+        .and_then(|config| config.healthcheck.as_ref())
+        .and_then(|health| health.test.as_deref())
+        .and_then(health_argv);
+    (command, probe)
 }
 
 /// The 12-character short form of a container id.
