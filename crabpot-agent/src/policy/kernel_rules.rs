@@ -321,6 +321,42 @@ mod tests {
         })
     }
 
+    fn failed_exec(filename: &str, argv: &[&str]) -> KernelEvent {
+        let mut event = exec(filename, argv);
+        if let EventBody::Exec { ret, .. } = &mut event.body {
+            *ret = -2;
+        }
+        event
+    }
+
+    #[test]
+    fn failed_candidates_are_no_alerts_and_a_miss_is_one_summary() {
+        let mut rules = rules();
+        for path in ["/nope1/sh", "/nope2/sh"] {
+            assert!(rules.evaluate(&failed_exec(path, &["sh"]), &[]).is_none());
+        }
+        let ran = rules
+            .evaluate(&exec("/bin/sh", &["sh"]), &[])
+            .expect("what ran is judged");
+        assert_eq!(ran.details["filename"], "/bin/sh");
+        assert_eq!(ran.details["failed_path_candidates"], 2);
+        for path in ["/a/perl", "/b/perl", "/c/perl"] {
+            assert!(rules.evaluate(&failed_exec(path, &["perl"]), &[]).is_none());
+        }
+        // A name that is not denylisted is not even remembered.
+        assert!(
+            rules
+                .evaluate(&failed_exec("/a/cat", &["cat"]), &[])
+                .is_none()
+        );
+        std::thread::sleep(crate::policy::exec_failures::SETTLE);
+        let due = rules.due_failures();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].severity, Severity::Info);
+        assert_eq!(due[0].details["tries"], 3);
+        assert!(rules.due_failures().is_empty());
+    }
+
     fn connect(address: &str, port: u16) -> KernelEvent {
         event(EventBody::Connect {
             fd: 3,

@@ -334,6 +334,69 @@ mod tests {
         assert_eq!(parse_parent_and_start("42 (x) S 7"), None);
     }
 
+    fn container(pid: u32) -> GuardedContainer {
+        GuardedContainer {
+            name: "c".into(),
+            id: "id".into(),
+            pid,
+            cgroup: crate::sources::cgroup::ProcessCgroup {
+                directory: "/x".into(),
+                id: 1,
+            },
+            paused: false,
+            started_at: None,
+            command: v(&["/entrypoint.sh"]),
+            health_probe: Some(v(&["/bin/sh", "-c", "probe"])),
+            stopping_since: None,
+        }
+    }
+
+    fn classify_pid(pid: u32, container: &GuardedContainer, argv: &[String]) -> Origin {
+        let matches = |expected: &[String]| expected == argv;
+        let candidate = Candidate {
+            pid,
+            ancestors: std::iter::empty(),
+            from_runc: true,
+            no_inside_parent: true,
+            matches: &matches,
+        };
+        classify(&Probes::default(), container, candidate)
+    }
+
+    #[test]
+    fn only_an_outside_parent_makes_the_probe() {
+        let probe = v(&["/bin/sh", "-c", "probe"]);
+        let me = std::process::id();
+        // A child of this test shares its parent's namespace: "inside" a container whose
+        // main process is this test, so even the exact probe argv is not the probe.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
+        let inside = classify_pid(child.id(), &container(me), &probe);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(inside, Origin::Other);
+        // Gone before /proc could answer: the kernel's fork record decides.
+        assert_eq!(
+            classify_pid(90_000_003, &container(me), &probe),
+            Origin::HealthProbe
+        );
+        assert_eq!(
+            classify_pid(90_000_003, &container(me), &v(&["sh"])),
+            Origin::Other
+        );
+        // The main process is the namespace's init running the configured command.
+        assert_eq!(
+            classify_pid(me, &container(me), &v(&["/entrypoint.sh"])),
+            Origin::MainProcess
+        );
+        assert_eq!(
+            classify_pid(me, &container(me), &v(&["/bin/sh"])),
+            Origin::Other
+        );
+    }
+
     #[test]
     fn a_probe_is_the_same_process_or_nothing() {
         let probes = Probes::default();
