@@ -130,7 +130,9 @@ impl ContainerTracker {
                             if is_stop_request(&event) {
                                 self.current.send_modify(|current| {
                                     if let Some(current) = current {
-                                        current.stopping_since.get_or_insert_with(Instant::now);
+                                        // Each request (Docker's SIGKILL after the stop
+                                        // timeout too) restarts the grace period.
+                                        current.stopping_since = Some(Instant::now());
                                     }
                                 });
                             }

@@ -1,8 +1,11 @@
 //! Channel 6: Docker lifecycle events of the container (received by the container tracker,
 //! which re-subscribes with backoff when the daemon goes away).
+use std::time::Instant;
+
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
+    actions::pause::STOP_GRACE,
     alert::{Alert, AlertSource, Severity},
     sources::{
         container::{DockerEvent, is_stop_request},
@@ -14,11 +17,59 @@ use crate::{
 /// Docker's API, whose `die` is then expected rather than an attack.
 #[derive(Debug, Default)]
 pub struct Lifecycle {
-    /// The signal of the Docker `kill` event that asked this run to end.
-    requested: Option<String>,
+    /// The signal of the Docker `kill` event that asked this run to end, and when Docker
+    /// last sent one.
+    requested: Option<(String, Instant)>,
 }
 
 impl Lifecycle {
+    /// The stop request still in force: Docker sends SIGKILL once its stop timeout (10 s by
+    /// default) ends, so a request older than the grace period without a `die` was survived.
+    fn pending_signal(&self) -> Option<String> {
+        self.requested
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < STOP_GRACE)
+            .map(|(signal, _)| signal.clone())
+    }
+
+    /// A stop, restart, kill or `rm -f` through Docker: one WARNING per request; Docker's
+    /// own escalation to SIGKILL after the stop timeout is part of the same request.
+    fn stop_requested(&mut self, signal: String) -> (Severity, String) {
+        let earlier = self.pending_signal();
+        self.requested = Some((signal.clone(), Instant::now()));
+        match earlier {
+            Some(_) => (
+                Severity::Info,
+                format!("Docker escalated the stop to signal {signal}"),
+            ),
+            None => (
+                Severity::Warning,
+                format!("Container stopped through Docker, signal {signal}"),
+            ),
+        }
+    }
+
+    /// A `die`: expected after a stop request, an alert without one.
+    fn died(&mut self, exit_code: String) -> (Severity, String) {
+        let requested = self.pending_signal();
+        self.requested = None;
+        match requested {
+            Some(signal) => (
+                Severity::Info,
+                format!(
+                    "Container exited after a Docker stop request (signal {signal}, exit code \
+                     {exit_code})"
+                ),
+            ),
+            None => (
+                Severity::Critical,
+                format!(
+                    "Container died (exit code {exit_code}) with no stop requested through Docker"
+                ),
+            ),
+        }
+    }
+
     /// The alert a lifecycle event deserves, if any. Docker emits `kill` (with the signal)
     /// for every stop, restart, kill and `rm -f` made through its API, before `die`; a `die`
     /// with no such request before it (the process crashed, or something inside the
@@ -26,27 +77,7 @@ impl Lifecycle {
     pub fn alert_for(&mut self, event: &DockerEvent) -> Option<Alert> {
         let attribute = |key: &str| event.attributes.get(key).cloned().unwrap_or_default();
         let (severity, message) = match event.action.as_str() {
-            "kill" if is_stop_request(event) => {
-                if self.requested.is_some() {
-                    // Docker escalating (SIGKILL after the stop timeout): same request.
-                    (
-                        Severity::Info,
-                        format!(
-                            "Docker escalated the stop to signal {}",
-                            attribute("signal")
-                        ),
-                    )
-                } else {
-                    self.requested = Some(attribute("signal"));
-                    (
-                        Severity::Warning,
-                        format!(
-                            "Container stopped through Docker, signal {}",
-                            attribute("signal")
-                        ),
-                    )
-                }
-            }
+            "kill" if is_stop_request(event) => self.stop_requested(attribute("signal")),
             "kill" => (
                 Severity::Warning,
                 format!(
@@ -54,22 +85,7 @@ impl Lifecycle {
                     attribute("signal")
                 ),
             ),
-            "die" => match self.requested.take() {
-                Some(signal) => (
-                    Severity::Info,
-                    format!(
-                        "Container exited after a Docker stop request (signal {signal}, exit code {})",
-                        attribute("exitCode")
-                    ),
-                ),
-                None => (
-                    Severity::Critical,
-                    format!(
-                        "Container died (exit code {}) with no stop requested through Docker",
-                        attribute("exitCode")
-                    ),
-                ),
-            },
+            "die" => self.died(attribute("exitCode")),
             "oom" => (
                 Severity::Critical,
                 "Container ran out of memory (OOM killer)".to_string(),

@@ -92,8 +92,10 @@ impl ProcessPoll {
             ancestors,
             // A listing cannot tell; a row already alerted on is never judged again.
             from_runc: true,
-            // Listed a moment ago; gone now means unknown, and unknown is not trusted.
-            no_inside_parent: false,
+            // The same snapshot lists every process of the container: a parent not in it is
+            // outside (an orphan inside is re-parented to the container's PID 1). Decides
+            // only when the process is gone before /proc could be asked.
+            no_inside_parent: !parents.contains_key(&row.ppid),
             matches: &matches,
         };
         let origin = origin::classify(&self.probes, container, candidate);
