@@ -160,6 +160,11 @@ fn a_path_lookup_is_judged_by_the_program_that_ran() {
     ]);
     let shell = agent.wait_for_alert("the shell alert", |a| is(a, "CRITICAL", "processes"));
     assert_eq!(shell["details"]["filename"], "/bin/sh");
+    // busybox env runs its own applets through /proc/self/exe: one exec, one alert.
+    container.exec(&["env", "PATH=/nope1:/nope2:/bin", "sh", "-c", "id"]);
+    agent.wait_for_alert("the env shell alert", |a| {
+        is(a, "CRITICAL", "processes") && a["details"]["argv"][2] == "id"
+    });
     // A denylisted name found on the third try: one CRITICAL for what ran.
     container.exec(&["mkdir", "-p", "/tmp/pybin"]);
     container.exec(&["ln", "-sf", "/bin/busybox", "/tmp/pybin/python3"]);
@@ -182,7 +187,7 @@ fn a_path_lookup_is_judged_by_the_program_that_ran() {
         .iter()
         .filter(|a| a["severity"] == "CRITICAL")
         .collect();
-    assert_eq!(critical.len(), 2, "{critical:?}");
+    assert_eq!(critical.len(), 3, "one per program that ran: {critical:?}");
     let mentions = |needle: &str| {
         alerts
             .iter()

@@ -99,9 +99,11 @@ impl ProcessPoll {
             matches: &matches,
         };
         let origin = origin::classify(&self.probes, container, candidate);
+        // The program, not the whole command line (that is in the details, bounded).
+        let program = row.args.split_whitespace().next().unwrap_or(&row.comm);
         let alert = match origin {
-            Origin::HealthProbe => origin::probe_alert(&row.args, Some(name)),
-            Origin::MainProcess => origin::main_process_alert(&row.args, &name, category),
+            Origin::HealthProbe => origin::probe_alert(program, Some(name)),
+            Origin::MainProcess => origin::main_process_alert(program, &name, category),
             Origin::Other => Alert::new(
                 Severity::Critical,
                 AlertSource::Processes,
