@@ -144,6 +144,29 @@ fn a_shell_script_entrypoint_is_one_posture_warning_and_its_exec_form_probe_is_t
 }
 
 #[test]
+fn a_shell_form_command_is_the_app_and_what_it_starts_later_is_judged() {
+    let container = TestContainer::named("shellform");
+    // What `CMD <string>` in a Dockerfile becomes; it waits for a file, then runs a shell.
+    let script = "while [ ! -e /tmp/go ]; do sleep 1; done; sh -c true; while sleep 1; do :; done";
+    container.run_with(&[], &["/bin/sh", "-c", script]);
+    let (container, agent) = guarded(container, &["--process-poll-seconds", "1"]);
+    agent.wait_for_alert("the posture warning", |a| {
+        is(a, "WARNING", "processes") && message(a).starts_with("main process is a shell")
+    });
+    assert!(criticals(&agent).is_empty(), "{:?}", criticals(&agent));
+    assert!(!container.is_paused());
+    container.put_file("/tmp/go", b"");
+    let later = agent.wait_for_alert("the shell PID 1 starts later", |a| {
+        is(a, "CRITICAL", "processes") && a["details"]["argv"][2] == "true"
+    });
+    assert_eq!(later["details"]["origin"], "container");
+    wait_until("auto-pause", DEADLINE, || {
+        container.is_paused().then_some(())
+    });
+    docker(&["unpause", &container.name]);
+}
+
+#[test]
 fn a_path_lookup_is_judged_by_the_program_that_ran() {
     let (container, agent) = guarded(TestContainer::start("pathwalk"), &["--no-auto-pause"]);
     // env walks PATH (crabpot-evade is no busybox applet): two failed candidates, then

@@ -24,15 +24,16 @@ use crate::{
 const MAX_PROBES: usize = 1024;
 
 /// The argv Docker runs for a `Config.Healthcheck.Test`: `["CMD", a, b…]` is `a b…`,
-/// `["CMD-SHELL", cmd]` is `/bin/sh -c cmd`; `NONE` or an empty test is no probe.
-pub fn health_argv(test: &[String]) -> Option<Vec<String>> {
+/// `["CMD-SHELL", cmd]` is the container's `Config.Shell` (`/bin/sh -c` unless a `SHELL`
+/// instruction set another) then `cmd`; `NONE` or an empty test is no probe.
+pub fn health_argv(test: &[String], shell: Option<&[String]>) -> Option<Vec<String>> {
+    let default_shell = ["/bin/sh".to_string(), "-c".to_string()];
+    let shell = shell.filter(|s| !s.is_empty()).unwrap_or(&default_shell);
     match test.split_first() {
         Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
-        Some((kind, [command])) if kind == "CMD-SHELL" => Some(vec![
-            "/bin/sh".to_string(),
-            "-c".to_string(),
-            command.clone(),
-        ]),
+        Some((kind, [command])) if kind == "CMD-SHELL" => {
+            Some(shell.iter().chain([command]).cloned().collect())
+        }
         _ => None,
     }
 }
@@ -274,17 +275,24 @@ mod tests {
     #[test]
     fn health_tests_become_argv() {
         assert_eq!(
-            health_argv(&v(&["CMD-SHELL", "wget -q -O- x || exit 1"])),
+            health_argv(&v(&["CMD-SHELL", "wget -q -O- x || exit 1"]), None),
             Some(v(&["/bin/sh", "-c", "wget -q -O- x || exit 1"]))
         );
         assert_eq!(
-            health_argv(&v(&["CMD", "/bin/wget", "-q"])),
+            health_argv(
+                &v(&["CMD-SHELL", "x"]),
+                Some(&v(&["/bin/ash", "-eo", "-c"]))
+            ),
+            Some(v(&["/bin/ash", "-eo", "-c", "x"]))
+        );
+        assert_eq!(
+            health_argv(&v(&["CMD", "/bin/wget", "-q"]), None),
             Some(v(&["/bin/wget", "-q"]))
         );
-        assert_eq!(health_argv(&v(&["NONE"])), None);
-        assert_eq!(health_argv(&v(&["CMD"])), None);
-        assert_eq!(health_argv(&v(&["CMD-SHELL", "a", "b"])), None);
-        assert_eq!(health_argv(&[]), None);
+        assert_eq!(health_argv(&v(&["NONE"]), None), None);
+        assert_eq!(health_argv(&v(&["CMD"]), None), None);
+        assert_eq!(health_argv(&v(&["CMD-SHELL", "a", "b"]), None), None);
+        assert_eq!(health_argv(&[], None), None);
     }
 
     #[test]

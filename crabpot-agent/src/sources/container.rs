@@ -286,12 +286,11 @@ fn launch_spec(found: &ContainerInspectResponse) -> (Vec<String>, Option<Vec<Str
         .chain(found.args.iter().flatten())
         .cloned()
         .collect();
-    let probe = found
-        .config
-        .as_ref()
+    let config = found.config.as_ref();
+    let probe = config
         .and_then(|config| config.healthcheck.as_ref())
         .and_then(|health| health.test.as_deref())
-        .and_then(health_argv);
+        .and_then(|test| health_argv(test, config.and_then(|c| c.shell.as_deref())));
     (command, probe)
 }
 
