@@ -46,7 +46,7 @@ fn probe_records(agent: &Agent) -> usize {
 fn script_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let tag = "crabpot-it-exec-precision-script:latest".to_string();
+        let tag = "crabpot-it-precision-script:latest".to_string();
         let dir = std::env::temp_dir().join(unique_name("image"));
         std::fs::create_dir_all(&dir).expect("image context");
         let script = dir.join("entrypoint.sh");
