@@ -86,10 +86,16 @@ impl KernelRules {
         self
     }
 
-    /// The guarded container (changes when it restarts); cloned only when it changed, as
-    /// this runs for every event.
+    /// The guarded container (changes when it restarts). This runs for every event, so only
+    /// the run's identity is compared (its command and health probe cannot change within a
+    /// run) and it is cloned only when that changed.
     pub fn set_container(&mut self, container: Option<&GuardedContainer>) {
-        if self.container.as_ref() != container {
+        let same_run = match (&self.container, container) {
+            (Some(known), Some(now)) => known.pid == now.pid && known.id == now.id,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_run {
             self.container = container.cloned();
         }
     }
