@@ -185,7 +185,22 @@ fn a_huge_command_line_is_bounded_in_the_alert() {
     let container = TestContainer::named("hugeargs");
     let huge = "A".repeat(100_000);
     // Started before the agent: the `docker top` poll reports it, with its whole command line.
-    container.run_with(&[], &["sh", "-c", "sleep 100000; true", &huge]);
+    // Through `docker exec`: a container's own main process is only a posture warning.
+    container.run_with(&[], &["sleep", "100000"]);
+    docker(&[
+        "exec",
+        "-d",
+        &container.name,
+        "sh",
+        "-c",
+        "sleep 100000; true",
+        &huge,
+    ]);
+    wait_until("the shell to run", DEADLINE, || {
+        docker(&["top", &container.name])
+            .contains("sleep 100000; true")
+            .then_some(())
+    });
     let agent = Agent::start(
         &container.name,
         &["--no-auto-pause", "--process-poll-seconds", "1"],

@@ -325,24 +325,42 @@ fn pausing_does_not_raise_a_health_alert() {
 }
 
 #[test]
-fn docker_kill_is_critical_and_restart_is_a_warning() {
+fn docker_kill_and_restart_are_operator_warnings_not_attacks() {
     let (container, agent) = guarded(TestContainer::start("lifecycle"), &[]);
     docker(&["restart", "-t", "1", &container.name]);
-    let restart = agent.wait_for_alert("the restart warning", |a| is(a, "WARNING", "events"));
+    let restart = agent.wait_for_alert("the restart", |a| {
+        is(a, "INFO", "events") && a["details"]["event"] == "restart"
+    });
     assert_eq!(restart["details"]["event"], "restart");
-    agent.wait_for_alert("the start info", |a| is(a, "INFO", "events"));
+    agent.wait_for_alert("the start info", |a| {
+        is(a, "INFO", "events") && a["details"]["event"] == "start"
+    });
     assert!(
         !container.is_paused(),
         "a restart's own die/kill must not freeze the new run"
     );
     docker(&["kill", &container.name]);
-    let kill = agent.wait_for_alert("the kill alert", |a| {
-        is(a, "CRITICAL", "events")
-            && a["details"]["event"] == "kill"
-            && message(a).contains("signal")
+    let kill = wait_until("the kill warning", DEADLINE, || {
+        agent.alerts().into_iter().rev().find(|a| {
+            is(a, "WARNING", "events")
+                && a["details"]["event"] == "kill"
+                && a["details"]["signal"] == "9"
+        })
     });
     assert_eq!(kill["container"], container.name.as_str());
-    agent.wait_for_alert("the die alert", |a| {
-        is(a, "CRITICAL", "events") && a["details"]["event"] == "die"
+    assert!(message(&kill).contains("through Docker"), "{kill}");
+    wait_until("the kill's die, as INFO", DEADLINE, || {
+        let dies = agent
+            .alerts()
+            .into_iter()
+            .filter(|a| is(a, "INFO", "events") && a["details"]["event"] == "die")
+            .count();
+        (dies == 2).then_some(())
     });
+    let critical: Vec<Value> = agent
+        .alerts()
+        .into_iter()
+        .filter(|a| a["severity"] == "CRITICAL")
+        .collect();
+    assert!(critical.is_empty(), "{critical:?}");
 }

@@ -206,6 +206,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let denylist = Arc::new(Denylist::new(&config.process_denylist));
     let identity = Arc::new(ExeIdentity::new(&config.process_denylist));
     let alerted_pids = AlertedPids::default();
+    let probes = crate::policy::origin::Probes::default();
     let (stats_tx, stats_rx) = watch::channel(None);
     let ticks = Arc::new(ChannelTicks::default());
     let ctx_docker = docker.clone();
@@ -228,7 +229,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 identity.clone(),
                 alerted_pids.clone(),
                 config.process_poll,
-            ),
+            )
+            .with_probes(probes.clone()),
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_polling(
@@ -263,7 +265,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         identity,
         config.network_allow.clone(),
         alerted_pids,
-    );
+    )
+    .with_probes(probes);
     if policy.action(RuleName::Connect) != Action::Off {
         rules = rules.without_connect_alerts();
     }

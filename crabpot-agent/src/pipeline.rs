@@ -89,6 +89,8 @@ impl KernelLoop {
         let mut following = true;
         let mut sweep = tokio::time::interval(REPEAT_SWEEP);
         let mut dns_expiry = tokio::time::interval(crate::policy::dns_learn::EXPIRE_EVERY);
+        // Failed exec attempts are summarised once they settle, even when no event follows.
+        let mut settle = tokio::time::interval(crate::policy::exec_failures::SETTLE);
         loop {
             tokio::select! {
                 _ = dns_expiry.tick() => self.dns.expire(Instant::now()),
@@ -104,6 +106,11 @@ impl KernelLoop {
                 _ = sweep.tick() => {
                     for summary in state.repeats.close_expired(Instant::now()) {
                         self.alerts.raise(summary).await;
+                    }
+                }
+                _ = settle.tick() => {
+                    for alert in self.rules.due_failures() {
+                        self.alerts.raise(alert).await;
                     }
                 }
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
@@ -238,8 +245,7 @@ impl KernelLoop {
         } else {
             Vec::new()
         };
-        let container_pid = self.guarded.borrow().as_ref().map(|c| c.pid);
-        self.rules.set_container_pid(container_pid);
+        self.rules.set_container(self.guarded.borrow().as_ref());
         if let Some(alert) = self.rules.evaluate(&event, &lineage) {
             self.alerts.raise(alert).await;
         }

@@ -176,7 +176,8 @@ pub struct ExecEvent {
     pub filename_len: u32,
     /// Lengths of each `argv` entry without the NUL.
     pub argv_len: [u32; ARGV_COUNT],
-    pub _pad: u32,
+    /// 0 when the program was executed, else the negative errno the exec failed with.
+    pub ret: i32,
     pub filename: [u8; PATH_LEN],
     pub argv: [[u8; ARG_LEN]; ARGV_COUNT],
 }

@@ -1,13 +1,26 @@
-//! execve / execveat: the program being run and its first arguments.
+//! execve / execveat: the program being run and its first arguments, reported once the
+//! kernel has decided whether it runs.
+//!
+//! A PATH lookup tries several files and only one (or none) runs, so judging every
+//! `sys_enter` would alert on files that do not exist. The entry hooks therefore only stash
+//! the request per thread; `sched_process_exec` (a successful exec, still before the new
+//! program's first instruction, so detection stays instant) sends it with `ret` 0, and the
+//! exit hooks send a failed attempt with its negative errno.
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use crabpot_common::{ARGV_COUNT, EXEC_VIA_EXECVE, EXEC_VIA_EXECVEAT, EventKind, ExecEvent};
 
 use crate::{
     common::{URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
-    maps::EVENTS,
+    maps::{EVENTS, EXEC_SCRATCH, PENDING_EXECS},
 };
 
 const AT_FDCWD: i32 = -100;
+/// `long ret` in a `syscalls/sys_exit_*` record.
+const RET_OFFSET: usize = 16;
+/// `pid_t old_pid` in a `sched/sched_process_exec` record (layout unchanged since 3.4): the
+/// thread that called exec. A non-leader thread takes over the leader's id during exec, so
+/// this, not the current id, names the stashed request.
+const OLD_PID_OFFSET: usize = 16;
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
@@ -17,7 +30,7 @@ pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
     unsafe {
         let filename: *const u8 = ctx.read_at(syscall_arg(0)).unwrap_or(core::ptr::null());
         let argv: *const *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
-        emit(cgroup_id, EXEC_VIA_EXECVE, AT_FDCWD, 0, filename, argv);
+        stash(cgroup_id, EXEC_VIA_EXECVE, AT_FDCWD, 0, filename, argv);
     }
     0
 }
@@ -32,7 +45,7 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
         let filename: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
         let argv: *const *const u8 = ctx.read_at(syscall_arg(2)).unwrap_or(core::ptr::null());
         let flags: i64 = ctx.read_at(syscall_arg(4)).unwrap_or(0);
-        emit(
+        stash(
             cgroup_id,
             EXEC_VIA_EXECVEAT,
             dirfd as i32,
@@ -44,8 +57,66 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The exec succeeded: send the stashed request of the thread that called it.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    if monitored_cgroup().is_none() {
+        return 0;
+    }
+    let Ok(old_pid) = (unsafe { ctx.read_at::<i32>(OLD_PID_OFFSET) }) else {
+        return 0;
+    };
+    send(old_pid as u32, 0);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx)
+}
+
+/// A failed exec returns here with the caller unchanged; a successful one was sent (and
+/// its stash removed) by `sched_process_exec` already.
 #[inline(always)]
-unsafe fn emit(
+fn on_exit(ctx: &TracePointContext) -> u32 {
+    if monitored_cgroup().is_none() {
+        return 0;
+    }
+    let ret: i64 = unsafe { ctx.read_at(RET_OFFSET) }.unwrap_or(0);
+    if ret < 0 {
+        let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        send(tid, ret as i32);
+    }
+    0
+}
+
+/// Copy the stash of `tid` to the ring buffer with its outcome, and forget it.
+#[inline(always)]
+fn send(tid: u32, ret: i32) {
+    let Some(pending) = PENDING_EXECS.get_ptr_mut(tid) else {
+        return;
+    };
+    unsafe { (*pending).ret = ret };
+    // bpf_ringbuf_output copies in the kernel: the 600-byte record never crosses the
+    // 512-byte BPF stack.
+    if EVENTS
+        .output::<ExecEvent>(unsafe { &*pending }, URGENT)
+        .is_err()
+    {
+        count_drop(EventKind::Exec);
+    }
+    let _ = PENDING_EXECS.remove(tid);
+}
+
+/// Build the record in the per-CPU scratch slot (too big for the stack) and stash it under
+/// the calling thread's id.
+#[inline(always)]
+unsafe fn stash(
     cgroup_id: u64,
     via: u32,
     dirfd: i32,
@@ -53,11 +124,9 @@ unsafe fn emit(
     filename: *const u8,
     argv: *const *const u8,
 ) {
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        count_drop(EventKind::Exec);
+    let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let event = entry.as_mut_ptr();
     unsafe {
         fill_header(
             &raw mut (*event).header,
@@ -68,7 +137,7 @@ unsafe fn emit(
         (*event).via = via;
         (*event).dirfd = dirfd;
         (*event).flags = flags;
-        (*event)._pad = 0;
+        (*event).ret = 0;
         (*event).filename_len = read_user_str(filename, &mut (*event).filename);
         let mut argc = 0u32;
         for i in 0..ARGV_COUNT {
@@ -84,6 +153,11 @@ unsafe fn emit(
             argc += 1;
         }
         (*event).argc = argc;
+        let tid = (*event).header.pid;
+        // By reference: a copy of the record would not fit the BPF stack.
+        let record: &ExecEvent = &*event;
+        if PENDING_EXECS.insert(tid, record, 0).is_err() {
+            count_drop(EventKind::Exec);
+        }
     }
-    entry.submit(URGENT);
 }

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use crabpot_common::rule;
+use crabpot_common::{ExecEvent, rule};
 
 /// Default ring-buffer size; the agent may override it at load time.
 pub const EVENTS_BYTES: u32 = 4 << 20;
@@ -23,6 +23,15 @@ pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(16, 0);
 /// Task id → id of the task that forked it, for forks inside monitored cgroups.
 #[map]
 pub static PARENTS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Exec requests seen at `sys_enter`, by thread id, until the kernel says whether they ran
+/// (see `exec.rs`). LRU: a thread killed mid-exec leaves an entry that ages out.
+#[map]
+pub static PENDING_EXECS: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(1024, 0);
+
+/// Per-CPU room to build an exec record before it is stashed (it exceeds the BPF stack).
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Policy mode (`crabpot_common::mode`) of each rule (`crabpot_common::rule`). Written by
 /// the agent; all zero (off) until it does.

@@ -6,6 +6,8 @@
 //! at the exec tracepoint catches `runc init` mid-exec, the v1 freezer stays in FREEZING and
 //! Docker's own pause and exec calls hang behind it. Docker's pause lands in ~15–35 ms here
 //! (`cargo xtask bench`), inside the 50 ms target.
+use std::time::Duration;
+
 use bollard::{Docker, errors::Error as DockerError};
 use tokio::sync::{mpsc, watch};
 
@@ -17,12 +19,25 @@ use crate::{
 /// Marks the follow-up alert so it does not trigger another pause.
 pub const FOLLOW_UP: &str = "auto_pause";
 
+/// How long after Docker was asked to stop a run it counts as stopping. Longer than
+/// Docker's default 10 s stop timeout (after which it sends SIGKILL); bounded so a
+/// `docker kill -s TERM` that the process survives does not disable freezing for good.
+pub const STOP_GRACE: Duration = Duration::from_secs(60);
+
 /// Whether an alert should freeze the container.
 pub fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
     if alert.severity != Severity::Critical || alert.details.contains_key(FOLLOW_UP) {
         return false;
     }
     if container.paused {
+        return false;
+    }
+    // Docker is stopping, restarting or removing it: a pause now would only hold the
+    // shutdown until Docker's timeout and end it with SIGKILL.
+    if container
+        .stopping_since
+        .is_some_and(|since| since.elapsed() < STOP_GRACE)
+    {
         return false;
     }
     // A lifecycle event (die, kill, oom) from before the current run started says nothing
@@ -106,6 +121,9 @@ mod tests {
             },
             paused,
             started_at: chrono::DateTime::from_timestamp(started_secs, 0),
+            command: vec!["/bin/httpd".into()],
+            health_probe: None,
+            stopping_since: None,
         }
     }
 
@@ -127,5 +145,10 @@ mod tests {
         let killed_now = Alert::new(Severity::Critical, AlertSource::Events, "kill")
             .with("event_time_nano", 150_000_000_000i64);
         assert!(should_pause(&killed_now, &container(false, 100)));
+        let mut stopping = container(false, 100);
+        stopping.stopping_since = Some(std::time::Instant::now());
+        assert!(!should_pause(&shell, &stopping), "Docker is stopping it");
+        stopping.stopping_since = std::time::Instant::now().checked_sub(STOP_GRACE);
+        assert!(should_pause(&shell, &stopping), "the stop request expired");
     }
 }

@@ -15,10 +15,13 @@ use crate::{
     policy::{
         denylist::{Denylist, executable_name},
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
+        exec_failures::{ExecFailures, Failure},
         network_allow::is_allowed,
+        origin::{self, Candidate, Origin, Probes},
     },
     sources::{
         bpf::{EventBody, KernelEvent},
+        container::GuardedContainer,
         lineage::Ancestor,
         watchers::processes::AlertedPids,
     },
@@ -36,8 +39,12 @@ pub struct KernelRules {
     recent_connects: HashMap<(IpAddr, u16), Instant>,
     /// Alert on connects from the tracepoint; off when the cgroup connect rule reports them.
     connect_alerts: bool,
-    /// Main process of the guarded container, for execs whose process is already gone.
-    container_pid: Option<u32>,
+    /// The guarded container as last seen: its main process (for execs whose process is
+    /// already gone), configured command and health probe.
+    container: Option<GuardedContainer>,
+    /// Health-probe processes, shared with the `docker top` backstop.
+    probes: Probes,
+    failures: ExecFailures,
 }
 
 fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
@@ -67,13 +74,35 @@ impl KernelRules {
             alerted_pids,
             recent_connects: HashMap::new(),
             connect_alerts: true,
-            container_pid: None,
+            container: None,
+            probes: Probes::default(),
+            failures: ExecFailures::default(),
         }
     }
 
-    /// The guarded container's main process (changes when it restarts).
-    pub fn set_container_pid(&mut self, pid: Option<u32>) {
-        self.container_pid = pid;
+    /// Share the record of verified health probes (with the `docker top` backstop).
+    pub fn with_probes(mut self, probes: Probes) -> Self {
+        self.probes = probes;
+        self
+    }
+
+    /// The guarded container (changes when it restarts). This runs for every event, so only
+    /// the run's identity is compared (its command and health probe cannot change within a
+    /// run) and it is cloned only when that changed.
+    pub fn set_container(&mut self, container: Option<&GuardedContainer>) {
+        let same_run = match (&self.container, container) {
+            (Some(known), Some(now)) => known.pid == now.pid && known.id == now.id,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_run {
+            self.container = container.cloned();
+        }
+    }
+
+    /// Summaries of failed exec attempts that have settled.
+    pub fn due_failures(&mut self) -> Vec<Alert> {
+        self.failures.due(Instant::now())
     }
 
     /// Leave connect alerts to the cgroup connect rule (which also knows the verdict).
@@ -82,52 +111,120 @@ impl KernelRules {
         self
     }
 
-    /// A denylisted program, judged by the name the exec shows and by the file it runs: a
-    /// renamed copy, a link, an fd or memfd exec of a denylisted program is that program. A
-    /// fileless exec whose process is gone before its file could be judged is reported too.
-    fn exec_alert(&self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
+    /// The denylisted name an exec ran as, judged by the name it shows and by the file it
+    /// runs: a renamed copy, a link, an fd or memfd exec of a denylisted program is that
+    /// program. `None` with `files.fileless` set when a fileless exec could not be judged.
+    fn identify(
+        &self,
+        shown: String,
+        target: ExecTarget<'_>,
+    ) -> (Option<(String, &'static str)>, ExecFiles, bool) {
+        // The name already says shell (or runtime, net tool…): no file is read — this is the
+        // detection-latency hot path. Only innocent names need the file checked.
+        let files = if self.denylist.category(&shown).is_some() {
+            ExecFiles::default()
+        } else {
+            self.identity.exec_names(&target)
+        };
+        let by_file = files
+            .names
+            .iter()
+            .any(|n| self.denylist.category(n).is_some());
+        let hit = std::iter::once(shown)
+            .chain(files.names.iter().cloned())
+            .find_map(|n| self.denylist.category(&n).map(|c| (n, c)));
+        (hit, files, by_file)
+    }
+
+    /// Who started the exec's process, asked only of execs that would alert or that show
+    /// the health probe's argv (the /proc reads are kept off the common path).
+    fn origin(&self, event: &KernelEvent, argv: &[String], lineage: &[Ancestor]) -> Origin {
+        let Some(container) = &self.container else {
+            return Origin::Other;
+        };
+        let matches = |expected: &[String]| origin::kernel_argv_matches(argv, expected);
+        let candidate = Candidate {
+            pid: event.header.tgid,
+            ancestors: lineage.iter().map(|a| a.pid),
+            from_runc: event.header.comm == origin::RUNC_INIT_COMM,
+            no_inside_parent: event.header.ppid == 0,
+            matches: &matches,
+        };
+        origin::classify(&self.probes, container, candidate)
+    }
+
+    /// A failed attempt is remembered for one summary; a success settles the attempts of
+    /// the same name (a PATH lookup that found it).
+    fn exec_failed(&mut self, event: &KernelEvent, filename: &str, argv: &[String], ret: i32) {
+        let name = executable_name(filename, argv);
+        if let Some(category) = self.denylist.category(&name) {
+            let failure = Failure {
+                tgid: event.header.tgid,
+                name: &name,
+                category,
+                path: filename,
+                ret,
+                comm: &event.header.comm,
+                uid: event.header.uid,
+            };
+            self.failures.failed(failure, Instant::now());
+        }
+    }
+
+    /// The alert an executed program deserves: CRITICAL for a denylisted one, unless Docker
+    /// started it as the health probe (INFO) or it is the container's configured main
+    /// process (one posture WARNING).
+    fn exec_alert(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
         let EventBody::Exec {
             filename,
             argv,
             dirfd,
             flags,
+            ret,
             ..
         } = &event.body
         else {
             return None;
         };
+        if *ret < 0 {
+            self.exec_failed(event, filename, argv, *ret);
+            return None;
+        }
         let shown = executable_name(filename, argv);
-        // The name already says shell (or runtime, net tool…): alert without reading files —
-        // this is the detection-latency hot path. Only innocent names need the file checked.
-        let by_name = self.denylist.category(&shown).is_some();
-        let files = if by_name {
-            ExecFiles::default()
-        } else {
-            self.identity.exec_names(&ExecTarget {
-                tgid: event.header.tgid,
-                container_pid: self.container_pid,
-                filename,
-                dirfd: *dirfd,
-                flags: *flags,
-                argv,
-            })
+        let failed_tries = self.failures.succeeded(event.header.tgid, &shown);
+        let target = ExecTarget {
+            tgid: event.header.tgid,
+            container_pid: self.container.as_ref().map(|c| c.pid),
+            filename,
+            dirfd: *dirfd,
+            flags: *flags,
+            argv,
         };
-        let identified_by_file = files
-            .names
-            .iter()
-            .any(|n| self.denylist.category(n).is_some());
-        let hit = std::iter::once(shown)
-            .chain(files.names)
-            .find_map(|n| self.denylist.category(&n).map(|c| (n, c)));
-        let alert = match hit {
-            Some((name, category)) => Alert::new(
+        let (hit, files, identified_by_file) = self.identify(shown, target);
+        let fileless = files.fileless && !files.opened;
+        let probe_like = self
+            .container
+            .as_ref()
+            .and_then(|c| c.health_probe.as_deref())
+            .is_some_and(|probe| origin::kernel_argv_matches(argv, probe));
+        if hit.is_none() && !fileless && !probe_like {
+            return None;
+        }
+        let origin = self.origin(event, argv, lineage);
+        let alert = match (hit, origin) {
+            (None, _) if !fileless => return None,
+            (hit, Origin::HealthProbe) => origin::probe_alert(filename, hit.map(|h| h.0)),
+            (Some((name, category)), Origin::MainProcess) => {
+                origin::main_process_alert(filename, &name, category)
+            }
+            (Some((name, category)), _) => Alert::new(
                 Severity::Critical,
                 AlertSource::Processes,
                 format!("Suspicious process detected: {filename} ({name}, {category})"),
             )
             .with("executable", name)
             .with("category", category),
-            None if files.fileless && !files.opened => Alert::new(
+            (None, _) => Alert::new(
                 Severity::Warning,
                 AlertSource::Processes,
                 format!(
@@ -135,15 +232,18 @@ impl KernelRules {
             )
             .with("executable", "unidentified")
             .with("category", "fileless exec"),
-            None => return None,
         };
         if let Ok(mut pids) = self.alerted_pids.lock() {
             pids.insert(event.header.tgid);
         }
-        let alert = alert
+        let mut alert = alert
             .with("filename", filename.clone())
             .with("argv", json!(argv))
-            .with("identified_by_file", identified_by_file);
+            .with("identified_by_file", identified_by_file)
+            .with("origin", origin.as_str());
+        if failed_tries > 0 {
+            alert = alert.with("failed_path_candidates", failed_tries);
+        }
         Some(common_details(alert, event, lineage))
     }
 
@@ -223,7 +323,44 @@ mod tests {
             flags: 0,
             filename: filename.into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
+            ret: 0,
         })
+    }
+
+    fn failed_exec(filename: &str, argv: &[&str]) -> KernelEvent {
+        let mut event = exec(filename, argv);
+        if let EventBody::Exec { ret, .. } = &mut event.body {
+            *ret = -2;
+        }
+        event
+    }
+
+    #[test]
+    fn failed_candidates_are_no_alerts_and_a_miss_is_one_summary() {
+        let mut rules = rules();
+        for path in ["/nope1/sh", "/nope2/sh"] {
+            assert!(rules.evaluate(&failed_exec(path, &["sh"]), &[]).is_none());
+        }
+        let ran = rules
+            .evaluate(&exec("/bin/sh", &["sh"]), &[])
+            .expect("what ran is judged");
+        assert_eq!(ran.details["filename"], "/bin/sh");
+        assert_eq!(ran.details["failed_path_candidates"], 2);
+        for path in ["/a/perl", "/b/perl", "/c/perl"] {
+            assert!(rules.evaluate(&failed_exec(path, &["perl"]), &[]).is_none());
+        }
+        // A name that is not denylisted is not even remembered.
+        assert!(
+            rules
+                .evaluate(&failed_exec("/a/cat", &["cat"]), &[])
+                .is_none()
+        );
+        std::thread::sleep(crate::policy::exec_failures::SETTLE);
+        let due = rules.due_failures();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].severity, Severity::Info);
+        assert_eq!(due[0].details["tries"], 3);
+        assert!(rules.due_failures().is_empty());
     }
 
     fn connect(address: &str, port: u16) -> KernelEvent {

@@ -279,6 +279,8 @@ impl ViolationJudge {
                 }
                 judgement
             }
+            // Failed attempts (PATH candidates) ran nothing; the kernel rules summarise them.
+            EventBody::Exec { ret, .. } if *ret < 0 => Judgement::default(),
             EventBody::Exec { filename, argv, .. } => {
                 let verdict = verdict_for_action(policy.action(RuleName::Exec));
                 let message = format!("exec of {filename}");

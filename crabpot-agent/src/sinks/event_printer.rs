@@ -33,6 +33,13 @@ fn describe(body: &EventBody) -> String {
             syscall,
             filename,
             argv,
+            ret,
+            ..
+        } if *ret < 0 => format!("{syscall} {filename} argv={argv:?} failed ({ret})"),
+        EventBody::Exec {
+            syscall,
+            filename,
+            argv,
             ..
         } => format!("{syscall} {filename} argv={argv:?}"),
         EventBody::Open { path, flags, .. } => format!("openat {path} flags={flags:#x}"),

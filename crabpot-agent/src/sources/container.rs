@@ -1,18 +1,25 @@
 //! Following the guarded container: find it by name, resolve its cgroup, keep the kernel's
 //! `MONITORED_CGROUPS` map pointing at it across restarts, re-creation and daemon restarts.
-use std::{collections::HashMap as StdHashMap, time::Duration};
+use std::{
+    collections::HashMap as StdHashMap,
+    time::{Duration, Instant},
+};
 
 use aya::maps::{HashMap, MapData};
 use bollard::{
     Docker,
+    models::ContainerInspectResponse,
     query_parameters::{EventsOptionsBuilder, InspectContainerOptions},
 };
 use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
 
-use crate::sources::{
-    cgroup::{ProcessCgroup, cgroup_of_pid},
-    docker::is_not_found,
+use crate::{
+    policy::origin::health_argv,
+    sources::{
+        cgroup::{ProcessCgroup, cgroup_of_pid},
+        docker::is_not_found,
+    },
 };
 
 /// The container as last resolved.
@@ -26,6 +33,27 @@ pub struct GuardedContainer {
     pub paused: bool,
     /// Docker's `State.StartedAt` of this run.
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The configured main process: `Path` then `Args` (Entrypoint + Cmd, shell form
+    /// included).
+    pub command: Vec<String>,
+    /// The argv Docker runs as the health probe (`Config.Healthcheck.Test`), if any.
+    pub health_probe: Option<Vec<String>>,
+    /// When Docker was asked to stop, restart, kill or remove this run (a `kill` event with
+    /// a terminating signal); nothing may freeze it then.
+    pub stopping_since: Option<Instant>,
+}
+
+/// Signals with which a Docker `kill` event means the container is being stopped (stop,
+/// restart and `rm -f` send TERM then KILL; INT and QUIT are common stop signals).
+const STOP_SIGNALS: [&str; 4] = ["15", "9", "2", "3"];
+
+/// Whether a Docker event is a request to end the container's run.
+pub fn is_stop_request(event: &DockerEvent) -> bool {
+    event.action == "kill"
+        && event
+            .attributes
+            .get("signal")
+            .is_some_and(|signal| STOP_SIGNALS.contains(&signal.as_str()))
 }
 
 /// A Docker event about the guarded container, as the tracker received it.
@@ -89,14 +117,26 @@ impl ContainerTracker {
                             tracing::debug!(action = ?event.action, "docker event");
                             backoff = Duration::from_millis(250);
                             self.refresh().await;
-                            let _ = self.events.send(DockerEvent {
+                            let event = DockerEvent {
                                 action: event.action.unwrap_or_default(),
                                 time_nano: event.time_nano.unwrap_or(0),
                                 attributes: event
                                     .actor
                                     .and_then(|actor| actor.attributes)
                                     .unwrap_or_default(),
-                            });
+                            };
+                            // Marked before anyone hears of the event, so the pauser never
+                            // freezes a container Docker is shutting down.
+                            if is_stop_request(&event) {
+                                self.current.send_modify(|current| {
+                                    if let Some(current) = current {
+                                        // Each request (Docker's SIGKILL after the stop
+                                        // timeout too) restarts the grace period.
+                                        current.stopping_since = Some(Instant::now());
+                                    }
+                                });
+                            }
+                            let _ = self.events.send(event);
                         }
                         Some(Err(error)) => {
                             tracing::warn!("docker event stream failed: {error}; re-subscribing");
@@ -115,14 +155,17 @@ impl ContainerTracker {
         }
     }
 
-    /// Inspect the container and make the kernel map match what we find.
-    async fn refresh(&mut self) {
-        let found = match self
+    /// Inspect the container; `None` (the map emptied when it is gone) when that fails.
+    async fn inspect(&mut self) -> Option<ContainerInspectResponse> {
+        match self
             .docker
             .inspect_container(&self.name, None::<InspectContainerOptions>)
             .await
         {
-            Ok(info) => info,
+            Ok(info) => {
+                self.said_missing = false;
+                Some(info)
+            }
             Err(error) if is_not_found(&error) => {
                 if !self.said_missing {
                     tracing::warn!(
@@ -134,14 +177,21 @@ impl ContainerTracker {
                     self.said_missing = true;
                 }
                 self.set(None);
-                return;
+                None
             }
             Err(error) => {
                 tracing::warn!("cannot inspect container `{}`: {error}", self.name);
-                return;
+                None
             }
+        }
+    }
+
+    /// Inspect the container and make the kernel map match what we find.
+    async fn refresh(&mut self) {
+        let Some(found) = self.inspect().await else {
+            return;
         };
-        self.said_missing = false;
+        let (command, health_probe) = launch_spec(&found);
         let state = found.state.unwrap_or_default();
         let pid = state.pid.unwrap_or(0);
         let id = found.id.unwrap_or_default();
@@ -193,6 +243,9 @@ impl ContainerTracker {
                     cgroup,
                     paused,
                     started_at,
+                    command,
+                    health_probe,
+                    stopping_since: None,
                 }));
             }
             Err(error) => tracing::error!(
@@ -222,6 +275,23 @@ impl ContainerTracker {
         }
         self.current.send_replace(next);
     }
+}
+
+/// What Docker starts in the container: the main process's argv (`Path` then `Args`, i.e.
+/// Entrypoint + Cmd with a shell form already expanded) and the health probe's argv.
+fn launch_spec(found: &ContainerInspectResponse) -> (Vec<String>, Option<Vec<String>>) {
+    let command = found
+        .path
+        .iter()
+        .chain(found.args.iter().flatten())
+        .cloned()
+        .collect();
+    let config = found.config.as_ref();
+    let probe = config
+        .and_then(|config| config.healthcheck.as_ref())
+        .and_then(|health| health.test.as_deref())
+        .and_then(|test| health_argv(test, config.and_then(|c| c.shell.as_deref())));
+    (command, probe)
 }
 
 /// The 12-character short form of a container id.

@@ -71,7 +71,10 @@ impl ProcessTable {
             (from_kernel, _) => from_kernel,
         };
         match &event.body {
-            EventBody::Exec { filename, .. } => {
+            // A failed exec leaves the process running its old program.
+            EventBody::Exec {
+                filename, ret: 0, ..
+            } => {
                 let name = basename(filename).to_string();
                 self.insert(tgid, Entry { name, ppid });
             }
@@ -134,6 +137,7 @@ mod tests {
                 flags: 0,
                 filename: filename.into(),
                 argv: vec![],
+                ret: 0,
             },
         }
     }

@@ -65,6 +65,8 @@ pub enum EventBody {
         flags: u32,
         filename: String,
         argv: Vec<String>,
+        /// 0 when the program was executed, else the negative errno the exec failed with.
+        ret: i32,
     },
     Open {
         dirfd: i32,
@@ -291,6 +293,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 flags: e.flags,
                 filename: text(&e.filename, e.filename_len),
                 argv: (0..argc).map(|i| text(&e.argv[i], e.argv_len[i])).collect(),
+                ret: e.ret,
             }
         }
         EventKind::Open => {

@@ -43,7 +43,7 @@ fn exec_event() -> ExecEvent {
         argc: 2,
         filename_len: 8,
         argv_len: [3, 11, 0, 0],
-        _pad: 0,
+        ret: 0,
         filename: fixed::<PATH_LEN>(b"/bin/cat"),
         argv,
     }
@@ -64,6 +64,7 @@ fn decodes_exec_with_argv() {
             flags: 0,
             filename: "/bin/cat".into(),
             argv: vec!["cat".into(), "/etc/passwd".into()],
+            ret: 0,
         }
     );
 }

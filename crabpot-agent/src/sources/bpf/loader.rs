@@ -30,6 +30,9 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_fsmount", "syscalls", "sys_enter_fsmount"),
     ("sys_exit_mount", "syscalls", "sys_exit_mount"),
     ("sys_exit_ptrace", "syscalls", "sys_exit_ptrace"),
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sys_enter_open", "syscalls", "sys_enter_open"),
 ];

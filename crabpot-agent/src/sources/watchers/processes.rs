@@ -2,7 +2,7 @@
 //! `policy::kernel_rules`); this `docker top` poll is the backstop that also catches what
 //! started before the agent.
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -14,6 +14,7 @@ use crate::{
     policy::{
         denylist::{Denylist, executable_name},
         exe_identity::ExeIdentity,
+        origin::{self, Candidate, Origin, Probes},
     },
     sources::{
         container::GuardedContainer,
@@ -30,6 +31,7 @@ pub struct ProcessPoll {
     identity: Arc<ExeIdentity>,
     alerted: AlertedPids,
     every: Duration,
+    probes: Probes,
 }
 
 impl ProcessPoll {
@@ -44,7 +46,81 @@ impl ProcessPoll {
             identity,
             alerted,
             every,
+            probes: Probes::default(),
         }
+    }
+
+    /// Share the record of verified health probes (with the eBPF exec path).
+    pub fn with_probes(mut self, probes: Probes) -> Self {
+        self.probes = probes;
+        self
+    }
+
+    /// The denylisted name a row runs as, if any.
+    fn denied(&self, row: &TopRow) -> Option<(String, &'static str)> {
+        let argv: Vec<String> = row.args.split_whitespace().map(String::from).collect();
+        let exe_path = argv.first().cloned().unwrap_or_default();
+        let by_args = executable_name(&exe_path, &argv);
+        // What the process executes decides, not the name it shows: a prctl'd comm only
+        // counts when the executable cannot be read.
+        let by_file = match self.identity.running_name(row.pid, &argv) {
+            Some(name) => name,
+            None => Some(row.comm.clone()),
+        };
+        std::iter::once(by_args)
+            .chain(by_file)
+            .find_map(|name| self.denylist.category(&name).map(|c| (name, c)))
+    }
+
+    /// The alert a denylisted row deserves, by who started it.
+    fn judge(
+        &self,
+        row: &TopRow,
+        parents: &HashMap<u32, u32>,
+        container: &GuardedContainer,
+        (name, category): (String, &'static str),
+    ) -> Alert {
+        // Ancestors from the same listing, nearest first (bounded: a listing is a snapshot
+        // and could hold a cycle after pid reuse).
+        let ancestors = std::iter::successors(parents.get(&row.pid).copied(), |pid| {
+            parents.get(pid).copied()
+        })
+        .take(crate::sources::lineage::MAX_DEPTH);
+        let matches = |expected: &[String]| origin::args_line_matches(&row.args, expected);
+        let candidate = Candidate {
+            pid: row.pid,
+            ancestors,
+            // A listing cannot tell; a row already alerted on is never judged again.
+            from_runc: true,
+            // The same snapshot lists every process of the container: a parent not in it is
+            // outside (an orphan inside is re-parented to the container's PID 1). Decides
+            // only when the process is gone before /proc could be asked.
+            no_inside_parent: !parents.contains_key(&row.ppid),
+            matches: &matches,
+        };
+        let origin = origin::classify(&self.probes, container, candidate);
+        // The program, not the whole command line (that is in the details, bounded).
+        let program = row.args.split_whitespace().next().unwrap_or(&row.comm);
+        let alert = match origin {
+            Origin::HealthProbe => origin::probe_alert(program, Some(name)),
+            Origin::MainProcess => origin::main_process_alert(program, &name, category),
+            Origin::Other => Alert::new(
+                Severity::Critical,
+                AlertSource::Processes,
+                format!(
+                    "Suspicious process detected: {name} ({category}) pid {}",
+                    row.pid
+                ),
+            )
+            .with("category", category),
+        };
+        alert
+            .with("pid", row.pid)
+            .with("ppid", row.ppid)
+            .with("comm", row.comm.clone())
+            .with("args", row.args.clone())
+            .with("origin", origin.as_str())
+            .with("detected_by", "docker top")
     }
 }
 
@@ -94,45 +170,22 @@ impl PollingWatcher for ProcessPoll {
             .await?;
         let rows = parse_top(top.processes.as_deref().unwrap_or_default());
         let live: HashSet<u32> = rows.iter().map(|r| r.pid).collect();
+        let parents: HashMap<u32, u32> = rows.iter().map(|r| (r.pid, r.ppid)).collect();
         let mut fresh = Vec::new();
         if let Ok(mut alerted) = self.alerted.lock() {
             // Forget exited processes so a reused pid is judged again.
             alerted.retain(|pid| live.contains(pid));
             for row in rows {
-                let argv: Vec<String> = row.args.split_whitespace().map(String::from).collect();
-                let exe_path = argv.first().cloned().unwrap_or_default();
-                let by_args = executable_name(&exe_path, &argv);
-                // What the process executes decides, not the name it shows: a prctl'd comm
-                // only counts when the executable cannot be read.
-                let by_file = match self.identity.running_name(row.pid, &argv) {
-                    Some(name) => name,
-                    None => Some(row.comm.clone()),
-                };
-                let hit = std::iter::once(by_args)
-                    .chain(by_file)
-                    .find_map(|name| self.denylist.category(&name).map(|c| (name, c)));
-                if let Some((name, category)) = hit
-                    && alerted.insert(row.pid)
+                if !alerted.contains(&row.pid)
+                    && let Some(hit) = self.denied(&row)
                 {
-                    fresh.push((row, name, category));
+                    alerted.insert(row.pid);
+                    fresh.push((row, hit));
                 }
             }
         }
-        for (row, name, category) in fresh {
-            let alert = Alert::new(
-                Severity::Critical,
-                AlertSource::Processes,
-                format!(
-                    "Suspicious process detected: {name} ({category}) pid {}",
-                    row.pid
-                ),
-            )
-            .with("pid", row.pid)
-            .with("ppid", row.ppid)
-            .with("comm", row.comm.clone())
-            .with("args", row.args.clone())
-            .with("category", category)
-            .with("detected_by", "docker top");
+        for (row, hit) in fresh {
+            let alert = self.judge(&row, &parents, container, hit);
             ctx.alerts.raise(alert).await;
         }
         Ok(())
