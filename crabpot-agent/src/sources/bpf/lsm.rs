@@ -38,12 +38,6 @@ pub enum LsmOutcome {
     Unavailable { reason: String },
 }
 
-impl LsmOutcome {
-    pub fn is_attached(&self) -> bool {
-        matches!(self, LsmOutcome::Attached(_))
-    }
-}
-
 impl fmt::Display for LsmOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
