@@ -45,7 +45,7 @@ ENV HOME=/home/node PATH=/usr/local/bin:/usr/bin:/bin NODE_ENV=production
 USER 1000:1000
 WORKDIR /home/node
 EXPOSE 18789
-HEALTHCHECK --interval=5s --timeout=3s --retries=3 CMD wget -q -O- http://127.0.0.1:18789/healthz || exit 1
+HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 CMD wget -q -O- http://127.0.0.1:18789/healthz || exit 1
 CMD ["openclaw", "gateway", "run", "--allow-unconfigured", "--bind", "lan", "--port", "18789"]
 "#;
 

@@ -1,6 +1,9 @@
 //! Channel 5: the health checker. Reads Docker's health probe log every interval and at
 //! every `health_status` event; CRITICAL after N consecutive failed probes.
 //!
+//! Failures of probes that started inside the health check's start period do not count (as
+//! in Docker: a slow-starting app is not unhealthy yet).
+//!
 //! Docker reports `unhealthy` while a container is paused (its probes cannot run) and keeps
 //! that until the next probe after unpause. So only probes that *started* while the
 //! container was running, after the last resume, are counted.
@@ -89,8 +92,17 @@ impl HealthWatcher {
             return Ok(()); // no HEALTHCHECK configured
         };
         let log = health.log.unwrap_or_default();
-        // Probes of an earlier run of the container are not this run's.
-        let since = self.resumed_at.max(container.started_at);
+        // Probes of an earlier run of the container are not this run's, and, as Docker
+        // counts them, failures inside the health check's start period do not count.
+        let start_period = info
+            .config
+            .as_ref()
+            .and_then(|c| c.healthcheck.as_ref())
+            .and_then(|h| h.start_period)
+            .map(chrono::Duration::nanoseconds)
+            .unwrap_or_default();
+        let started = container.started_at.map(|at| at + start_period);
+        let since = self.resumed_at.max(started);
         let failures = trailing_failures(&log, since);
         let needed = ctx.config.health_failures.max(1);
         if failures < needed {
