@@ -283,10 +283,12 @@ fn ipv4_mapped_ipv6_destinations_follow_the_ipv4_allowlist() {
 }
 
 /// The audit-log record of an open of `path`.
+/// The record of an open of `path`: an audit line, or for a sensitive entry (another
+/// process's environ, cmdline, maps, mem) a WARNING in the alerts log.
 fn proc_open_record(agent: &Agent, path: &str) -> Value {
     let audit = agent.alerts_log.with_file_name("audit.log");
     let wanted = format!("open of {path}");
-    wait_until(&format!("the audit record `{wanted}`"), DEADLINE, || {
+    let in_audit = || {
         std::fs::read_to_string(&audit)
             .ok()?
             .lines()
@@ -294,7 +296,18 @@ fn proc_open_record(agent: &Agent, path: &str) -> Value {
                 let record: Value = serde_json::from_str(line).ok()?;
                 (record["message"] == wanted.as_str()).then_some(record)
             })
-    })
+    };
+    let alerted = || {
+        agent
+            .alerts()
+            .into_iter()
+            .find(|a| a["details"]["rule"] == "sensitive_read" && a["details"]["path"] == path)
+    };
+    wait_until(
+        &format!("the record of the open of {path}"),
+        DEADLINE,
+        || in_audit().or_else(alerted),
+    )
 }
 
 #[test]
