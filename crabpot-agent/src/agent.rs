@@ -54,14 +54,94 @@ pub const ALERT_CAPACITY: usize = 64 * 1024;
 /// How long a clean stop waits for queued alerts to reach the sinks.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
+/// What start-up prepared before any task runs: settings, the open logs, the token, the
+/// Docker client and the kernel side (absent in poll-only mode, with the reason).
+struct Prepared {
+    settings: settings::Settings,
+    config: Arc<crate::config::MonitorConfig>,
+    scanner: LogScanner,
+    log_writer: AlertLogWriter,
+    audit_writer: AlertLogWriter,
+    token: String,
+    docker: bollard::Docker,
+    policy: Arc<Policy>,
+    kernel: Option<kernel_side::KernelSide>,
+    poll_only_reason: Option<String>,
+}
+
+/// The running agent: its tasks, and what a clean stop must drain, in order.
+struct Running {
+    tasks: Vec<JoinHandle<()>>,
+    alerts: AlertSender,
+    stop_router: tokio::sync::oneshot::Sender<()>,
+    router: JoinHandle<()>,
+    audit_task: JoinHandle<()>,
+}
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let prepared = prepare(&args).await?;
+    let (running, kernel_loop, bus, _bus_keepalive) = start(&args, prepared);
+    let outcome = kernel_loop.run(bus).await;
+    systemd::notify("STOPPING=1");
+    stop(running).await;
+    outcome
+}
+
+/// Checks, settings, files and the token; the kernel side loaded (or why not).
+async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
     preflight::require_root()?;
     preflight::raise_memlock();
-    let settings = settings::resolve(&args)?;
+    let settings = settings::resolve(args)?;
     // A bad setting is an error, not a reason to fall back to poll-only mode.
     bpf::loader::check_ring_size(args.ring_buffer_bytes)?;
     let config = Arc::new(settings.monitor.clone());
     let scanner = LogScanner::new(&config.log_patterns)?;
+    let (log_writer, audit_writer) = open_logs(&config)?;
+    check_exposure(args)?;
+    let token_path = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| crate::config::effective_home().join(".crabpot/dashboard.token"));
+    let token = http::load_or_create_token(&token_path).with_context(|| {
+        format!(
+            "cannot read or create the token file {}",
+            token_path.display()
+        )
+    })?;
+    KernelFeatures::probe().report();
+    let docker = docker::connect().await?;
+    let policy = Arc::new(settings.policy.clone());
+    let (kernel, poll_only_reason) = if args.no_bpf {
+        (None, Some("--no-bpf was given".to_string()))
+    } else {
+        match kernel_side::start(args, &policy) {
+            Ok(kernel) => (Some(kernel), None),
+            Err(error) => (None, Some(format!("{error:#}"))),
+        }
+    };
+    if let Some(reason) = &poll_only_reason {
+        tracing::error!(
+            "eBPF unavailable ({reason}): running in poll-only mode (docker top, socket-table \
+             and Docker API channels; no kernel events, no in-kernel blocking)"
+        );
+    }
+    Ok(Prepared {
+        settings,
+        config,
+        scanner,
+        log_writer,
+        audit_writer,
+        token,
+        docker,
+        policy,
+        kernel,
+        poll_only_reason,
+    })
+}
+
+fn open_logs(
+    config: &crate::config::MonitorConfig,
+) -> anyhow::Result<(AlertLogWriter, AlertLogWriter)> {
     let log_writer = AlertLogWriter::open(
         &config.alerts_log,
         config.alerts_log_max_bytes,
@@ -80,6 +160,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         config.alerts_log_keep,
     )
     .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
+    Ok((log_writer, audit_writer))
+}
+
+/// A listener beyond loopback needs `--listen-remote`.
+fn check_exposure(args: &AgentArgs) -> anyhow::Result<()> {
     let exposed = !args.listen.ip().is_loopback()
         || args.metrics_listen.is_some_and(|a| !a.ip().is_loopback());
     if exposed && !args.listen_remote {
@@ -90,47 +175,33 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             args.metrics_listen
         );
     }
-    let token_path = args
-        .token_file
-        .clone()
-        .unwrap_or_else(|| crate::config::effective_home().join(".crabpot/dashboard.token"));
-    let token = http::load_or_create_token(&token_path).with_context(|| {
-        format!(
-            "cannot read or create the token file {}",
-            token_path.display()
-        )
-    })?;
-    KernelFeatures::probe().report();
-    let docker = docker::connect().await?;
-    let policy = Arc::new(settings.policy.clone());
-    let (kernel, poll_only_reason) = if args.no_bpf {
-        (None, Some("--no-bpf was given".to_string()))
-    } else {
-        match kernel_side::start(&args, &policy) {
-            Ok(kernel) => (Some(kernel), None),
-            Err(error) => (None, Some(format!("{error:#}"))),
-        }
-    };
-    if let Some(reason) = &poll_only_reason {
-        tracing::error!(
-            "eBPF unavailable ({reason}): running in poll-only mode (docker top, socket-table \
-             and Docker API channels; no kernel events, no in-kernel blocking)"
-        );
-    }
-    tracing::info!(
-        "crabpot-agent {} started: profiles {}, mode {}, ring buffer {} KiB, alerts to {}, \
-         auto-pause {}",
-        env!("CARGO_PKG_VERSION"),
-        settings.profiles.join("+"),
-        if kernel.is_some() {
-            "ebpf"
-        } else {
-            "poll-only"
-        },
-        args.ring_buffer_bytes / 1024,
-        config.alerts_log.display(),
-        if config.auto_pause { "on" } else { "off" },
-    );
+    Ok(())
+}
+
+/// Start every task: sources, sinks, channels, the HTTP listener; returns the kernel-event
+/// loop to run, its bus, and the sender that keeps the bus open in poll-only mode.
+fn start(
+    args: &AgentArgs,
+    prepared: Prepared,
+) -> (
+    Running,
+    KernelLoop,
+    mpsc::Receiver<crate::bus::BusMessage>,
+    mpsc::Sender<crate::bus::BusMessage>,
+) {
+    let Prepared {
+        settings,
+        config,
+        scanner,
+        log_writer,
+        audit_writer,
+        token,
+        docker,
+        policy,
+        kernel,
+        poll_only_reason,
+    } = prepared;
+    announce(args, &settings, &config, kernel.is_some());
     let layers = kernel_side::layers(&policy, kernel.as_ref());
     report_layers(&policy, &layers);
     let metrics = Arc::new(Metrics::new());
@@ -150,7 +221,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
     let (base_tx, base_rx) = watch::channel(policy.clone());
     let (policy_tx, policy_rx) = watch::channel(policy.clone());
-
     let (guarded_tx, guarded) = watch::channel(None);
     let (docker_events, _) = broadcast::channel(256);
     let tracker = ContainerTracker::new(
@@ -169,8 +239,162 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             enforcer.run(guarded.clone(), policy_rx.clone()),
         ));
     }
-
     let hub = dashboard::Hub::default();
+    let (alerts, stop_router, router) = start_router(
+        args,
+        &config,
+        &docker,
+        &guarded,
+        &metrics,
+        &hub,
+        log_writer,
+        poll_only_reason,
+    );
+    let denylist = Arc::new(Denylist::new(&config.process_denylist));
+    let identity = Arc::new(ExeIdentity::new(&config.process_denylist));
+    let alerted_pids = AlertedPids::default();
+    let probes = crate::policy::origin::Probes::default();
+    let (stats_tx, stats_rx) = watch::channel(None);
+    let ticks = Arc::new(ChannelTicks::default());
+    let ctx = WatchContext {
+        docker: docker.clone(),
+        config: config.clone(),
+        container: guarded.clone(),
+        alerts: alerts.clone(),
+        ticks: ticks.clone(),
+        docker_events,
+    };
+    let channels = Channels {
+        stats_tx,
+        denylist: denylist.clone(),
+        identity: identity.clone(),
+        alerted_pids: alerted_pids.clone(),
+        probes: probes.clone(),
+        allow: allow.clone(),
+        scanner,
+    };
+    tasks.extend(start_channels(ctx, &config, channels));
+    let (bus_tx, bus) = mpsc::channel(BUS_CAPACITY);
+    // Held until the end: in poll-only mode nothing else sends, and the loop must still run.
+    let bus_keepalive = bus_tx.clone();
+    if let (Some(events), Some(dropped)) = (events, dropped) {
+        tasks.extend(start_drain(events, dropped, bus_tx));
+    }
+    let mut rules = KernelRules::new(
+        denylist,
+        identity,
+        config.network_allow.clone(),
+        alerted_pids,
+    )
+    .with_probes(probes);
+    if policy.action(RuleName::Connect) != Action::Off {
+        rules = rules.without_connect_alerts();
+    }
+    let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
+    let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
+    let (trust, trust_rx) = watch::channel(settings.trust);
+    let (trust_resets_tx, trust_resets) = mpsc::channel(8);
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        views: StateViews {
+            container: guarded.clone(),
+            stats: stats_rx,
+            trust: trust_rx,
+            ticks,
+        },
+        token: Arc::new(token),
+        remote: args.listen_remote,
+        info: Arc::new(StaticInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            profiles: settings.profiles.clone(),
+            layers,
+            dashboard_url: String::new(),
+            started_at: crate::alert::now_rfc3339(),
+        }),
+        docker,
+        hub: hub.clone(),
+        trust_resets: trust_resets_tx,
+    };
+    tasks.extend(start_http(args, http_state, hub, &guarded, &metrics));
+    tasks.push(tokio::spawn(systemd::watchdog()));
+    systemd::notify("READY=1");
+    tasks.push(tokio::spawn(reload::on_sighup(
+        args.clone(),
+        base_tx,
+        alerts.clone(),
+    )));
+    let kernel_loop = KernelLoop {
+        args: args.clone(),
+        guarded,
+        rules,
+        policy: policy_rx,
+        alerts: alerts.clone(),
+        audit: audit_tx,
+        trust,
+        trust_resets,
+        metrics,
+        dns: DnsLearner::new(allow),
+    };
+    let running = Running {
+        tasks,
+        alerts,
+        stop_router,
+        router,
+        audit_task,
+    };
+    (running, kernel_loop, bus, bus_keepalive)
+}
+
+/// Stop the producers, then let every queued alert reach the sinks (bounded).
+async fn stop(running: Running) {
+    let Running {
+        tasks,
+        alerts,
+        stop_router,
+        router,
+        audit_task,
+    } = running;
+    for task in tasks {
+        task.abort();
+    }
+    drop(alerts);
+    let _ = stop_router.send(());
+    if tokio::time::timeout(DRAIN_ON_STOP, router).await.is_err() {
+        tracing::warn!("alerts still queued after {DRAIN_ON_STOP:?} at stop");
+    }
+    let _ = tokio::time::timeout(DRAIN_ON_STOP, audit_task).await;
+}
+
+fn announce(
+    args: &AgentArgs,
+    settings: &settings::Settings,
+    config: &crate::config::MonitorConfig,
+    ebpf: bool,
+) {
+    tracing::info!(
+        "crabpot-agent {} started: profiles {}, mode {}, ring buffer {} KiB, alerts to {}, \
+         auto-pause {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.profiles.join("+"),
+        if ebpf { "ebpf" } else { "poll-only" },
+        args.ring_buffer_bytes / 1024,
+        config.alerts_log.display(),
+        if config.auto_pause { "on" } else { "off" },
+    );
+}
+
+/// The alert router (sinks and auto-pause) and the sender every channel raises through.
+#[allow(clippy::too_many_arguments)]
+fn start_router(
+    args: &AgentArgs,
+    config: &crate::config::MonitorConfig,
+    docker: &bollard::Docker,
+    guarded: &watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
+    metrics: &Arc<Metrics>,
+    hub: &dashboard::Hub,
+    log_writer: AlertLogWriter,
+    poll_only_reason: Option<String>,
+) -> (AlertSender, tokio::sync::oneshot::Sender<()>, JoinHandle<()>) {
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
     let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
     if let Some(reason) = poll_only_reason {
@@ -202,100 +426,88 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         dashboard: hub.clone(),
     }
     .start(alerts_rx, router_stop);
+    (alerts, stop_router, router)
+}
 
-    let denylist = Arc::new(Denylist::new(&config.process_denylist));
-    let identity = Arc::new(ExeIdentity::new(&config.process_denylist));
-    let alerted_pids = AlertedPids::default();
-    let probes = crate::policy::origin::Probes::default();
-    let (stats_tx, stats_rx) = watch::channel(None);
-    let ticks = Arc::new(ChannelTicks::default());
-    let ctx_docker = docker.clone();
-    let ctx = WatchContext {
-        docker,
-        config: config.clone(),
-        container: guarded.clone(),
-        alerts: alerts.clone(),
-        ticks: ticks.clone(),
-        docker_events,
-    };
-    tasks.extend([
+/// What the Docker-side channels share with the kernel rules.
+struct Channels {
+    stats_tx: watch::Sender<Option<crate::sources::watchers::stats::StatsSample>>,
+    denylist: Arc<Denylist>,
+    identity: Arc<ExeIdentity>,
+    alerted_pids: AlertedPids,
+    probes: crate::policy::origin::Probes,
+    allow: Option<crate::actions::kernel_allow::SharedAllow>,
+    scanner: LogScanner,
+}
+
+/// The six Docker-side channels.
+fn start_channels(
+    ctx: WatchContext,
+    config: &crate::config::MonitorConfig,
+    channels: Channels,
+) -> Vec<JoinHandle<()>> {
+    vec![
         tokio::spawn(watchers::run_stream(
-            StatsWatcher::new(stats_tx),
+            StatsWatcher::new(channels.stats_tx),
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_polling(
             ProcessPoll::new(
-                denylist.clone(),
-                identity.clone(),
-                alerted_pids.clone(),
+                channels.denylist,
+                channels.identity,
+                channels.alerted_pids,
                 config.process_poll,
             )
-            .with_probes(probes.clone()),
+            .with_probes(channels.probes),
             ctx.clone(),
         )),
         tokio::spawn(watchers::run_polling(
-            NetworkPoll::new(config.network_poll).with_dynamic_allow(allow.clone()),
+            NetworkPoll::new(config.network_poll).with_dynamic_allow(channels.allow),
             ctx.clone(),
         )),
-        tokio::spawn(watchers::run_stream(LogsWatcher::new(scanner), ctx.clone())),
+        tokio::spawn(watchers::run_stream(
+            LogsWatcher::new(channels.scanner),
+            ctx.clone(),
+        )),
         tokio::spawn(HealthWatcher::default().run(ctx.clone())),
-        tokio::spawn(watchers::events::run(ctx.clone())),
-    ]);
-    drop(ctx);
+        tokio::spawn(watchers::events::run(ctx)),
+    ]
+}
 
-    let (bus_tx, bus) = mpsc::channel(BUS_CAPACITY);
-    // Held until the end: in poll-only mode nothing else sends, and the loop must still run.
-    let _bus_keepalive = bus_tx.clone();
-    let bus_tx_for_drops = bus_tx.clone();
-    if let (Some(events), Some(dropped)) = (events, dropped) {
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = bpf::ring::drain(events, bus_tx.clone()).await {
+/// The ring-buffer drain and the drop-counter watch.
+fn start_drain(
+    events: aya::maps::RingBuf<aya::maps::MapData>,
+    dropped: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    bus_tx: mpsc::Sender<crate::bus::BusMessage>,
+) -> Vec<JoinHandle<()>> {
+    let watch_tx = bus_tx.clone();
+    vec![
+        tokio::spawn(async move {
+            if let Err(error) = bpf::ring::drain(events, bus_tx).await {
                 tracing::error!("ring buffer drain stopped: {error:#}");
             }
-        }));
-        let watch_tx = bus_tx_for_drops;
-        tasks.push(tokio::spawn(async move {
+        }),
+        tokio::spawn(async move {
             if let Err(error) = drops::watch(dropped, watch_tx, Duration::from_millis(500)).await {
                 tracing::error!("drop counter watch stopped: {error:#}");
             }
-        }));
-    }
-    let mut rules = KernelRules::new(
-        denylist,
-        identity,
-        config.network_allow.clone(),
-        alerted_pids,
-    )
-    .with_probes(probes);
-    if policy.action(RuleName::Connect) != Action::Off {
-        rules = rules.without_connect_alerts();
-    }
-    let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
-    let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
-    let (trust, trust_rx) = watch::channel(settings.trust);
-    let (trust_resets_tx, trust_resets) = mpsc::channel(8);
-    let dashboard_url = format!("http://{}/?token={token}", args.listen);
-    let http_state = HttpState {
-        metrics: metrics.clone(),
-        views: StateViews {
-            container: guarded.clone(),
-            stats: stats_rx,
-            trust: trust_rx,
-            ticks,
-        },
-        token: Arc::new(token),
-        remote: args.listen_remote,
-        info: Arc::new(StaticInfo {
-            version: env!("CARGO_PKG_VERSION"),
-            profiles: settings.profiles.clone(),
-            layers,
-            dashboard_url: dashboard_url.clone(),
-            started_at: crate::alert::now_rfc3339(),
         }),
-        docker: ctx_docker.clone(),
-        hub: hub.clone(),
-        trust_resets: trust_resets_tx,
-    };
+    ]
+}
+
+/// The HTTP listener (dashboard, /metrics, control), the optional metrics-only listener and
+/// the dashboard's state feed.
+fn start_http(
+    args: &AgentArgs,
+    mut http_state: HttpState,
+    hub: dashboard::Hub,
+    guarded: &watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
+    metrics: &Arc<Metrics>,
+) -> Vec<JoinHandle<()>> {
+    let dashboard_url = format!("http://{}/?token={}", args.listen, http_state.token);
+    if let Some(info) = Arc::get_mut(&mut http_state.info) {
+        info.dashboard_url = dashboard_url.clone();
+    }
     let bpf_mode: serde_json::Value = http_state
         .info
         .layers
@@ -304,7 +516,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .collect::<serde_json::Map<_, _>>()
         .into();
     let counter_source = metrics.clone();
-    tasks.push(tokio::spawn(dashboard::hub::follow_state(
+    let mut tasks = vec![tokio::spawn(dashboard::hub::follow_state(
         hub,
         http_state.views.stats.clone(),
         guarded.clone(),
@@ -314,7 +526,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let (events, dropped) = counter_source.event_counts();
             serde_json::json!({"events": events, "dropped": dropped})
         },
-    )));
+    ))];
     if let Some(address) = args.metrics_listen {
         let router = http::metrics_router(http_state.clone());
         tasks.push(tokio::spawn(async move {
@@ -330,39 +542,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }));
     tracing::info!("status and metrics: http://{listen}/metrics; control: {dashboard_url}");
-    tasks.push(tokio::spawn(systemd::watchdog()));
-    systemd::notify("READY=1");
-    tasks.push(tokio::spawn(reload::on_sighup(
-        args.clone(),
-        base_tx,
-        alerts.clone(),
-    )));
-    let kernel_loop = KernelLoop {
-        args: args.clone(),
-        guarded: guarded.clone(),
-        rules,
-        policy: policy_rx,
-        alerts: alerts.clone(),
-        audit: audit_tx,
-        trust,
-        trust_resets,
-        metrics: metrics.clone(),
-        dns: DnsLearner::new(allow),
-    };
-    let outcome = kernel_loop.run(bus).await;
-    systemd::notify("STOPPING=1");
-
-    // Stop the producers, then let every queued alert reach the sinks.
-    for task in tasks {
-        task.abort();
-    }
-    drop(alerts);
-    let _ = stop_router.send(());
-    if tokio::time::timeout(DRAIN_ON_STOP, router).await.is_err() {
-        tracing::warn!("alerts still queued after {DRAIN_ON_STOP:?} at stop");
-    }
-    let _ = tokio::time::timeout(DRAIN_ON_STOP, audit_task).await;
-    outcome
+    tasks
 }
 
 /// The start-up line that says which layer enforces each rule.

@@ -113,6 +113,7 @@ fn verdict_for_action(action: Action) -> Verdict {
 }
 
 impl ViolationJudge {
+    /// The record each kernel event deserves, one function per event kind.
     pub fn judge(
         &mut self,
         event: &KernelEvent,
@@ -127,170 +128,21 @@ impl ViolationJudge {
                 fstype,
                 verdict,
                 ..
-            } => {
-                self.entries.insert((tid, RuleName::Mount), *verdict);
-                let message = format!(
-                    "mount of {fstype} `{source}` on `{target}` {}",
-                    verdict.as_str()
-                );
-                let alert = record(
-                    Severity::Critical,
-                    RuleName::Mount,
-                    verdict.as_str(),
-                    message,
-                )
-                .with("source", source.clone())
-                .with("target", target.clone())
-                .with("fstype", fstype.clone());
-                let mut judgement = route(*verdict, alert);
-                if *verdict == Verdict::Killed && !target.is_empty() {
-                    judgement.undo_mount = Some(target.clone());
-                }
-                judgement
-            }
+            } => self.mount(tid, source, target, fstype, *verdict),
             EventBody::Ptrace {
                 request,
                 target_pid,
                 verdict,
                 ..
-            } => {
-                if *verdict != Verdict::None {
-                    self.entries.insert((tid, RuleName::Ptrace), *verdict);
-                }
-                let message = format!(
-                    "ptrace request {request} on pid {target_pid} {}",
-                    verdict.as_str()
-                );
-                let alert = record(
-                    Severity::Critical,
-                    RuleName::Ptrace,
-                    verdict.as_str(),
-                    message,
-                )
-                .with("request", *request)
-                .with("target_pid", *target_pid);
-                route(*verdict, alert)
-            }
-            EventBody::NetPolicy {
-                rule,
-                verdict,
-                op,
-                family,
-                sock_type,
-                address,
-                port,
-                ..
-            } => {
-                let message = match address {
-                    Some(address) => net_message(op, *address, *port, None, *verdict),
-                    None => format!(
-                        "socket of family {family} type {sock_type} {}",
-                        verdict.as_str()
-                    ),
-                };
-                let mut alert = record(Severity::Warning, *rule, verdict.as_str(), message)
-                    .with("op", *op)
-                    .with("family", *family)
-                    .with("sock_type", *sock_type);
-                if let Some(address) = address {
-                    alert = alert
-                        .with("address", address.to_string())
-                        .with("port", *port);
-                }
-                route(*verdict, alert)
-            }
-            EventBody::Refused { rule, ret } => {
-                match self.entries.remove(&(tid, *rule)) {
-                    // Seen at entry: that report stands (a block there is already counted).
-                    Some(_) => Judgement::default(),
-                    // Refused before any entry hook ran (seccomp): still a violation.
-                    None => {
-                        let message = format!(
-                            "{} attempt refused by the kernel (errno {}), before any entry hook: \
-                             seccomp or capabilities",
-                            rule.as_str(),
-                            -ret
-                        );
-                        route(
-                            Verdict::Blocked,
-                            record(Severity::Critical, *rule, "refused", message).with("ret", *ret),
-                        )
-                    }
-                }
-            }
+            } => self.ptrace(tid, *request, *target_pid, *verdict),
+            EventBody::NetPolicy { .. } => net_policy(&event.body),
+            EventBody::Refused { rule, ret } => self.refused(tid, *rule, *ret),
             EventBody::Open {
-                path: requested,
-                flags,
-                dirfd,
-                ..
-            } => {
-                // Judge the path the open names, not the spelling it was given in.
-                let effective = open_path::effective(event.header.tgid, *dirfd, requested);
-                let path = &effective.path;
-                let device = policy.watch_devices
-                    && DEVICE_PREFIXES
-                        .iter()
-                        .any(|prefix| path.starts_with(prefix));
-                let mut judgement = if device {
-                    let message = format!("device or display opened: {path}");
-                    route(
-                        Verdict::Alert,
-                        record(Severity::Warning, RuleName::ProcOpen, "alert", message)
-                            .with("rule", "device_open")
-                            .with("path", path.clone()),
-                    )
-                } else if let Some(why) = (policy.action(RuleName::ProcOpen) != Action::Off)
-                    .then(|| sensitive::reason(path, || sensitive::ns_tgid(event.header.tgid)))
-                    .flatten()
-                {
-                    // A warning, not a violation: nothing refused it, but someone should look.
-                    route(
-                        Verdict::Alert,
-                        record(Severity::Warning, RuleName::ProcOpen, "alert", why)
-                            .with("rule", "sensitive_read")
-                            .with("path", path.clone())
-                            .with("flags", *flags),
-                    )
-                } else if path.starts_with("/proc/") {
-                    let verdict = verdict_for_action(policy.action(RuleName::ProcOpen));
-                    let message = format!("open of {path}");
-                    route(
-                        verdict,
-                        record(
-                            Severity::Info,
-                            RuleName::ProcOpen,
-                            verdict.as_str(),
-                            message,
-                        )
-                        .with("path", path.clone())
-                        .with("flags", *flags),
-                    )
-                } else {
-                    Judgement::default()
-                };
-                if path != requested {
-                    let note = |a: Alert| {
-                        a.with("requested_path", requested.clone())
-                            .with("dirfd", *dirfd)
-                            .with("base_unknown", effective.base_unknown)
-                    };
-                    judgement.alert = judgement.alert.map(note);
-                    judgement.audit = judgement.audit.map(note);
-                }
-                judgement
-            }
+                path, flags, dirfd, ..
+            } => open(event.header.tgid, path, *flags, *dirfd, policy),
             // Failed attempts (PATH candidates) ran nothing; the kernel rules summarise them.
             EventBody::Exec { ret, .. } if *ret < 0 => Judgement::default(),
-            EventBody::Exec { filename, argv, .. } => {
-                let verdict = verdict_for_action(policy.action(RuleName::Exec));
-                let message = format!("exec of {filename}");
-                route(
-                    verdict,
-                    record(Severity::Info, RuleName::Exec, verdict.as_str(), message)
-                        .with("filename", filename.clone())
-                        .with("argv", json!(argv)),
-                )
-            }
+            EventBody::Exec { filename, argv, .. } => exec(filename, argv, policy),
             // Learned from by the DNS table before judging; never an alert in itself.
             EventBody::Connect { .. } | EventBody::DnsReply { .. } => Judgement::default(),
         };
@@ -301,6 +153,184 @@ impl ViolationJudge {
         judgement.audit = judgement.audit.map(|a| with_process(a, event, lineage));
         judgement
     }
+
+    fn mount(
+        &mut self,
+        tid: u32,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        verdict: Verdict,
+    ) -> Judgement {
+        self.entries.insert((tid, RuleName::Mount), verdict);
+        let message = format!(
+            "mount of {fstype} `{source}` on `{target}` {}",
+            verdict.as_str()
+        );
+        let alert = record(
+            Severity::Critical,
+            RuleName::Mount,
+            verdict.as_str(),
+            message,
+        )
+        .with("source", source)
+        .with("target", target)
+        .with("fstype", fstype);
+        let mut judgement = route(verdict, alert);
+        if verdict == Verdict::Killed && !target.is_empty() {
+            judgement.undo_mount = Some(target.to_string());
+        }
+        judgement
+    }
+
+    fn ptrace(&mut self, tid: u32, request: i64, target_pid: i64, verdict: Verdict) -> Judgement {
+        if verdict != Verdict::None {
+            self.entries.insert((tid, RuleName::Ptrace), verdict);
+        }
+        let message = format!(
+            "ptrace request {request} on pid {target_pid} {}",
+            verdict.as_str()
+        );
+        let alert = record(
+            Severity::Critical,
+            RuleName::Ptrace,
+            verdict.as_str(),
+            message,
+        )
+        .with("request", request)
+        .with("target_pid", target_pid);
+        route(verdict, alert)
+    }
+
+    fn refused(&mut self, tid: u32, rule: RuleName, ret: i64) -> Judgement {
+        match self.entries.remove(&(tid, rule)) {
+            // Seen at entry: that report stands (a block there is already counted).
+            Some(_) => Judgement::default(),
+            // Refused before any entry hook ran (seccomp): still a violation.
+            None => {
+                let message = format!(
+                    "{} attempt refused by the kernel (errno {}), before any entry hook: \
+                     seccomp or capabilities",
+                    rule.as_str(),
+                    -ret
+                );
+                route(
+                    Verdict::Blocked,
+                    record(Severity::Critical, rule, "refused", message).with("ret", ret),
+                )
+            }
+        }
+    }
+}
+
+fn net_policy(body: &EventBody) -> Judgement {
+    let EventBody::NetPolicy {
+        rule,
+        verdict,
+        op,
+        family,
+        sock_type,
+        address,
+        port,
+        ..
+    } = body
+    else {
+        return Judgement::default();
+    };
+    let message = match address {
+        Some(address) => net_message(op, *address, *port, None, *verdict),
+        None => format!(
+            "socket of family {family} type {sock_type} {}",
+            verdict.as_str()
+        ),
+    };
+    let mut alert = record(Severity::Warning, *rule, verdict.as_str(), message)
+        .with("op", *op)
+        .with("family", *family)
+        .with("sock_type", *sock_type);
+    if let Some(address) = address {
+        alert = alert
+            .with("address", address.to_string())
+            .with("port", *port);
+    }
+    route(*verdict, alert)
+}
+
+/// Opens are judged on the path they name, not the spelling they were given in.
+fn open(tgid: u32, requested: &str, flags: i32, dirfd: i32, policy: &Policy) -> Judgement {
+    let effective = open_path::effective(tgid, dirfd, requested);
+    let path = &effective.path;
+    let mut judgement = open_of(tgid, path, flags, policy);
+    if path != requested {
+        let note = |a: Alert| {
+            a.with("requested_path", requested)
+                .with("dirfd", dirfd)
+                .with("base_unknown", effective.base_unknown)
+        };
+        judgement.alert = judgement.alert.map(note);
+        judgement.audit = judgement.audit.map(note);
+    }
+    judgement
+}
+
+fn open_of(tgid: u32, path: &str, flags: i32, policy: &Policy) -> Judgement {
+    let device = policy.watch_devices
+        && DEVICE_PREFIXES
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
+    if device {
+        let message = format!("device or display opened: {path}");
+        return route(
+            Verdict::Alert,
+            record(Severity::Warning, RuleName::ProcOpen, "alert", message)
+                .with("rule", "device_open")
+                .with("path", path),
+        );
+    }
+    let watching = policy.action(RuleName::ProcOpen) != Action::Off;
+    if let Some(why) = watching
+        .then(|| sensitive::reason(path, || sensitive::ns_tgid(tgid)))
+        .flatten()
+    {
+        // A warning, not a violation: nothing refused it, but someone should look.
+        return route(
+            Verdict::Alert,
+            record(Severity::Warning, RuleName::ProcOpen, "alert", why)
+                .with("rule", "sensitive_read")
+                .with("path", path)
+                .with("flags", flags),
+        );
+    }
+    if !path.starts_with("/proc/") {
+        return Judgement::default();
+    }
+    let verdict = verdict_for_action(policy.action(RuleName::ProcOpen));
+    route(
+        verdict,
+        record(
+            Severity::Info,
+            RuleName::ProcOpen,
+            verdict.as_str(),
+            format!("open of {path}"),
+        )
+        .with("path", path)
+        .with("flags", flags),
+    )
+}
+
+fn exec(filename: &str, argv: &[String], policy: &Policy) -> Judgement {
+    let verdict = verdict_for_action(policy.action(RuleName::Exec));
+    route(
+        verdict,
+        record(
+            Severity::Info,
+            RuleName::Exec,
+            verdict.as_str(),
+            format!("exec of {filename}"),
+        )
+        .with("filename", filename)
+        .with("argv", json!(argv)),
+    )
 }
 
 #[cfg(test)]
