@@ -208,37 +208,16 @@ fn start(
     for (rule, layer) in &layers {
         metrics.layer(rule, layer);
     }
-    let allow = kernel.as_ref().map(|k| k.enforcer.allow());
-    let (events, dropped, cgroups, enforcer) = match kernel {
-        Some(k) => (
-            Some(k.events),
-            Some(k.dropped),
-            Some(k.cgroups),
-            Some(k.enforcer),
-        ),
-        None => (None, None, None, None),
-    };
-    // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
-    let (base_tx, base_rx) = watch::channel(policy.clone());
-    let (policy_tx, policy_rx) = watch::channel(policy.clone());
-    let (guarded_tx, guarded) = watch::channel(None);
-    let (docker_events, _) = broadcast::channel(256);
-    let tracker = ContainerTracker::new(
-        docker.clone(),
-        config.container.clone(),
-        cgroups,
-        guarded_tx,
-        docker_events.clone(),
-    );
-    let mut tasks: Vec<JoinHandle<()>> = vec![
-        tokio::spawn(tracker.run()),
-        tokio::spawn(hosts::keep_resolved(base_rx, policy_tx)),
-    ];
-    if let Some(enforcer) = enforcer {
-        tasks.push(tokio::spawn(
-            enforcer.run(guarded.clone(), policy_rx.clone()),
-        ));
-    }
+    let Sources {
+        mut tasks,
+        allow,
+        events,
+        dropped,
+        base_tx,
+        policy_rx,
+        guarded,
+        docker_events,
+    } = start_sources(&config, &docker, &policy, kernel);
     let hub = dashboard::Hub::default();
     let (alerts, stop_router, router) = start_router(
         args,
@@ -280,16 +259,7 @@ fn start(
     if let (Some(events), Some(dropped)) = (events, dropped) {
         tasks.extend(start_drain(events, dropped, bus_tx));
     }
-    let mut rules = KernelRules::new(
-        denylist,
-        identity,
-        config.network_allow.clone(),
-        alerted_pids,
-    )
-    .with_probes(probes);
-    if policy.action(RuleName::Connect) != Action::Off {
-        rules = rules.without_connect_alerts();
-    }
+    let rules = kernel_rules(&config, &policy, denylist, identity, alerted_pids, probes);
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
     let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
     let (trust, trust_rx) = watch::channel(settings.trust);
@@ -304,13 +274,7 @@ fn start(
         },
         token: Arc::new(token),
         remote: args.listen_remote,
-        info: Arc::new(StaticInfo {
-            version: env!("CARGO_PKG_VERSION"),
-            profiles: settings.profiles.clone(),
-            layers,
-            dashboard_url: String::new(),
-            started_at: crate::alert::now_rfc3339(),
-        }),
+        info: static_info(&settings, layers),
         docker,
         hub: hub.clone(),
         trust_resets: trust_resets_tx,
@@ -343,6 +307,102 @@ fn start(
         audit_task,
     };
     (running, kernel_loop, bus, bus_keepalive)
+}
+
+/// The sources every later part follows: the container tracker (the guarded container and
+/// its Docker events), the host-name resolver, the in-kernel enforcer.
+struct Sources {
+    tasks: Vec<JoinHandle<()>>,
+    allow: Option<crate::actions::kernel_allow::SharedAllow>,
+    events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+    dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
+    base_tx: watch::Sender<Arc<Policy>>,
+    policy_rx: watch::Receiver<Arc<Policy>>,
+    guarded: watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
+    docker_events: broadcast::Sender<crate::sources::container::DockerEvent>,
+}
+
+fn start_sources(
+    config: &crate::config::MonitorConfig,
+    docker: &bollard::Docker,
+    policy: &Arc<Policy>,
+    kernel: Option<kernel_side::KernelSide>,
+) -> Sources {
+    let allow = kernel.as_ref().map(|k| k.enforcer.allow());
+    let (events, dropped, cgroups, enforcer) = match kernel {
+        Some(k) => (
+            Some(k.events),
+            Some(k.dropped),
+            Some(k.cgroups),
+            Some(k.enforcer),
+        ),
+        None => (None, None, None, None),
+    };
+    // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
+    let (base_tx, base_rx) = watch::channel(policy.clone());
+    let (policy_tx, policy_rx) = watch::channel(policy.clone());
+    let (guarded_tx, guarded) = watch::channel(None);
+    let (docker_events, _) = broadcast::channel(256);
+    let tracker = ContainerTracker::new(
+        docker.clone(),
+        config.container.clone(),
+        cgroups,
+        guarded_tx,
+        docker_events.clone(),
+    );
+    let mut tasks: Vec<JoinHandle<()>> = vec![
+        tokio::spawn(tracker.run()),
+        tokio::spawn(hosts::keep_resolved(base_rx, policy_tx)),
+    ];
+    if let Some(enforcer) = enforcer {
+        tasks.push(tokio::spawn(
+            enforcer.run(guarded.clone(), policy_rx.clone()),
+        ));
+    }
+    Sources {
+        tasks,
+        allow,
+        events,
+        dropped,
+        base_tx,
+        policy_rx,
+        guarded,
+        docker_events,
+    }
+}
+
+/// The exec/connect rules of the kernel-event loop, sharing the denylist and identities
+/// with the `docker top` backstop.
+fn kernel_rules(
+    config: &crate::config::MonitorConfig,
+    policy: &Policy,
+    denylist: Arc<Denylist>,
+    identity: Arc<ExeIdentity>,
+    alerted_pids: AlertedPids,
+    probes: crate::policy::origin::Probes,
+) -> KernelRules {
+    let rules = KernelRules::new(
+        denylist,
+        identity,
+        config.network_allow.clone(),
+        alerted_pids,
+    )
+    .with_probes(probes);
+    if policy.action(RuleName::Connect) != Action::Off {
+        rules.without_connect_alerts()
+    } else {
+        rules
+    }
+}
+
+fn static_info(settings: &settings::Settings, layers: Vec<(String, String)>) -> Arc<StaticInfo> {
+    Arc::new(StaticInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        profiles: settings.profiles.clone(),
+        layers,
+        dashboard_url: String::new(),
+        started_at: crate::alert::now_rfc3339(),
+    })
 }
 
 /// Stop the producers, then let every queued alert reach the sinks (bounded).
@@ -394,7 +454,11 @@ fn start_router(
     hub: &dashboard::Hub,
     log_writer: AlertLogWriter,
     poll_only_reason: Option<String>,
-) -> (AlertSender, tokio::sync::oneshot::Sender<()>, JoinHandle<()>) {
+) -> (
+    AlertSender,
+    tokio::sync::oneshot::Sender<()>,
+    JoinHandle<()>,
+) {
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
     let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
     if let Some(reason) = poll_only_reason {
