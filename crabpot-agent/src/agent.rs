@@ -186,8 +186,8 @@ fn start(
 ) -> (
     Running,
     KernelLoop,
-    mpsc::Receiver<crate::bus::BusMessage>,
-    mpsc::Sender<crate::bus::BusMessage>,
+    mpsc::Receiver<crate::sources::bpf::bus::BusMessage>,
+    mpsc::Sender<crate::sources::bpf::bus::BusMessage>,
 ) {
     let Prepared {
         settings,
@@ -542,7 +542,7 @@ fn start_channels(
 fn start_drain(
     events: aya::maps::RingBuf<aya::maps::MapData>,
     dropped: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-    bus_tx: mpsc::Sender<crate::bus::BusMessage>,
+    bus_tx: mpsc::Sender<crate::sources::bpf::bus::BusMessage>,
 ) -> Vec<JoinHandle<()>> {
     let watch_tx = bus_tx.clone();
     vec![

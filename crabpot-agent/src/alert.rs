@@ -83,6 +83,23 @@ pub struct Alert {
     /// Structured context: pid, comm, lineage, address…
     #[serde(default)]
     pub details: Map<String, Value>,
+    /// What the agent acts on, typed (a misspelt key cannot silently stop a freeze or a
+    /// count). Written to `details` too, so the JSON-lines format is unchanged.
+    #[serde(skip)]
+    pub control: Control,
+}
+
+/// The control data of an alert: read by the router, auto-pause and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Announces a quarantine: freeze even without auto-pause.
+    pub quarantine: bool,
+    /// The follow-up that announces an auto-pause (never pauses again).
+    pub follow_up: bool,
+    /// The kernel's timestamp of the event behind it (detection latency).
+    pub kernel_ts_ns: Option<u64>,
+    /// A kernel decision to count: (rule, verdict).
+    pub decision: Option<(&'static str, &'static str)>,
 }
 
 /// Longest message an alert carries, in characters; longer text is cut with a marker.
@@ -156,7 +173,32 @@ impl Alert {
             container: String::new(),
             container_id: String::new(),
             details: Map::new(),
+            control: Control::default(),
         }
+    }
+
+    /// Mark the alert as a quarantine announcement.
+    pub fn quarantine(mut self) -> Self {
+        self.control.quarantine = true;
+        self.with("quarantine", true)
+    }
+
+    /// Mark the alert as the follow-up of an auto-pause.
+    pub fn follow_up(mut self) -> Self {
+        self.control.follow_up = true;
+        self.with("auto_pause", true)
+    }
+
+    /// The kernel timestamp of the event behind the alert.
+    pub fn kernel_ts(mut self, ns: u64) -> Self {
+        self.control.kernel_ts_ns = Some(ns);
+        self.with("kernel_ts_ns", ns)
+    }
+
+    /// The rule and verdict of a kernel decision (also in `details`).
+    pub fn decision(mut self, rule: &'static str, verdict: &'static str) -> Self {
+        self.control.decision = Some((rule, verdict));
+        self.with("rule", rule).with("verdict", verdict)
     }
 
     /// Add one detail.

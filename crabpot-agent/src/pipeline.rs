@@ -14,9 +14,9 @@ use tokio::{
 };
 
 use crate::{
+    sources::bpf::bus::BusMessage,
     actions::undo::{UndoOutcome, unmount_in_container},
     alert::{Alert, AlertSource, Severity},
-    bus::BusMessage,
     cli::AgentArgs,
     policy::{
         kernel_rules::KernelRules,
@@ -34,8 +34,6 @@ use crate::{
     },
 };
 
-/// Marks the alert that announces a quarantine; it freezes even without auto-pause.
-pub const QUARANTINE: &str = "quarantine";
 
 pub struct KernelLoop {
     pub args: AgentArgs,
@@ -262,17 +260,15 @@ impl KernelLoop {
             }
         }
         if let Some(record) = judgement.audit {
-            if let Some(rule) = record.details.get("rule").and_then(|v| v.as_str()) {
+            if let Some((rule, _)) = record.control.decision {
                 self.metrics.decision(rule, "logged");
             }
             let record = self.alerts.stamp(record);
             let _ = self.audit.send(Arc::new(record)).await;
         }
         if let Some(alert) = judgement.alert {
-            if let (Some(rule), Some(verdict)) = (
-                alert.details.get("rule").and_then(|v| v.as_str()),
-                alert.details.get("verdict").and_then(|v| v.as_str()),
-            ) && matches!(verdict, "blocked" | "killed" | "refused" | "audit")
+            if let Some((rule, verdict)) = alert.control.decision
+                && matches!(verdict, "blocked" | "killed" | "refused" | "audit")
             {
                 self.metrics.decision(rule, verdict);
             }
@@ -338,7 +334,7 @@ impl KernelLoop {
                     trust.score, trust.quarantine_below, trust.violations
                 ),
             )
-            .with(QUARANTINE, true)
+            .quarantine()
             .with("trust_score", trust.score)
             .with("violations", trust.violations);
             self.alerts.raise(alert).await;

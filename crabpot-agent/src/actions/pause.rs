@@ -16,9 +16,6 @@ use crate::{
     sources::{container::GuardedContainer, watchers::AlertSender},
 };
 
-/// Marks the follow-up alert so it does not trigger another pause.
-pub const FOLLOW_UP: &str = "auto_pause";
-
 /// How long after Docker was asked to stop a run it counts as stopping. Longer than
 /// Docker's default 10 s stop timeout (after which it sends SIGKILL); bounded so a
 /// `docker kill -s TERM` that the process survives does not disable freezing for good.
@@ -26,7 +23,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Whether an alert should freeze the container.
 pub fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
-    if alert.severity != Severity::Critical || alert.details.contains_key(FOLLOW_UP) {
+    if alert.severity != Severity::Critical || alert.control.follow_up {
         return false;
     }
     if container.paused {
@@ -81,7 +78,7 @@ pub async fn run(
                         trigger.message
                     ),
                 )
-                .with(FOLLOW_UP, true)
+                .follow_up()
                 .with("trigger_source", trigger.source.as_str())
                 .with("trigger_message", trigger.message.clone());
                 alerts.raise(alert).await;
@@ -97,7 +94,7 @@ pub async fn run(
                     AlertSource::Policy,
                     format!("Auto-pause failed: {error}"),
                 )
-                .with(FOLLOW_UP, true)
+                .follow_up()
                 .with("trigger_message", trigger.message.clone());
                 alerts.raise(alert).await;
             }
@@ -137,7 +134,7 @@ mod tests {
         );
         let warning = Alert::new(Severity::Warning, AlertSource::Network, "x");
         assert!(!should_pause(&warning, &container(false, 100)));
-        let follow_up = shell.clone().with(FOLLOW_UP, true);
+        let follow_up = shell.clone().follow_up();
         assert!(!should_pause(&follow_up, &container(false, 100)));
         let died_before_restart = Alert::new(Severity::Critical, AlertSource::Events, "die")
             .with("event_time_nano", 50_000_000_000i64);

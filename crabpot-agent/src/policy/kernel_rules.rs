@@ -56,7 +56,7 @@ fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Al
         .with("uid", h.uid)
         .with("comm", h.comm.clone())
         .with("lineage", json!(lineage))
-        .with("kernel_ts_ns", h.ts_ns)
+        .kernel_ts(h.ts_ns)
         .with("detected_by", "ebpf")
 }
 

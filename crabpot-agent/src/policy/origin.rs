@@ -23,21 +23,6 @@ use crate::{
 /// Trusted health-probe processes kept at most (bounds memory; probes are short-lived).
 const MAX_PROBES: usize = 1024;
 
-/// The argv Docker runs for a `Config.Healthcheck.Test`: `["CMD", a, b…]` is `a b…`,
-/// `["CMD-SHELL", cmd]` is the container's `Config.Shell` (`/bin/sh -c` unless a `SHELL`
-/// instruction set another) then `cmd`; `NONE` or an empty test is no probe.
-pub fn health_argv(test: &[String], shell: Option<&[String]>) -> Option<Vec<String>> {
-    let default_shell = ["/bin/sh".to_string(), "-c".to_string()];
-    let shell = shell.filter(|s| !s.is_empty()).unwrap_or(&default_shell);
-    match test.split_first() {
-        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
-        Some((kind, [command])) if kind == "CMD-SHELL" => {
-            Some(shell.iter().chain([command]).cloned().collect())
-        }
-        _ => None,
-    }
-}
-
 /// Whether an exec's argv, as the kernel captured it (the first [`ARGV_COUNT`] entries,
 /// each cut to `ARG_LEN - 1` bytes), is `expected`.
 pub fn kernel_argv_matches(seen: &[String], expected: &[String]) -> bool {
@@ -267,6 +252,7 @@ pub fn main_process_alert(filename: &str, name: &str, category: &str) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::container::health_argv;
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

@@ -45,14 +45,12 @@ pub struct ViolationJudge {
     entries: HashMap<(u32, RuleName), Verdict>,
 }
 
-fn record(severity: Severity, rule: RuleName, verdict: &str, message: String) -> Alert {
+fn record(severity: Severity, rule: RuleName, verdict: &'static str, message: String) -> Alert {
     let source = match rule {
         RuleName::Connect | RuleName::Socket => AlertSource::Network,
         _ => AlertSource::Syscalls,
     };
-    Alert::new(severity, source, message)
-        .with("rule", rule.as_str())
-        .with("verdict", verdict)
+    Alert::new(severity, source, message).decision(rule.as_str(), verdict)
 }
 
 fn with_process(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
@@ -63,7 +61,7 @@ fn with_process(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Aler
         .with("comm", h.comm.clone())
         .with("uid", h.uid)
         .with("lineage", json!(lineage))
-        .with("kernel_ts_ns", h.ts_ns)
+        .kernel_ts(h.ts_ns)
 }
 
 /// "connect to 93.184.216.34:443 (example.com) blocked (not in the allowlist)": the

@@ -166,7 +166,7 @@ impl Metrics {
         self.alerts
             .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
             .inc();
-        if let Some(ts) = alert.details.get("kernel_ts_ns").and_then(|v| v.as_u64())
+        if let Some(ts) = alert.control.kernel_ts_ns
             && monotonic_now_ns >= ts
         {
             self.latency.observe((monotonic_now_ns - ts) as f64 / 1e9);

@@ -11,7 +11,6 @@ use tokio::{
 use crate::{
     actions,
     alert::{Alert, Severity},
-    pipeline::QUARANTINE,
     sinks::{
         alert_log::{self, AlertLogWriter},
         dashboard,
@@ -88,7 +87,7 @@ impl AlertRouter {
                 // Container output is hostile: no alert is bigger than a bound.
                 let alert = alert.bounded();
                 metrics.alert(&alert, monotonic_ns());
-                let quarantine = alert.details.contains_key(QUARANTINE);
+                let quarantine = alert.control.quarantine;
                 if (auto_pause && alert.severity == Severity::Critical) || quarantine {
                     // Full only if pausing is already far behind: it is in hand.
                     let _ = pause_tx.try_send(alert.clone());

@@ -15,7 +15,6 @@ use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
 
 use crate::{
-    policy::origin::health_argv,
     sources::{
         cgroup::{ProcessCgroup, cgroup_of_pid},
         docker::is_not_found,
@@ -297,4 +296,19 @@ fn launch_spec(found: &ContainerInspectResponse) -> (Vec<String>, Option<Vec<Str
 /// The 12-character short form of a container id.
 pub fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
+}
+
+/// The argv Docker runs for a `Config.Healthcheck.Test`: `["CMD", a, b…]` is `a b…`,
+/// `["CMD-SHELL", cmd]` is the container's `Config.Shell` (`/bin/sh -c` unless a `SHELL`
+/// instruction set another) then `cmd`; `NONE` or an empty test is no probe.
+pub fn health_argv(test: &[String], shell: Option<&[String]>) -> Option<Vec<String>> {
+    let default_shell = ["/bin/sh".to_string(), "-c".to_string()];
+    let shell = shell.filter(|s| !s.is_empty()).unwrap_or(&default_shell);
+    match test.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+        Some((kind, [command])) if kind == "CMD-SHELL" => {
+            Some(shell.iter().chain([command]).cloned().collect())
+        }
+        _ => None,
+    }
 }

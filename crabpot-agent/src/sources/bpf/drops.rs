@@ -6,7 +6,7 @@ use crabpot_common::EventKind;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::bus::BusMessage;
+use crate::sources::bpf::bus::BusMessage;
 
 /// Records the kernel could not reserve, in total and by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -5,7 +5,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::{bus::BusMessage, sources::bpf::decode};
+use crate::sources::bpf::{bus::BusMessage, decode};
 
 /// Most records handed to the pipeline at once.
 pub const BATCH: usize = 256;

@@ -1,4 +1,5 @@
-//! What the sources hand to the rest of the agent.
+//! What the kernel source hands to the rest of the agent (it lives with the source, so the
+//! source never imports its consumers).
 use crate::sources::bpf::{DecodeError, KernelEvent, drops::DropReport};
 
 #[derive(Debug)]
