@@ -14,7 +14,6 @@ use tokio::{
 };
 
 use crate::{
-    sources::bpf::bus::BusMessage,
     actions::undo::{UndoOutcome, unmount_in_container},
     alert::{Alert, AlertSource, Severity},
     cli::AgentArgs,
@@ -29,11 +28,11 @@ use crate::{
         event_printer::{EventFormat, ObservedEvent, format_line, print_line},
         metrics::Metrics,
     },
+    sources::bpf::bus::BusMessage,
     sources::{
         bpf::KernelEvent, container::GuardedContainer, lineage::ProcessTable, watchers::AlertSender,
     },
 };
-
 
 pub struct KernelLoop {
     pub args: AgentArgs,

@@ -14,7 +14,10 @@ fn module_of(relative: &Path) -> String {
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts.join("::")
@@ -125,6 +128,9 @@ fn no_file_imports_a_file_that_imports_it_back() {
             }
         }
     }
-    assert!(graph.len() > 20, "the scan found too few modules: {graph:?}");
+    assert!(
+        graph.len() > 20,
+        "the scan found too few modules: {graph:?}"
+    );
     assert_eq!(has_cycle(&graph), None, "an import cycle between files");
 }

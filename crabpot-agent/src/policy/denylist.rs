@@ -1,8 +1,6 @@
 //! Which executables must not run in the container, judged by what is executed.
 use std::collections::HashMap;
 
-use crate::policy::exe_identity::{MULTICALL, applet};
-
 /// The name a process really runs as: the basename of the executed path, or for a
 /// multi-call binary (and for `/proc/self/exe`, which busybox uses to run its own applets)
 /// the basename of argv[0].
@@ -21,6 +19,22 @@ pub fn executable_name(exec_path: &str, argv: &[String]) -> String {
 
 pub fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Multi-call binaries: the applet they run is named by argv[0].
+pub const MULTICALL: &[&str] = &["busybox", "toybox"];
+
+/// The applet a multi-call binary runs: the basename of argv[0], or of argv[1] when argv[0]
+/// names the binary itself (busybox accepts any name starting with "busybox").
+pub fn applet(argv: &[String]) -> String {
+    let first = argv.first().map(|a| basename(a)).unwrap_or("");
+    if first.is_empty() || MULTICALL.iter().any(|m| first.starts_with(m)) {
+        return match argv.get(1) {
+            Some(next) if !next.starts_with('-') => basename(next).to_string(),
+            _ => first.to_string(),
+        };
+    }
+    first.to_string()
 }
 
 /// The denylist with a category for each built-in name.

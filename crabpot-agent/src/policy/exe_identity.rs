@@ -20,12 +20,10 @@ use std::{
 };
 
 use crate::policy::{
-    denylist::{basename, builtin_category, executable_name},
+    denylist::{MULTICALL, applet, basename, builtin_category, executable_name},
     exe_files::{open_at_root, open_in_container, open_regular, open_root, shebang},
 };
 
-/// Multi-call binaries: the applet they run is named by argv[0].
-pub const MULTICALL: &[&str] = &["busybox", "toybox"];
 const BIN_DIRS: &[&str] = &["/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin"];
 const AT_FDCWD: i32 = -100;
 const AT_EMPTY_PATH: u32 = 0x1000;
@@ -54,19 +52,6 @@ impl Identity {
             Identity::Program(name) => name.clone(),
         }
     }
-}
-
-/// The applet a multi-call binary runs: the basename of argv[0], or of argv[1] when argv[0]
-/// names the binary itself (busybox accepts any name starting with "busybox").
-pub fn applet(argv: &[String]) -> String {
-    let first = argv.first().map(|a| basename(a)).unwrap_or("");
-    if first.is_empty() || MULTICALL.iter().any(|m| first.starts_with(m)) {
-        return match argv.get(1) {
-            Some(next) if !next.starts_with('-') => basename(next).to_string(),
-            _ => first.to_string(),
-        };
-    }
-    first.to_string()
 }
 
 /// What [`ExeIdentity::exec_names`] found out about an exec.

@@ -14,11 +14,9 @@ use bollard::{
 use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
 
-use crate::{
-    sources::{
-        cgroup::{ProcessCgroup, cgroup_of_pid},
-        docker::is_not_found,
-    },
+use crate::sources::{
+    cgroup::{ProcessCgroup, cgroup_of_pid},
+    docker::is_not_found,
 };
 
 /// The container as last resolved.

@@ -1,11 +1,20 @@
 //! What the kernel source hands to the rest of the agent (it lives with the source, so the
 //! source never imports its consumers).
-use crate::sources::bpf::{DecodeError, KernelEvent, drops::DropReport};
+use serde::Serialize;
+
+use crate::sources::bpf::decode::{DecodeError, KernelEvent};
+
+/// Records the kernel could not reserve, in total and by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DropReport {
+    pub total: u64,
+    pub by_kind: Vec<(String, u64)>,
+}
 
 #[derive(Debug)]
 pub enum BusMessage {
     /// Decoded events from the kernel programs, in ring-buffer order (a batch of at most
-    /// [`crate::sources::bpf::ring::BATCH`]).
+    /// `ring::BATCH`).
     Kernel(Vec<KernelEvent>),
     /// The kernel dropped records because the ring buffer was full (running totals).
     KernelDrops(DropReport),

@@ -3,17 +3,10 @@ use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray};
 use crabpot_common::EventKind;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::sources::bpf::bus::BusMessage;
-
-/// Records the kernel could not reserve, in total and by kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DropReport {
-    pub total: u64,
-    pub by_kind: Vec<(String, u64)>,
-}
+pub use crate::sources::bpf::bus::DropReport;
 
 /// Sum the per-CPU counters of every kind.
 pub fn read_drops(map: &PerCpuArray<MapData, u64>) -> Result<DropReport, aya::maps::MapError> {
