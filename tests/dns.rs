@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use crabpot_integration_tests::{TestContainer, container::docker, enforced};
+use crabpot_integration_tests::{Agent, TestContainer, container::docker, enforced};
 use serde_json::Value;
 
 /// Where `blocked.test` points: TEST-NET-1, never reachable; the hook refuses it first.
@@ -154,17 +154,9 @@ fn answers_for_allowed_names_open_the_way_and_blocked_names_are_named() {
     );
 
     // The lookup goes to the resolver (allowed) and its answer is learned.
-    let (code, out) = container.exec_output(&["nslookup", "allowed.test"]);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&gateway.to_string()), "{out}");
-    agent.wait_for_log(
-        &[&format!("DNS: {gateway}/32 allowed for allowed.test")],
-        Duration::from_secs(5),
-    );
-    let url = format!("http://{gateway}:{port}/");
-    let (code, out) = container.exec_output(&["wget", "-q", "-O", "-", &url]);
-    assert_eq!(code, 0, "the learned address is reachable: {out}");
-    assert!(out.contains("reachable"), "{out}");
+    let (lookup, fetched) = learn_and_reach(&container, &agent, gateway, port);
+    assert!(lookup.contains(&gateway.to_string()), "{lookup}");
+    assert!(fetched.contains("reachable"), "{fetched}");
 
     // blocked.test resolves (DNS is allowed) but its address is not allowed: blocked, and
     // the alert names the host name it came from.
@@ -231,15 +223,7 @@ fn replies_through_dockers_embedded_resolver_are_learned_too() {
         &["DNS: no resolver outside loopback"],
         Duration::from_secs(5),
     );
-    let (code, out) = container.exec_output(&["nslookup", "allowed.test"]);
-    assert_eq!(code, 0, "{out}");
-    agent.wait_for_log(
-        &[&format!("DNS: {gateway}/32 allowed for allowed.test")],
-        Duration::from_secs(5),
-    );
-    let url = format!("http://{gateway}:{port}/");
-    let (code, out) = container.exec_output(&["wget", "-q", "-O", "-", &url]);
-    assert_eq!(code, 0, "the learned address is reachable: {out}");
+    learn_and_reach(&container, &agent, gateway, port);
     assert!(connect_alerts(&agent.alerts()).is_empty());
 }
 
@@ -314,4 +298,24 @@ fn replies_the_container_forges_to_itself_allow_nothing() {
         a["details"]["rule"] == "connect" && a["details"]["address"] == FORGED_ADDRESS.to_string()
     });
     assert!(alert["details"].get("dns_name").is_none(), "{alert}");
+}
+
+/// Look `allowed.test` up in the container, wait until the agent learned its address, and
+/// fetch from it: the lookup's output and what the server answered.
+fn learn_and_reach(
+    container: &TestContainer,
+    agent: &Agent,
+    gateway: std::net::Ipv4Addr,
+    port: u16,
+) -> (String, String) {
+    let (code, lookup) = container.exec_output(&["nslookup", "allowed.test"]);
+    assert_eq!(code, 0, "{lookup}");
+    agent.wait_for_log(
+        &[&format!("DNS: {gateway}/32 allowed for allowed.test")],
+        Duration::from_secs(5),
+    );
+    let url = format!("http://{gateway}:{port}/");
+    let (code, out) = container.exec_output(&["wget", "-q", "-O", "-", &url]);
+    assert_eq!(code, 0, "the learned address is reachable: {out}");
+    (lookup, out)
 }
