@@ -103,15 +103,15 @@ pub struct Control {
 }
 
 /// Longest message an alert carries, in characters; longer text is cut with a marker.
-pub const MAX_MESSAGE_CHARS: usize = 2048;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 2048;
 /// Longest string in an alert's details, in characters.
-pub const MAX_DETAIL_CHARS: usize = 1024;
+pub(crate) const MAX_DETAIL_CHARS: usize = 1024;
 /// Most items kept in a list or object in an alert's details.
-pub const MAX_DETAIL_ITEMS: usize = 64;
+pub(crate) const MAX_DETAIL_ITEMS: usize = 64;
 
 /// The first `max` characters of `text`, and when more followed, a marker saying how many
 /// bytes were cut: container output is hostile and may be arbitrarily long.
-pub fn truncate_marked(text: &str, max: usize) -> String {
+pub(crate) fn truncate_marked(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…[truncated {} bytes]", &text[..end], text.len() - end),
         None => text.to_string(),

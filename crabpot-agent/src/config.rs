@@ -38,7 +38,7 @@ pub struct MonitorConfig {
     pub alerts_log_keep: usize,
 }
 
-pub const DEFAULT_DENYLIST: &[&str] = &[
+pub(crate) const DEFAULT_DENYLIST: &[&str] = &[
     // shells
     "sh", "bash", "dash", "zsh", "ash", "ksh", "fish", "csh", "tcsh", "hush",
     // scripting runtimes
@@ -47,7 +47,7 @@ pub const DEFAULT_DENYLIST: &[&str] = &[
     "gcc", "cc", "make", "ld",
 ];
 
-pub const DEFAULT_ALLOW: &[&str] = &["127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"];
+pub(crate) const DEFAULT_ALLOW: &[&str] = &["127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"];
 
 /// The guide's patterns plus the signs of a steered AI agent.
 pub fn default_log_patterns() -> Vec<LogPattern> {
@@ -135,7 +135,7 @@ pub fn effective_home() -> PathBuf {
 
 /// `pw_dir` of `uid`, read with `getpwuid_r` into a buffer of our own.
 fn home_of(uid: libc::uid_t) -> Option<PathBuf> {
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut buffer = vec![libc::c_char::default(); 16 * 1024];
     // SAFETY: passwd is plain old data; getpwuid_r fills it.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::passwd = std::ptr::null_mut();

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Where the file is looked for when `--config` is not given, in order.
-pub fn default_locations() -> Vec<PathBuf> {
+pub(crate) fn default_locations() -> Vec<PathBuf> {
     vec![
         PathBuf::from("/etc/crabpot/monitor.yml"),
         crate::config::effective_home().join(".crabpot/config/monitor.yml"),
@@ -225,7 +225,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,

@@ -6,8 +6,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub const UNIT: &str = include_str!("../../deploy/crabpot-agent.service");
-pub const EXAMPLE_CONFIG: &str = include_str!("../../deploy/monitor.example.yml");
+pub(crate) const UNIT: &str = include_str!("../../deploy/crabpot-agent.service");
+pub(crate) const EXAMPLE_CONFIG: &str = include_str!("../../deploy/monitor.example.yml");
 
 #[derive(Debug, thiserror::Error)]
 #[error("{what} {path}: {source}")]

@@ -9,14 +9,14 @@ use crate::{
     sources::bpf::{self, BpfOptions, decode::RuleName, lsm::LsmOutcome},
 };
 
-pub struct KernelSide {
+pub(crate) struct KernelSide {
     pub events: RingBuf<MapData>,
     pub dropped: PerCpuArray<MapData, u64>,
     pub cgroups: HashMap<MapData, u64, u32>,
     pub enforcer: Enforcer,
 }
 
-pub fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelSide> {
+pub(crate) fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelSide> {
     let bpf::KernelPipeline {
         mut ebpf,
         events,
@@ -51,7 +51,7 @@ pub fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelSide> {
 }
 
 /// Which layer enforces each rule; `poll-only` for all without the kernel side.
-pub fn layers(policy: &Policy, kernel: Option<&KernelSide>) -> Vec<(String, String)> {
+pub(crate) fn layers(policy: &Policy, kernel: Option<&KernelSide>) -> Vec<(String, String)> {
     policy
         .rules()
         .map(|(rule, action)| {

@@ -7,19 +7,65 @@
 //! [`alert::Alert`] carries its control data typed ([`alert::Control`]: quarantine, follow-up,
 //! kernel timestamp, decision). [`pipeline`] is the kernel-event loop; [`agent`] prepares,
 //! starts and stops the tasks.
-pub mod actions;
-pub mod agent;
-pub mod alert;
-pub mod cli;
-pub mod config;
-pub mod config_file;
+mod actions;
+mod agent;
+mod alert;
+mod cli;
+mod config;
+mod config_file;
 pub mod control;
-pub mod install;
-pub mod kernel_side;
-pub mod pipeline;
-pub mod policy;
-pub mod preflight;
-pub mod reload;
-pub mod settings;
-pub mod sinks;
-pub mod sources;
+mod install;
+mod kernel_side;
+mod pipeline;
+mod policy;
+mod preflight;
+mod reload;
+mod settings;
+mod sinks;
+mod sources;
+
+// The public surface: what the two binaries, the load and VM tests and the fuzz targets
+// use. Everything else is crate-private, so the compiler reports dead code.
+
+// The agent (main.rs).
+pub use agent::{ALERT_CAPACITY, run};
+pub use cli::AgentArgs;
+pub use settings::check_config;
+
+// The operator command (bin/crabpot.rs).
+pub use actions::pins::unload as unload_pins;
+pub use config::{default_alerts_log, effective_home};
+pub use install::{Layout as InstallLayout, install};
+pub use sinks::{alert_log::reader, http::Status, terminal::format_alert};
+
+// The alert path under load (tests/load.rs).
+pub use alert::{Alert, AlertSource, Severity, now_rfc3339};
+pub use config::MonitorConfig;
+pub use policy::trust::TrustScore;
+pub use sinks::{
+    alert_log::{AlertLogWriter, reader::read_alerts},
+    dashboard::Hub,
+    http::{HttpState, StaticInfo, router as http_router},
+    metrics::{Metrics, StateViews},
+    router::AlertRouter,
+};
+pub use sources::{
+    container::GuardedContainer,
+    watchers::{AlertSender, ChannelTicks},
+};
+
+// The BPF LSM layer in a VM (tests/lsm_vm.rs).
+pub use sources::bpf::{loader, lsm};
+
+// The fuzz targets.
+pub use config::default_log_patterns;
+pub use config_file::{ConfigError, parse as parse_config_file};
+pub use policy::{
+    dns::{RecordData, parse_reply},
+    rules::Policy,
+};
+pub use settings::apply_file;
+pub use sources::{
+    bpf::decode::decode,
+    watchers::logs::{LineSplitter, LogScanner, cut},
+};

@@ -34,7 +34,7 @@ use crate::{
     },
 };
 
-pub struct KernelLoop {
+pub(crate) struct KernelLoop {
     pub args: AgentArgs,
     pub guarded: watch::Receiver<Option<GuardedContainer>>,
     pub rules: KernelRules,
@@ -73,7 +73,7 @@ fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
 
 impl KernelLoop {
     /// Route kernel events until a stop signal.
-    pub async fn run(mut self, mut bus: mpsc::Receiver<BusMessage>) -> anyhow::Result<()> {
+    pub(crate) async fn run(mut self, mut bus: mpsc::Receiver<BusMessage>) -> anyhow::Result<()> {
         let mut terminate =
             signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut interrupt =

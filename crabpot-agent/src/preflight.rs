@@ -2,7 +2,7 @@
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PreflightError {
+pub(crate) enum PreflightError {
     #[error(
         "crabpot-agent must run as root: it loads eBPF programs (CAP_BPF, CAP_PERFMON, \
          CAP_SYS_ADMIN) and talks to the Docker socket. Run it with `sudo crabpot-agent …`"
@@ -10,7 +10,7 @@ pub enum PreflightError {
     NotRoot,
 }
 
-pub fn require_root() -> Result<(), PreflightError> {
+pub(crate) fn require_root() -> Result<(), PreflightError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         Ok(())
@@ -21,7 +21,7 @@ pub fn require_root() -> Result<(), PreflightError> {
 
 /// What the kernel offers, as far as start-up can tell without loading anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelFeatures {
+pub(crate) struct KernelFeatures {
     pub btf: bool,
     /// `Some(true)` when `bpf` is among the active LSMs, `None` when securityfs is not
     /// readable.
@@ -29,7 +29,7 @@ pub struct KernelFeatures {
 }
 
 impl KernelFeatures {
-    pub fn probe() -> Self {
+    pub(crate) fn probe() -> Self {
         let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").ok();
         KernelFeatures {
             btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
@@ -38,7 +38,7 @@ impl KernelFeatures {
     }
 
     /// Log what is missing and what it costs.
-    pub fn report(&self) {
+    pub(crate) fn report(&self) {
         if !self.btf {
             tracing::warn!(
                 "kernel BTF is missing (/sys/kernel/btf/vmlinux): BPF LSM enforcement is \
@@ -59,7 +59,7 @@ impl KernelFeatures {
 
 /// Raise RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (before 5.11). A
 /// failure is harmless on newer kernels, so it is only logged.
-pub fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,

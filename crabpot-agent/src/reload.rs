@@ -15,7 +15,11 @@ use crate::{
     sources::watchers::AlertSender,
 };
 
-pub async fn on_sighup(args: AgentArgs, policy: watch::Sender<Arc<Policy>>, alerts: AlertSender) {
+pub(crate) async fn on_sighup(
+    args: AgentArgs,
+    policy: watch::Sender<Arc<Policy>>,
+    alerts: AlertSender,
+) {
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(hangup) => hangup,
         Err(error) => {

@@ -10,7 +10,7 @@ use crate::{
 };
 
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub monitor: MonitorConfig,
     pub policy: Policy,
     pub trust: TrustScore,
@@ -20,7 +20,7 @@ pub struct Settings {
 }
 
 /// The configuration file to read: `--config`, else the first default location present.
-pub fn config_path(args: &AgentArgs) -> Option<PathBuf> {
+pub(crate) fn config_path(args: &AgentArgs) -> Option<PathBuf> {
     args.config.clone().or_else(|| {
         config_file::default_locations()
             .into_iter()
@@ -110,7 +110,7 @@ pub fn apply_file(
     }
 }
 
-pub fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
+pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     let path = config_path(args);
     let file = match &path {
         Some(path) => config_file::load(path)?,

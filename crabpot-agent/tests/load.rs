@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crabpot_agent::{alert::Alert, sinks::alert_log::read_alerts};
+use crabpot_agent::{Alert, read_alerts};
 use load_support::{
     Agent, ClientReport, StderrTo, fast_client, peak_rss_kib, scrape_metrics, slow_client,
 };

@@ -290,15 +290,26 @@ pub struct DnsReplyEvent {
 
 #[cfg(feature = "user")]
 mod pod {
+    //! Every event is `#[repr(C)]`, `Copy`, made of integers and byte arrays with explicit
+    //! padding fields: any bit pattern is a valid value, which is what `Pod` requires.
     use super::*;
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for EventHeader {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for ExecEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for OpenEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for ConnectEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for PtraceEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for MountEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for NetPolicyEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for RefusedEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for DnsReplyEvent {}
 }
 

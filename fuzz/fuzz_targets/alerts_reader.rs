@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use crabpot_agent::{
-    alert::Severity,
-    sinks::alert_log::reader::{ReadReport, parse_lines, select},
+    Severity,
+    reader::{ReadReport, parse_lines, select},
 };
 use libfuzzer_sys::fuzz_target;
 

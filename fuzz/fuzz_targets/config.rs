@@ -6,11 +6,7 @@
 use std::path::Path;
 
 use crabpot_agent::{
-    config::MonitorConfig,
-    config_file,
-    policy::{rules::Policy, trust::TrustScore},
-    settings,
-    sources::watchers::logs::LogScanner,
+    ConfigError, LogScanner, MonitorConfig, Policy, TrustScore, apply_file, parse_config_file,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,9 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let file = match config_file::parse(Path::new("monitor.yml"), text) {
+    let file = match parse_config_file(Path::new("monitor.yml"), text) {
         Ok(file) => file,
-        Err(config_file::ConfigError::Invalid { line, column, .. }) => {
+        Err(ConfigError::Invalid { line, column, .. }) => {
             assert!(line >= 1 && column >= 1, "error location {line}:{column}");
             return;
         }
@@ -29,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let mut monitor = MonitorConfig::default();
     let mut policy = Policy::default();
     let mut trust = TrustScore::default();
-    settings::apply_file(&mut monitor, &mut policy, &mut trust, &file);
+    apply_file(&mut monitor, &mut policy, &mut trust, &file);
     let profiles: Vec<&str> = file.profiles.iter().flatten().map(|p| p.name()).collect();
     let _policy = policy.with_profiles(&profiles);
     // Each pattern compiled on its own when parsed; together they must compile too.

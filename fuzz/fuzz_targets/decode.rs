@@ -3,7 +3,7 @@
 //! printer and the alerts do) under its own kind.
 #![no_main]
 
-use crabpot_agent::sources::bpf::decode::decode;
+use crabpot_agent::decode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! question to must be one of the reply's own answers.
 #![no_main]
 
-use crabpot_agent::policy::dns::{RecordData, parse_reply};
+use crabpot_agent::{RecordData, parse_reply};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

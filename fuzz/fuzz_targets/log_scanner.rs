@@ -6,10 +6,7 @@
 
 use std::sync::OnceLock;
 
-use crabpot_agent::{
-    config::default_log_patterns,
-    sources::watchers::logs::{LineSplitter, LogScanner, cut},
-};
+use crabpot_agent::{LineSplitter, LogScanner, cut, default_log_patterns};
 use libfuzzer_sys::fuzz_target;
 
 fn scanner() -> &'static LogScanner {

@@ -7,11 +7,11 @@ use std::{
 use anyhow::{Context as _, bail};
 
 /// Run a command to completion with inherited stdio; fail naming it when it fails.
-pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     run_command(Command::new(program).args(args))
 }
 
-pub fn run_command(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run_command(command: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{command:?}");
     let status = command
         .status()
@@ -23,7 +23,7 @@ pub fn run_command(command: &mut Command) -> anyhow::Result<()> {
 }
 
 /// Whether a command exits 0, with its output discarded.
-pub fn succeeds(program: &str, args: &[&str]) -> bool {
+pub(crate) fn succeeds(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -34,7 +34,7 @@ pub fn succeeds(program: &str, args: &[&str]) -> bool {
 }
 
 /// Standard output of a command that must succeed.
-pub fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(program)
         .args(args)
         .stderr(Stdio::inherit())
@@ -47,12 +47,12 @@ pub fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// The workspace root (xtask lives one level below it).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
-pub fn require_root() -> anyhow::Result<()> {
+pub(crate) fn require_root() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!(

@@ -62,7 +62,7 @@ const POSTRM: &str = "#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then\n  
     rmdir /etc/crabpot 2>/dev/null || true\nfi\n";
 
 /// Build the release binaries and the package; returns the .deb's path.
-pub fn dist() -> anyhow::Result<PathBuf> {
+pub(crate) fn dist() -> anyhow::Result<PathBuf> {
     let root = cmd::workspace_root();
     let agent = setup::build_release_agent()?;
     let bin_dir = agent.parent().context("release dir")?.to_path_buf();

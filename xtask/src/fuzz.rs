@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::cmd;
 
 /// Every target in `fuzz/Cargo.toml`.
-pub const TARGETS: &[&str] = &["decode", "config", "log_scanner", "alerts_reader", "dns"];
+pub(crate) const TARGETS: &[&str] = &["decode", "config", "log_scanner", "alerts_reader", "dns"];
 
 fn cargo_fuzz(fuzz_dir: &Path) -> Command {
     let mut command = crate::toolchain::rustup_run("cargo");
@@ -30,7 +30,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// Build every target, then run each for `seconds`.
 /// Run every target for `seconds`; `seed` fixes libFuzzer's random seed (the test command
 /// uses one so that a run is repeatable; `cargo xtask fuzz` explores with a fresh one).
-pub fn fuzz(seconds: u64, seed: Option<u64>) -> anyhow::Result<()> {
+pub(crate) fn fuzz(seconds: u64, seed: Option<u64>) -> anyhow::Result<()> {
     let fuzz_dir = cmd::workspace_root().join("fuzz");
     let started = Instant::now();
     cmd::run_command(cargo_fuzz(&fuzz_dir).arg("build"))?;
@@ -78,6 +78,6 @@ pub fn fuzz(seconds: u64, seed: Option<u64>) -> anyhow::Result<()> {
 }
 
 /// What `cargo xtask test` spends on each target.
-pub const TEST_SECONDS: u64 = 20;
+pub(crate) const TEST_SECONDS: u64 = 20;
 /// The seed of the test command's fuzz runs.
-pub const TEST_SEED: u64 = 1;
+pub(crate) const TEST_SEED: u64 = 1;

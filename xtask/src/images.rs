@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::cmd;
 
-pub const DEMO_IMAGE: &str = "crabpot/openclaw-demo:latest";
+pub(crate) const DEMO_IMAGE: &str = "crabpot/openclaw-demo:latest";
 const BUSYBOX: &str = "/bin/busybox";
 
 const DOCKERFILE: &str = r#"FROM scratch
@@ -22,12 +22,12 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Build the demo/test image and return its tag.
-pub fn build_demo_image() -> anyhow::Result<String> {
+pub(crate) fn build_demo_image() -> anyhow::Result<String> {
     build_demo_image_as(DEMO_IMAGE)
 }
 
 /// Build the demo/test image under `tag` (a private tag leaves the shared image alone).
-pub fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
+pub(crate) fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
     let context = cmd::workspace_root().join("target/images/openclaw-demo");
     let rootfs = context.join("rootfs");
     if rootfs.exists() {
@@ -54,7 +54,7 @@ pub fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
 }
 
 /// Debian's static busybox at `rootfs`/bin/busybox with one symlink per applet in /bin.
-pub fn install_busybox(rootfs: &Path) -> anyhow::Result<()> {
+pub(crate) fn install_busybox(rootfs: &Path) -> anyhow::Result<()> {
     fs::copy(BUSYBOX, rootfs.join("bin/busybox"))
         .with_context(|| format!("copying {BUSYBOX} (Debian package busybox-static)"))?;
     for applet in cmd::output(BUSYBOX, &["--list"])?.lines() {

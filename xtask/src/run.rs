@@ -7,7 +7,7 @@ use crate::{cmd, setup};
 
 const CONTAINER: &str = "crabpot";
 
-pub fn run(agent_args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn run(agent_args: &[String]) -> anyhow::Result<()> {
     let image = setup::setup()?;
     let agent = setup::build_release_agent()?;
     ensure_container(&image)?;

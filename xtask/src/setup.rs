@@ -31,7 +31,7 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
 
 /// Build the release agent (the binary users run) and return its path.
-pub fn build_release_agent() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn build_release_agent() -> anyhow::Result<std::path::PathBuf> {
     let root = cmd::workspace_root();
     cmd::run_command(Command::new(cargo()).current_dir(&root).args([
         "build",
@@ -42,13 +42,13 @@ pub fn build_release_agent() -> anyhow::Result<std::path::PathBuf> {
     Ok(root.join("target/release/crabpot-agent"))
 }
 
-pub fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
 /// What running the agent needs: install what is missing, start dockerd, build the demo
 /// image. Returns the image tag.
-pub fn setup() -> anyhow::Result<String> {
+pub(crate) fn setup() -> anyhow::Result<String> {
     cmd::require_root()?;
     let started = Instant::now();
     install_packages(&llvm_packages())?;
@@ -64,7 +64,7 @@ pub fn setup() -> anyhow::Result<String> {
 }
 
 /// Everything the test command needs beyond [`setup`]; returns the image tag.
-pub fn setup_for_tests() -> anyhow::Result<String> {
+pub(crate) fn setup_for_tests() -> anyhow::Result<String> {
     let image = setup()?;
     install_packages(TEST_PACKAGES)?;
     install_cargo_fuzz()?;
@@ -84,7 +84,7 @@ fn installed(package: &str) -> bool {
 }
 
 /// Install the Debian packages of `packages` that are missing.
-pub fn install_packages<S: AsRef<str>>(packages: &[S]) -> anyhow::Result<()> {
+pub(crate) fn install_packages<S: AsRef<str>>(packages: &[S]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .map(AsRef::as_ref)
@@ -190,7 +190,7 @@ fn install_browser_driver() -> anyhow::Result<()> {
 
 /// The version of `package` in a package-lock.json (`packages["node_modules/NAME"].version`)
 /// or in the package's own package.json (`version`).
-pub fn locked_version(file: &std::path::Path, package: &str) -> anyhow::Result<String> {
+pub(crate) fn locked_version(file: &std::path::Path, package: &str) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let json: serde_json::Value =

@@ -3,7 +3,7 @@ use std::{process::Command, time::Instant};
 
 use crate::{cmd, setup, toolchain};
 
-pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn test(filter: Option<&str>) -> anyhow::Result<()> {
     let started = Instant::now();
     let image = setup::setup_for_tests()?;
     let root = cmd::workspace_root();

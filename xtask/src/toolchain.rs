@@ -12,14 +12,14 @@ use crabpot_common::toolchain::{
 use crate::{cmd, setup};
 
 /// `rustup run <pinned> <program> …`, for cargo clippy/fuzz on the BPF toolchain.
-pub fn rustup_run(program: &str) -> Command {
+pub(crate) fn rustup_run(program: &str) -> Command {
     let mut command = Command::new("rustup");
     command.args(["run", BPF_TOOLCHAIN, program]);
     command
 }
 
 /// Install what is missing or at the wrong version, then check the pair's LLVM.
-pub fn install() -> anyhow::Result<()> {
+pub(crate) fn install() -> anyhow::Result<()> {
     install_pinned_nightly()?;
     install_bpf_linker()?;
     let rustc = probe::pinned_rustc_llvm().map_err(anyhow::Error::msg)?;

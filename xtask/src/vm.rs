@@ -46,7 +46,7 @@ poweroff -f
 
 /// Boot one VM with `kernel` ("6.1", "6.12" or a linux-image package name) and run the LSM
 /// test in it; fails when the test fails or the VM never reports.
-pub fn vm_test(kernel: &str) -> anyhow::Result<()> {
+pub(crate) fn vm_test(kernel: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = cmd::workspace_root();
     let work = root.join("target/vm");

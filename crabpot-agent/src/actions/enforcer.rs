@@ -30,7 +30,7 @@ const SOCK_PROGRAMS: [&str; 1] = ["sock_create"];
 const SKB_INGRESS_PROGRAMS: [&str; 1] = ["dns_ingress"];
 
 #[derive(Debug, thiserror::Error)]
-pub enum EnforceError {
+pub(crate) enum EnforceError {
     #[error("the eBPF object has no cgroup program `{0}` (build mismatch: rebuild the agent)")]
     MissingProgram(&'static str),
     #[error("cgroup program `{program}`: {source}")]
@@ -54,7 +54,7 @@ pub enum EnforceError {
 }
 
 /// Which layer enforces a rule, for the start-up line and status.
-pub fn layer(rule: RuleName, action: Action, lsm: bool) -> &'static str {
+pub(crate) fn layer(rule: RuleName, action: Action, lsm: bool) -> &'static str {
     match (rule, action) {
         (_, Action::Off) => "off",
         (RuleName::Connect, _) => "cgroup",
@@ -74,7 +74,7 @@ enum Held {
     Unpinned(#[allow(dead_code)] FdLink),
 }
 
-pub struct Enforcer {
+pub(crate) struct Enforcer {
     ebpf: Ebpf,
     rule_modes: Array<MapData, u32>,
     lsm_enforced: Array<MapData, u32>,
@@ -114,7 +114,7 @@ where
 
 impl Enforcer {
     /// Load the cgroup programs (attached later, per container).
-    pub fn new(mut ebpf: Ebpf, maps: PolicyMaps) -> Result<Self, EnforceError> {
+    pub(crate) fn new(mut ebpf: Ebpf, maps: PolicyMaps) -> Result<Self, EnforceError> {
         for name in SOCK_ADDR_PROGRAMS {
             let loaded = program::<CgroupSockAddr>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
@@ -145,12 +145,12 @@ impl Enforcer {
         })
     }
 
-    pub fn lsm_rules(&self) -> &[RuleName] {
+    pub(crate) fn lsm_rules(&self) -> &[RuleName] {
         &self.lsm_rules
     }
 
     /// Record that BPF LSM programs enforce `rules`: the tracepoints stop killing for them.
-    pub fn set_lsm_rules(&mut self, rules: &[RuleName]) -> Result<(), EnforceError> {
+    pub(crate) fn set_lsm_rules(&mut self, rules: &[RuleName]) -> Result<(), EnforceError> {
         for rule in rules {
             self.lsm_enforced.set(rule.id(), 1, 0)?;
         }
@@ -159,12 +159,12 @@ impl Enforcer {
     }
 
     /// The connect allowlist, for the DNS learner.
-    pub fn allow(&self) -> SharedAllow {
+    pub(crate) fn allow(&self) -> SharedAllow {
         self.allow.clone()
     }
 
     /// Write rule modes and the connect allowlist into the kernel.
-    pub fn apply(&mut self, policy: &Policy) -> Result<(), EnforceError> {
+    pub(crate) fn apply(&mut self, policy: &Policy) -> Result<(), EnforceError> {
         for (rule, action) in policy.rules() {
             self.rule_modes.set(rule.id(), action.kernel_mode(), 0)?;
         }
@@ -201,7 +201,7 @@ impl Enforcer {
 
     /// Attach the cgroup hooks to `container`'s cgroup and pin them; then let go of the
     /// previous ones (ours on an old cgroup, or a previous agent's pins).
-    pub fn follow(&mut self, container: &GuardedContainer) -> Result<(), EnforceError> {
+    pub(crate) fn follow(&mut self, container: &GuardedContainer) -> Result<(), EnforceError> {
         if self.attached_to == Some(container.cgroup.id) {
             return Ok(());
         }
@@ -324,7 +324,7 @@ impl Enforcer {
     /// Keep the hooks on the current container, and the kernel's policy current, until the
     /// agent stops. A new policy replaces the old one in place: no program is reloaded, no
     /// event lost.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut container: watch::Receiver<Option<GuardedContainer>>,
         mut policy: watch::Receiver<Arc<Policy>>,

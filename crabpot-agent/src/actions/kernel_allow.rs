@@ -19,7 +19,7 @@ use crate::policy::{
     learned::{Learn, LearnedTable},
 };
 
-pub type SharedAllow = Arc<Mutex<KernelAllow>>;
+pub(crate) type SharedAllow = Arc<Mutex<KernelAllow>>;
 
 /// One LPM key, as (prefix length, data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,7 +63,7 @@ fn keys(entry: &AllowEntry) -> Vec<KernelKey> {
     }
 }
 
-pub struct KernelAllow {
+pub(crate) struct KernelAllow {
     v4: LpmTrie<MapData, [u8; 6], u32>,
     v6: LpmTrie<MapData, [u8; 18], u32>,
     configured: Vec<AllowEntry>,
@@ -76,7 +76,10 @@ pub struct KernelAllow {
 }
 
 impl KernelAllow {
-    pub fn new(v4: LpmTrie<MapData, [u8; 6], u32>, v6: LpmTrie<MapData, [u8; 18], u32>) -> Self {
+    pub(crate) fn new(
+        v4: LpmTrie<MapData, [u8; 6], u32>,
+        v6: LpmTrie<MapData, [u8; 18], u32>,
+    ) -> Self {
         KernelAllow {
             v4,
             v6,
@@ -88,13 +91,13 @@ impl KernelAllow {
         }
     }
 
-    pub fn shared(self) -> SharedAllow {
+    pub(crate) fn shared(self) -> SharedAllow {
         Arc::new(Mutex::new(self))
     }
 
     /// Replace the configured entries and host names (a new policy): learned entries stay
     /// only for names the new list still allows, on the port it allows them.
-    pub fn set_configured(
+    pub(crate) fn set_configured(
         &mut self,
         entries: &[AllowEntry],
         hosts: &[HostEntry],
@@ -110,7 +113,7 @@ impl KernelAllow {
 
     /// Replace the container's resolvers (a new container or a restart): all of them, and
     /// the entries that allow the ones outside loopback.
-    pub fn set_resolvers(
+    pub(crate) fn set_resolvers(
         &mut self,
         addresses: Vec<IpAddr>,
         entries: Vec<AllowEntry>,
@@ -120,12 +123,12 @@ impl KernelAllow {
         self.sync()
     }
 
-    pub fn resolver_addresses(&self) -> &[IpAddr] {
+    pub(crate) fn resolver_addresses(&self) -> &[IpAddr] {
         &self.resolver_addresses
     }
 
     /// Learn `entry` for `name`; written into the kernel at once when new.
-    pub fn learn(
+    pub(crate) fn learn(
         &mut self,
         entry: AllowEntry,
         name: &str,
@@ -144,7 +147,7 @@ impl KernelAllow {
     }
 
     /// Forget the learned entries whose TTLs ran out; returns how many went.
-    pub fn expire(&mut self, now: Instant) -> Result<usize, aya::maps::MapError> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Result<usize, aya::maps::MapError> {
         let gone = self.learned.expire(now).len();
         if gone > 0 {
             self.sync()?;
@@ -153,14 +156,14 @@ impl KernelAllow {
     }
 
     /// Whether a learned entry currently allows `address` on `port`.
-    pub fn learned_allows(&self, address: IpAddr, port: u16) -> bool {
+    pub(crate) fn learned_allows(&self, address: IpAddr, port: u16) -> bool {
         self.learned.live().any(|entry| {
             entry.net.contains(&address) && entry.port.is_none_or(|allowed| allowed == port)
         })
     }
 
     /// The addresses of the resolvers and learned entries (for the socket-table poll).
-    pub fn dynamic_nets(&self) -> Vec<IpNet> {
+    pub(crate) fn dynamic_nets(&self) -> Vec<IpNet> {
         self.resolvers
             .iter()
             .chain(self.learned.live())

@@ -1,7 +1,7 @@
 //! What the agent does: in-kernel enforcement, freezing, undoing.
-pub mod enforcer;
-pub mod kernel_allow;
-pub mod pause;
-pub mod pins;
-pub mod resolvers;
-pub mod undo;
+pub(crate) mod enforcer;
+pub(crate) mod kernel_allow;
+pub(crate) mod pause;
+pub(crate) mod pins;
+pub(crate) mod resolvers;
+pub(crate) mod undo;

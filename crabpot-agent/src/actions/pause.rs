@@ -19,10 +19,10 @@ use crate::{
 /// How long after Docker was asked to stop a run it counts as stopping. Longer than
 /// Docker's default 10 s stop timeout (after which it sends SIGKILL); bounded so a
 /// `docker kill -s TERM` that the process survives does not disable freezing for good.
-pub const STOP_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Whether an alert should freeze the container.
-pub fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
+pub(crate) fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
     if alert.severity != Severity::Critical || alert.control.follow_up {
         return false;
     }
@@ -54,7 +54,7 @@ pub fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
     true
 }
 
-pub async fn run(
+pub(crate) async fn run(
     docker: Docker,
     mut criticals: mpsc::Receiver<Alert>,
     container: watch::Receiver<Option<GuardedContainer>>,

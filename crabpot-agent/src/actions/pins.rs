@@ -10,8 +10,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub const BPFFS: &str = "/sys/fs/bpf";
-pub const PIN_ROOT: &str = "/sys/fs/bpf/crabpot";
+pub(crate) const BPFFS: &str = "/sys/fs/bpf";
+pub(crate) const PIN_ROOT: &str = "/sys/fs/bpf/crabpot";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +38,18 @@ fn is_bpffs(path: &str) -> bool {
     let Ok(c_path) = CString::new(path) else {
         return false;
     };
-    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+    // SAFETY: statfs is plain integers, for which all-zero is a valid value.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs writes into the struct we own; the path is NUL-terminated.
     let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
-    rc == 0 && stat.f_type as i64 == BPF_FS_MAGIC
+    // f_type is i64 here but another integer type on other architectures.
+    #[allow(trivial_numeric_casts)]
+    let f_type = stat.f_type as i64;
+    rc == 0 && f_type == BPF_FS_MAGIC
 }
 
 /// Mount bpffs at /sys/fs/bpf when it is not there (hosts without systemd lack it).
-pub fn ensure_bpffs() -> Result<(), PinError> {
+pub(crate) fn ensure_bpffs() -> Result<(), PinError> {
     if is_bpffs(BPFFS) {
         return Ok(());
     }
@@ -69,7 +73,7 @@ pub fn ensure_bpffs() -> Result<(), PinError> {
 }
 
 /// The pin directory of a container's hooks.
-pub fn container_dir(container: &str) -> Result<PathBuf, PinError> {
+pub(crate) fn container_dir(container: &str) -> Result<PathBuf, PinError> {
     let valid = container
         .chars()
         .next()
@@ -85,14 +89,14 @@ pub fn container_dir(container: &str) -> Result<PathBuf, PinError> {
 
 /// Create the container's pin directory; the pin file name of hook `program` on cgroup
 /// `cgroup_id` for this agent process.
-pub fn pin_path(dir: &Path, cgroup_id: u64, program: &str) -> Result<PathBuf, PinError> {
+pub(crate) fn pin_path(dir: &Path, cgroup_id: u64, program: &str) -> Result<PathBuf, PinError> {
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     Ok(dir.join(format!("{cgroup_id}-{program}-{}", std::process::id())))
 }
 
 /// Remove the pins in `dir` except `keep` (unpinned links with no other holder detach);
 /// returns how many were removed. A missing directory has none.
-pub fn remove_pins(dir: &Path, keep: &[PathBuf]) -> Result<usize, PinError> {
+pub(crate) fn remove_pins(dir: &Path, keep: &[PathBuf]) -> Result<usize, PinError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),

@@ -14,7 +14,7 @@ const MAX_RESOLVERS: usize = 8;
 const DNS_PORT: u16 = 53;
 
 /// The resolver addresses in resolv.conf text, in order, without duplicates.
-pub fn parse(text: &str) -> Vec<IpAddr> {
+pub(crate) fn parse(text: &str) -> Vec<IpAddr> {
     let mut found = Vec::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -38,7 +38,7 @@ pub fn parse(text: &str) -> Vec<IpAddr> {
 }
 
 /// The resolvers of the container whose main process is `pid`; none when unreadable.
-pub fn of_container(pid: u32) -> Vec<IpAddr> {
+pub(crate) fn of_container(pid: u32) -> Vec<IpAddr> {
     let Some((file, _)) = exe_files::open_in_root(&format!("/proc/{pid}"), "/etc/resolv.conf")
     else {
         tracing::debug!("no readable /etc/resolv.conf in the container (pid {pid})");
@@ -53,7 +53,7 @@ pub fn of_container(pid: u32) -> Vec<IpAddr> {
 }
 
 /// `<resolver>:53` for each resolver not already always allowed (loopback).
-pub fn allow_entries(resolvers: &[IpAddr]) -> Vec<AllowEntry> {
+pub(crate) fn allow_entries(resolvers: &[IpAddr]) -> Vec<AllowEntry> {
     resolvers
         .iter()
         .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())

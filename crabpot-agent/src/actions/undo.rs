@@ -4,7 +4,7 @@
 use std::{ffi::CString, fs::File, os::fd::AsRawFd as _, time::Duration};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UndoOutcome {
+pub(crate) enum UndoOutcome {
     Unmounted,
     NotMounted,
     Failed(String),
@@ -45,7 +45,7 @@ fn unmount_once(container_pid: u32, target: &CString) -> Result<(), std::io::Err
 
 /// Unmount `target` in the mount namespace of `container_pid`, retrying briefly: the event
 /// may arrive before the killed call has finished mounting.
-pub async fn unmount_in_container(container_pid: u32, target: String) -> UndoOutcome {
+pub(crate) async fn unmount_in_container(container_pid: u32, target: String) -> UndoOutcome {
     let Ok(target_c) = CString::new(target.clone()) else {
         return UndoOutcome::Failed(format!("target `{target}` contains a NUL byte"));
     };

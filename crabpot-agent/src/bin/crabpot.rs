@@ -5,10 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 use chrono::{DateTime, FixedOffset};
 use clap::{Parser, Subcommand};
 use crabpot_agent::{
-    alert::Severity,
-    config::default_alerts_log,
+    Severity,
     control::{self, Outcome},
-    sinks::{alert_log::reader, terminal::format_alert},
+    default_alerts_log, format_alert, reader,
 };
 
 #[derive(Parser)]
@@ -177,7 +176,7 @@ async fn main() -> ExitCode {
         },
         Command::Unload { container, all } => {
             let which = (!all).then_some(container.as_str());
-            match crabpot_agent::actions::pins::unload(which) {
+            match crabpot_agent::unload_pins(which) {
                 Ok(removed) => {
                     println!(
                         "crabpot: removed {removed} pinned hook(s) for {}",
@@ -250,9 +249,10 @@ impl std::fmt::Display for RequestError {
 
 /// POST a token-protected control action; the agent's answer text.
 fn control_request(access: &AgentAccess, path: &str) -> Result<String, RequestError> {
-    let token_path = access.token_file.clone().unwrap_or_else(|| {
-        crabpot_agent::config::effective_home().join(".crabpot/dashboard.token")
-    });
+    let token_path = access
+        .token_file
+        .clone()
+        .unwrap_or_else(|| crabpot_agent::effective_home().join(".crabpot/dashboard.token"));
     let token = std::fs::read_to_string(&token_path).map_err(|e| {
         RequestError::Other(format!(
             "cannot read the control token {} ({e}); run as the agent's user (root) or pass \
@@ -320,7 +320,7 @@ fn status(agent: &str, json: bool) -> ExitCode {
         println!("{body}");
         return ExitCode::SUCCESS;
     }
-    let Ok(status) = serde_json::from_str::<crabpot_agent::sinks::http::Status>(&body) else {
+    let Ok(status) = serde_json::from_str::<crabpot_agent::Status>(&body) else {
         eprintln!("crabpot: the agent's status is not what this version expects:\n{body}");
         return ExitCode::FAILURE;
     };
@@ -367,7 +367,7 @@ fn install() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match crabpot_agent::install::install(&from, &crabpot_agent::install::Layout::default()) {
+    match crabpot_agent::install(&from, &crabpot_agent::InstallLayout::default()) {
         Ok(done) => {
             for line in done {
                 println!("{line}");

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 /// The name a process really runs as: the basename of the executed path, or for a
 /// multi-call binary (and for `/proc/self/exe`, which busybox uses to run its own applets)
 /// the basename of argv[0].
-pub fn executable_name(exec_path: &str, argv: &[String]) -> String {
+pub(crate) fn executable_name(exec_path: &str, argv: &[String]) -> String {
     let base = basename(exec_path);
     let via_self = exec_path == "/proc/self/exe" || exec_path.starts_with("/proc/self/fd/");
     // busybox runs as a multi-call binary under any name starting with "busybox".
@@ -17,16 +17,16 @@ pub fn executable_name(exec_path: &str, argv: &[String]) -> String {
     base.to_string()
 }
 
-pub fn basename(path: &str) -> &str {
+pub(crate) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
 /// Multi-call binaries: the applet they run is named by argv[0].
-pub const MULTICALL: &[&str] = &["busybox", "toybox"];
+pub(crate) const MULTICALL: &[&str] = &["busybox", "toybox"];
 
 /// The applet a multi-call binary runs: the basename of argv[0], or of argv[1] when argv[0]
 /// names the binary itself (busybox accepts any name starting with "busybox").
-pub fn applet(argv: &[String]) -> String {
+pub(crate) fn applet(argv: &[String]) -> String {
     let first = argv.first().map(|a| basename(a)).unwrap_or("");
     if first.is_empty() || MULTICALL.iter().any(|m| first.starts_with(m)) {
         return match argv.get(1) {
@@ -39,9 +39,9 @@ pub fn applet(argv: &[String]) -> String {
 
 /// The denylist with a category for each built-in name.
 #[derive(Debug, Clone)]
-pub struct Denylist(HashMap<String, &'static str>);
+pub(crate) struct Denylist(HashMap<String, &'static str>);
 
-pub fn builtin_category(name: &str) -> &'static str {
+pub(crate) fn builtin_category(name: &str) -> &'static str {
     match name {
         "sh" | "bash" | "dash" | "zsh" | "ash" | "ksh" | "fish" | "csh" | "tcsh" | "hush" => {
             "shell"
@@ -56,7 +56,7 @@ pub fn builtin_category(name: &str) -> &'static str {
 }
 
 impl Denylist {
-    pub fn new(names: &[String]) -> Self {
+    pub(crate) fn new(names: &[String]) -> Self {
         Denylist(
             names
                 .iter()
@@ -67,7 +67,7 @@ impl Denylist {
 
     /// The category of `name` when it is denied. Versioned runtimes (`python3.11`) count as
     /// their family.
-    pub fn category(&self, name: &str) -> Option<&'static str> {
+    pub(crate) fn category(&self, name: &str) -> Option<&'static str> {
         if let Some(category) = self.0.get(name) {
             return Some(category);
         }

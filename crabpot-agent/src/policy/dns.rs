@@ -18,7 +18,7 @@ const MAX_POINTERS: usize = 16;
 /// Longest name on the wire (RFC 1035 §2.3.4).
 const MAX_NAME_LEN: usize = 255;
 /// Answer records read per message.
-pub const MAX_RECORDS: usize = 64;
+pub(crate) const MAX_RECORDS: usize = 64;
 /// CNAME links followed from the question to its addresses.
 const MAX_CHAIN: usize = 8;
 
@@ -91,7 +91,7 @@ fn push_label(name: &mut String, label: &[u8]) {
 
 /// Read the name at `start`; returns it and the offset just past it in the record (the
 /// first pointer ends a name in place).
-pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
+pub(crate) fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> {
     let mut name = String::new();
     let mut at = start;
     let mut end = None;

@@ -35,11 +35,11 @@ use crate::{
 };
 
 /// How long after a reply a block of its allowed address counts as a race.
-pub const RACE_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const RACE_WINDOW: Duration = Duration::from_secs(1);
 /// Addresses remembered with their names.
 const MAX_NAMES: usize = 4096;
 /// How often learned entries are checked for expiry.
-pub const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct NameRecord {
@@ -54,7 +54,7 @@ struct NameRecord {
 
 /// Where a reply came from, as the kernel saw it.
 #[derive(Debug, Clone, Copy)]
-pub struct ReplySource {
+pub(crate) struct ReplySource {
     pub resolver: Option<IpAddr>,
     pub via_loopback: bool,
     /// Kernel time of delivery.
@@ -65,7 +65,7 @@ pub struct ReplySource {
 /// container's resolvers, and a reply "from" a non-loopback resolver must not have come in
 /// over loopback — the container itself (e.g. with a raw socket) sent that one. Replies
 /// from elsewhere teach nothing, not even names.
-pub fn trusted(source: &ReplySource, resolvers: &[IpAddr]) -> bool {
+pub(crate) fn trusted(source: &ReplySource, resolvers: &[IpAddr]) -> bool {
     let Some(resolver) = source.resolver.map(canonical) else {
         return false;
     };
@@ -74,7 +74,7 @@ pub fn trusted(source: &ReplySource, resolvers: &[IpAddr]) -> bool {
 }
 
 #[derive(Default)]
-pub struct DnsLearner {
+pub(crate) struct DnsLearner {
     /// The kernel's allowlist; `None` in poll-only mode (names are still remembered).
     allow: Option<SharedAllow>,
     names: HashMap<IpAddr, NameRecord>,
@@ -89,7 +89,7 @@ fn canonical(address: IpAddr) -> IpAddr {
 }
 
 /// The ports `name` is allowed on (`None`: any port); empty when it is not allowlisted.
-pub fn allowed_ports(name: &str, hosts: &[HostEntry]) -> Vec<Option<u16>> {
+pub(crate) fn allowed_ports(name: &str, hosts: &[HostEntry]) -> Vec<Option<u16>> {
     let mut ports: Vec<Option<u16>> = hosts
         .iter()
         .filter(|h| h.matches(name))
@@ -103,7 +103,7 @@ pub fn allowed_ports(name: &str, hosts: &[HostEntry]) -> Vec<Option<u16>> {
 }
 
 impl DnsLearner {
-    pub fn new(allow: Option<SharedAllow>) -> Self {
+    pub(crate) fn new(allow: Option<SharedAllow>) -> Self {
         DnsLearner {
             allow,
             names: HashMap::new(),
@@ -111,7 +111,7 @@ impl DnsLearner {
     }
 
     /// Learn from `event` when it is a DNS reply; whether it was one.
-    pub fn learn_from(&mut self, event: &KernelEvent, hosts: &[HostEntry]) -> bool {
+    pub(crate) fn learn_from(&mut self, event: &KernelEvent, hosts: &[HostEntry]) -> bool {
         let EventBody::DnsReply {
             resolver,
             via_loopback,
@@ -130,7 +130,7 @@ impl DnsLearner {
     }
 
     /// Learn from one reply the container received.
-    pub fn on_reply(
+    pub(crate) fn on_reply(
         &mut self,
         source: &ReplySource,
         payload: &[u8],
@@ -215,7 +215,7 @@ impl DnsLearner {
     }
 
     /// Remove learned entries and names whose TTL ran out.
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         self.names.retain(|_, record| record.expires > now);
         let Some(allow) = &self.allow else { return };
         let mut allow = allow
@@ -229,7 +229,7 @@ impl DnsLearner {
     }
 
     /// The name an address was last answered for, while its TTL lasts.
-    pub fn name_of(&self, address: IpAddr) -> Option<&str> {
+    pub(crate) fn name_of(&self, address: IpAddr) -> Option<&str> {
         self.names
             .get(&canonical(address))
             .map(|record| record.name.as_str())
@@ -257,7 +257,7 @@ impl DnsLearner {
 
     /// Name the destination of a connect/sendmsg alert, and turn a block that raced the
     /// allowing reply into an INFO record that costs no trust.
-    pub fn annotate(&self, event: &KernelEvent, judgement: &mut Judgement) {
+    pub(crate) fn annotate(&self, event: &KernelEvent, judgement: &mut Judgement) {
         let EventBody::NetPolicy {
             rule: RuleName::Connect,
             verdict,

@@ -10,7 +10,7 @@ use std::{
 
 /// Open a path (or /proc magic link) as O_PATH, and only then, for a regular file, for
 /// reading: a FIFO or device named by a hostile exec must never block or touch the agent.
-pub fn open_regular(path: &str) -> Option<(File, Metadata)> {
+pub(crate) fn open_regular(path: &str) -> Option<(File, Metadata)> {
     let handle = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
@@ -33,7 +33,7 @@ fn reopen_regular(handle: File) -> Option<(File, Metadata)> {
 }
 
 /// The root directory of process `proc_dir`, held open (it outlives the process).
-pub fn open_root(proc_dir: &str) -> Option<File> {
+pub(crate) fn open_root(proc_dir: &str) -> Option<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -43,12 +43,12 @@ pub fn open_root(proc_dir: &str) -> Option<File> {
 
 /// Open `path` (absolute, as the container sees it) inside the root of process `proc_dir`,
 /// symlinks resolved within that root.
-pub fn open_in_root(proc_dir: &str, path: &str) -> Option<(File, Metadata)> {
+pub(crate) fn open_in_root(proc_dir: &str, path: &str) -> Option<(File, Metadata)> {
     open_at_root(&open_root(proc_dir)?, path)
 }
 
 /// Open `path` under the root directory `root`, symlinks resolved within it.
-pub fn open_at_root(root: &File, path: &str) -> Option<(File, Metadata)> {
+pub(crate) fn open_at_root(root: &File, path: &str) -> Option<(File, Metadata)> {
     let relative = std::ffi::CString::new(path.trim_start_matches('/')).ok()?;
     // SAFETY: open_how is plain data; zero is a valid value for every field.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -60,7 +60,7 @@ pub fn open_at_root(root: &File, path: &str) -> Option<(File, Metadata)> {
             libc::SYS_openat2,
             root.as_raw_fd(),
             relative.as_ptr(),
-            &how as *const libc::open_how,
+            std::ptr::from_ref(&how),
             std::mem::size_of::<libc::open_how>(),
         )
     };
@@ -73,7 +73,7 @@ pub fn open_at_root(root: &File, path: &str) -> Option<(File, Metadata)> {
 
 /// Open `path` in the root of `proc_dir`, or of the container's main process when that
 /// process is gone.
-pub fn open_in_container(
+pub(crate) fn open_in_container(
     proc_dir: &str,
     container_pid: Option<u32>,
     path: &str,
@@ -83,7 +83,7 @@ pub fn open_in_container(
 }
 
 /// The interpreter and optional argument of a `#!` line, as the kernel splits it.
-pub fn shebang(file: &File) -> Option<(String, Option<String>)> {
+pub(crate) fn shebang(file: &File) -> Option<(String, Option<String>)> {
     let mut head = [0u8; 256];
     let n = file.read_at(&mut head, 0).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;

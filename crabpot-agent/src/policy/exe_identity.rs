@@ -37,7 +37,7 @@ const MAX_SCRIPT_DEPTH: usize = 4;
 
 /// What an indexed file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
+pub(crate) enum Identity {
     /// A multi-call binary: argv decides the program.
     Multicall,
     /// One program (possibly known by several names, e.g. sh and dash).
@@ -46,7 +46,7 @@ pub enum Identity {
 
 impl Identity {
     /// The program this identity runs with `argv`.
-    pub fn name(&self, argv: &[String]) -> String {
+    pub(crate) fn name(&self, argv: &[String]) -> String {
         match self {
             Identity::Multicall => applet(argv),
             Identity::Program(name) => name.clone(),
@@ -56,7 +56,7 @@ impl Identity {
 
 /// What [`ExeIdentity::exec_names`] found out about an exec.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct ExecFiles {
+pub(crate) struct ExecFiles {
     /// Names of the indexed programs the executed file(s) are.
     pub names: Vec<String>,
     /// The exec ran an open file descriptor (execveat AT_EMPTY_PATH, /dev/fd/N, memfd).
@@ -66,7 +66,7 @@ pub struct ExecFiles {
 }
 
 /// An exec as the kernel reported it at syscall entry.
-pub struct ExecTarget<'a> {
+pub(crate) struct ExecTarget<'a> {
     pub tgid: u32,
     /// The guarded container's main process: its root stands in when `tgid` is gone.
     pub container_pid: Option<u32>,
@@ -107,7 +107,7 @@ struct State {
 }
 
 /// Identifies executed files against the programs of the guarded container's image.
-pub struct ExeIdentity {
+pub(crate) struct ExeIdentity {
     names: Vec<String>,
     key: RandomState,
     state: Mutex<State>,
@@ -141,7 +141,7 @@ fn exec_fd(target: &ExecTarget) -> Option<i32> {
 
 impl ExeIdentity {
     /// Index the denylisted `names` (and the multi-call binaries) of each container root.
-    pub fn new(names: &[String]) -> Self {
+    pub(crate) fn new(names: &[String]) -> Self {
         ExeIdentity {
             names: names.to_vec(),
             key: RandomState::new(),
@@ -243,7 +243,7 @@ impl ExeIdentity {
 
     /// The names the program started by this exec is known by, from the file it runs;
     /// no names when no file could be found or it is not an indexed program.
-    pub fn exec_names(&self, target: &ExecTarget) -> ExecFiles {
+    pub(crate) fn exec_names(&self, target: &ExecTarget) -> ExecFiles {
         let proc_dir = format!("/proc/{}", target.tgid);
         let mut files = Vec::new();
         let fileless = exec_fd(target).is_some();
@@ -339,7 +339,7 @@ impl ExeIdentity {
 
     /// The program a running process executes, by `/proc/<pid>/exe`; `None` when that
     /// cannot be read, `Some(None)` when it is not an indexed program.
-    pub fn running_name(&self, pid: u32, argv: &[String]) -> Option<Option<String>> {
+    pub(crate) fn running_name(&self, pid: u32, argv: &[String]) -> Option<Option<String>> {
         let proc_dir = format!("/proc/{pid}");
         let (file, meta) = open_regular(&format!("{proc_dir}/exe"))?;
         let mut state = self.state.lock().ok()?;

@@ -11,7 +11,7 @@ use crate::alert::{Alert, AlertSource, Severity};
 
 /// How long after its last failed attempt a name is reported (a PATH walk takes
 /// microseconds; this leaves room for the success that would make it moot).
-pub const SETTLE: Duration = Duration::from_millis(300);
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
 /// Paths kept per summary.
 const MAX_PATHS: usize = 8;
 /// Pending and reported entries kept before the oldest state is dropped.
@@ -29,7 +29,7 @@ struct Attempts {
 }
 
 /// One failed attempt, as the kernel reported it.
-pub struct Failure<'a> {
+pub(crate) struct Failure<'a> {
     pub tgid: u32,
     pub name: &'a str,
     pub category: &'static str,
@@ -41,13 +41,13 @@ pub struct Failure<'a> {
 }
 
 #[derive(Debug, Default)]
-pub struct ExecFailures {
+pub(crate) struct ExecFailures {
     pending: HashMap<(u32, String), Attempts>,
     reported: HashSet<(u32, String)>,
 }
 
 /// The symbolic name of the errnos an exec commonly fails with.
-pub fn errno_name(errno: i32) -> String {
+pub(crate) fn errno_name(errno: i32) -> String {
     match errno {
         1 => "EPERM".into(),
         2 => "ENOENT".into(),
@@ -63,7 +63,7 @@ pub fn errno_name(errno: i32) -> String {
 
 impl ExecFailures {
     /// Note a failed attempt; nothing is reported yet.
-    pub fn failed(&mut self, failure: Failure<'_>, now: Instant) {
+    pub(crate) fn failed(&mut self, failure: Failure<'_>, now: Instant) {
         let key = (failure.tgid, failure.name.to_string());
         if self.reported.contains(&key) {
             return;
@@ -89,14 +89,14 @@ impl ExecFailures {
     }
 
     /// `name` did run in `tgid`: its failed candidates are part of that exec. How many.
-    pub fn succeeded(&mut self, tgid: u32, name: &str) -> u32 {
+    pub(crate) fn succeeded(&mut self, tgid: u32, name: &str) -> u32 {
         self.pending
             .remove(&(tgid, name.to_string()))
             .map_or(0, |a| a.tries)
     }
 
     /// Summaries of the names whose attempts settled by `now`.
-    pub fn due(&mut self, now: Instant) -> Vec<Alert> {
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<Alert> {
         if self.pending.is_empty() {
             return Vec::new();
         }

@@ -10,10 +10,10 @@ use crate::policy::{
     rules::Policy,
 };
 
-pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// The addresses `hosts` resolve to now; a name that does not resolve is logged and skipped.
-pub async fn resolve(hosts: &[HostEntry]) -> Vec<AllowEntry> {
+pub(crate) async fn resolve(hosts: &[HostEntry]) -> Vec<AllowEntry> {
     let mut entries = Vec::new();
     // Patterns (*.example.com) have no addresses of their own: the DNS learner covers them.
     for host in hosts.iter().filter(|h| !h.is_pattern()) {
@@ -41,7 +41,7 @@ pub async fn resolve(hosts: &[HostEntry]) -> Vec<AllowEntry> {
 
 /// Publish `base` with its host names resolved, again whenever `base` changes (SIGHUP) and
 /// every [`REFRESH_EVERY`]; only a changed result is published.
-pub async fn keep_resolved(
+pub(crate) async fn keep_resolved(
     mut base: watch::Receiver<Arc<Policy>>,
     effective: watch::Sender<Arc<Policy>>,
 ) {

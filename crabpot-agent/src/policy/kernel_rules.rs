@@ -31,7 +31,7 @@ use crate::{
 const CONNECT_REPEAT_WINDOW: Duration = Duration::from_secs(60);
 const MAX_REMEMBERED_DESTINATIONS: usize = 4096;
 
-pub struct KernelRules {
+pub(crate) struct KernelRules {
     denylist: Arc<Denylist>,
     identity: Arc<ExeIdentity>,
     allow: Vec<IpNet>,
@@ -61,7 +61,7 @@ fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Al
 }
 
 impl KernelRules {
-    pub fn new(
+    pub(crate) fn new(
         denylist: Arc<Denylist>,
         identity: Arc<ExeIdentity>,
         allow: Vec<IpNet>,
@@ -81,7 +81,7 @@ impl KernelRules {
     }
 
     /// Share the record of verified health probes (with the `docker top` backstop).
-    pub fn with_probes(mut self, probes: Probes) -> Self {
+    pub(crate) fn with_probes(mut self, probes: Probes) -> Self {
         self.probes = probes;
         self
     }
@@ -89,7 +89,7 @@ impl KernelRules {
     /// The guarded container (changes when it restarts). This runs for every event, so only
     /// the run's identity is compared (its command and health probe cannot change within a
     /// run) and it is cloned only when that changed.
-    pub fn set_container(&mut self, container: Option<&GuardedContainer>) {
+    pub(crate) fn set_container(&mut self, container: Option<&GuardedContainer>) {
         let same_run = match (&self.container, container) {
             (Some(known), Some(now)) => known.pid == now.pid && known.id == now.id,
             (None, None) => true,
@@ -101,12 +101,12 @@ impl KernelRules {
     }
 
     /// Summaries of failed exec attempts that have settled.
-    pub fn due_failures(&mut self) -> Vec<Alert> {
+    pub(crate) fn due_failures(&mut self) -> Vec<Alert> {
         self.failures.due(Instant::now())
     }
 
     /// Leave connect alerts to the cgroup connect rule (which also knows the verdict).
-    pub fn without_connect_alerts(mut self) -> Self {
+    pub(crate) fn without_connect_alerts(mut self) -> Self {
         self.connect_alerts = false;
         self
     }
@@ -247,7 +247,7 @@ impl KernelRules {
         Some(common_details(alert, event, lineage))
     }
 
-    pub fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
+    pub(crate) fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
         match &event.body {
             EventBody::Exec { .. } => self.exec_alert(event, lineage),
             EventBody::Connect {
@@ -289,7 +289,7 @@ impl KernelRules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::MonitorConfig, sources::bpf::Header};
+    use crate::{config::MonitorConfig, sources::bpf::decode::Header};
 
     fn rules() -> KernelRules {
         let config = MonitorConfig::default();

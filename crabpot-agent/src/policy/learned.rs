@@ -12,23 +12,23 @@ use crate::policy::allow::AllowEntry;
 
 /// TTLs are clamped to this range: a TTL of 0 would be gone before the connect, and an
 /// address should not outlive an hour without a fresh answer.
-pub const MIN_TTL: Duration = Duration::from_secs(30);
-pub const MAX_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const MIN_TTL: Duration = Duration::from_secs(30);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(3600);
 /// Most learned entries: the kernel maps hold 1024 entries, shared with the static list.
-pub const MAX_ENTRIES: usize = 768;
+pub(crate) const MAX_ENTRIES: usize = 768;
 
-pub fn clamp_ttl(ttl_seconds: u32) -> Duration {
+pub(crate) fn clamp_ttl(ttl_seconds: u32) -> Duration {
     Duration::from_secs(u64::from(ttl_seconds)).clamp(MIN_TTL, MAX_TTL)
 }
 
 #[derive(Debug, Default)]
-pub struct LearnedTable {
+pub(crate) struct LearnedTable {
     /// Entry → (allowed name → when that name's answer expires).
     entries: HashMap<AllowEntry, HashMap<String, Instant>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Learn {
+pub(crate) enum Learn {
     /// Not in the table before: the kernel needs it.
     New,
     /// Already there; its expiry was extended.
@@ -38,7 +38,13 @@ pub enum Learn {
 }
 
 impl LearnedTable {
-    pub fn learn(&mut self, entry: AllowEntry, name: &str, ttl: Duration, now: Instant) -> Learn {
+    pub(crate) fn learn(
+        &mut self,
+        entry: AllowEntry,
+        name: &str,
+        ttl: Duration,
+        now: Instant,
+    ) -> Learn {
         let expires = now + ttl;
         if let Some(sources) = self.entries.get_mut(&entry) {
             let slot = sources.entry(name.to_string()).or_insert(expires);
@@ -54,7 +60,7 @@ impl LearnedTable {
     }
 
     /// Drop the sources whose TTL ran out; the entries left with none are returned.
-    pub fn expire(&mut self, now: Instant) -> Vec<AllowEntry> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<AllowEntry> {
         let mut gone = Vec::new();
         self.entries.retain(|entry, sources| {
             sources.retain(|_, expires| *expires > now);
@@ -68,7 +74,7 @@ impl LearnedTable {
 
     /// Keep only the sources `keep` still approves of (a reloaded allowlist); returns the
     /// entries left with none.
-    pub fn retain(&mut self, keep: impl Fn(&AllowEntry, &str) -> bool) -> Vec<AllowEntry> {
+    pub(crate) fn retain(&mut self, keep: impl Fn(&AllowEntry, &str) -> bool) -> Vec<AllowEntry> {
         let mut gone = Vec::new();
         self.entries.retain(|entry, sources| {
             sources.retain(|name, _| keep(entry, name));
@@ -80,15 +86,17 @@ impl LearnedTable {
         gone
     }
 
-    pub fn live(&self) -> impl Iterator<Item = &AllowEntry> {
+    pub(crate) fn live(&self) -> impl Iterator<Item = &AllowEntry> {
         self.entries.keys()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }

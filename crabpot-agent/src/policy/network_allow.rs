@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 /// Whether `address` is allowed; IPv4-mapped IPv6 addresses are judged as IPv4.
-pub fn is_allowed(address: IpAddr, allow: &[IpNet]) -> bool {
+pub(crate) fn is_allowed(address: IpAddr, allow: &[IpNet]) -> bool {
     let address = match address {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()

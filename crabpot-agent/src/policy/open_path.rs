@@ -11,14 +11,14 @@ const AT_FDCWD: i32 = -100;
 
 /// How the effective path was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EffectivePath {
+pub(crate) struct EffectivePath {
     pub path: String,
     /// The base directory of a relative path could not be read (the process is gone).
     pub base_unknown: bool,
 }
 
 /// Fold `.`, `..` and empty components of an absolute path.
-pub fn lexical(path: &str) -> Vec<&str> {
+pub(crate) fn lexical(path: &str) -> Vec<&str> {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -38,7 +38,7 @@ fn is_self_or_pid(part: &str) -> bool {
 
 /// The path `path` opened by process `tgid` relative to `dirfd` names, made absolute and
 /// normalised as the container sees it.
-pub fn effective(tgid: u32, dirfd: i32, path: &str) -> EffectivePath {
+pub(crate) fn effective(tgid: u32, dirfd: i32, path: &str) -> EffectivePath {
     effective_with(path, dirfd, |what| {
         let link = match what {
             Base::Cwd => format!("/proc/{tgid}/cwd"),
@@ -53,7 +53,7 @@ pub fn effective(tgid: u32, dirfd: i32, path: &str) -> EffectivePath {
 
 /// A directory a path can be relative to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Base {
+pub(crate) enum Base {
     Cwd,
     Fd(i32),
 }
@@ -61,7 +61,7 @@ pub enum Base {
 /// [`effective`] with the base directories read by `read_base`. Components are walked in
 /// order, so a `..` after the magic links `/proc/<x>/root` and `/proc/self/cwd` applies to
 /// what they point to, as in the kernel.
-pub fn effective_with(
+pub(crate) fn effective_with(
     path: &str,
     dirfd: i32,
     read_base: impl Fn(Base) -> Option<String>,

@@ -25,7 +25,7 @@ const MAX_PROBES: usize = 1024;
 
 /// Whether an exec's argv, as the kernel captured it (the first [`ARGV_COUNT`] entries,
 /// each cut to `ARG_LEN - 1` bytes), is `expected`.
-pub fn kernel_argv_matches(seen: &[String], expected: &[String]) -> bool {
+pub(crate) fn kernel_argv_matches(seen: &[String], expected: &[String]) -> bool {
     if expected.is_empty() || seen.len() != expected.len().min(ARGV_COUNT) {
         return false;
     }
@@ -43,7 +43,7 @@ pub fn kernel_argv_matches(seen: &[String], expected: &[String]) -> bool {
 /// Whether a `docker top` args column (argv joined by spaces) is `expected`, directly or run
 /// through a `#!` interpreter (`/bin/sh /entrypoint.sh …`: the kernel puts the interpreter,
 /// and its one optional argument, before the script's argv).
-pub fn args_line_matches(line: &str, expected: &[String]) -> bool {
+pub(crate) fn args_line_matches(line: &str, expected: &[String]) -> bool {
     if expected.is_empty() {
         return false;
     }
@@ -67,14 +67,14 @@ fn pid_namespace(pid: u32) -> Option<String> {
 }
 
 /// `(ppid, start time in clock ticks)` of a live process, from `/proc/<pid>/stat`.
-pub fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
+pub(crate) fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     parse_parent_and_start(&String::from_utf8_lossy(&stat))
 }
 
 /// The parent (field 4) and start time (field 22) of a `/proc/<pid>/stat` text; the comm
 /// (field 2) may hold spaces and parentheses, so fields are counted after its last `)`.
-pub fn parse_parent_and_start(stat: &str) -> Option<(u32, u64)> {
+pub(crate) fn parse_parent_and_start(stat: &str) -> Option<(u32, u64)> {
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ppid = fields.get(1)?.parse().ok()?;
@@ -86,7 +86,7 @@ pub fn parse_parent_and_start(stat: &str) -> Option<(u32, u64)> {
 /// `container_pid`: its parent (runc, or the containerd shim it is handed to) lives in
 /// another PID namespace. `None` when it cannot be told (the process is gone already); the
 /// caller then has only the kernel's fork record.
-pub fn started_from_outside(pid: u32, container_pid: u32) -> Option<bool> {
+pub(crate) fn started_from_outside(pid: u32, container_pid: u32) -> Option<bool> {
     if pid == container_pid {
         return Some(false);
     }
@@ -101,11 +101,11 @@ pub fn started_from_outside(pid: u32, container_pid: u32) -> Option<bool> {
 /// Processes verified as Docker's health probe, with their start time so a reused pid is
 /// not mistaken for one. Shared by the eBPF exec path and the `docker top` backstop.
 #[derive(Debug, Clone, Default)]
-pub struct Probes(Arc<Mutex<HashMap<u32, u64>>>);
+pub(crate) struct Probes(Arc<Mutex<HashMap<u32, u64>>>);
 
 impl Probes {
     /// Remember `pid` (alive now) as a probe.
-    pub fn trust(&self, pid: u32) {
+    pub(crate) fn trust(&self, pid: u32) {
         let Some((_, start)) = parent_and_start(pid) else {
             return;
         };
@@ -118,7 +118,7 @@ impl Probes {
     }
 
     /// Whether `pid` is a remembered probe that is still the same process.
-    pub fn is_probe(&self, pid: u32) -> bool {
+    pub(crate) fn is_probe(&self, pid: u32) -> bool {
         let Some(start) = self.0.lock().ok().and_then(|p| p.get(&pid).copied()) else {
             return false;
         };
@@ -126,7 +126,7 @@ impl Probes {
     }
 
     /// Whether `pid` or one of `ancestors` is a remembered probe.
-    pub fn within_probe(&self, pid: u32, ancestors: impl IntoIterator<Item = u32>) -> bool {
+    pub(crate) fn within_probe(&self, pid: u32, ancestors: impl IntoIterator<Item = u32>) -> bool {
         std::iter::once(pid)
             .chain(ancestors)
             .any(|pid| self.is_probe(pid))
@@ -135,7 +135,7 @@ impl Probes {
 
 /// Who started a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Docker's health probe, or a descendant of it.
     HealthProbe,
     /// The container's PID 1 running its configured command.
@@ -145,7 +145,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Origin::HealthProbe => "health probe",
             Origin::MainProcess => "main process",
@@ -156,7 +156,7 @@ impl Origin {
 
 /// Whether `pid` is the init of the container's PID namespace: the container's main
 /// process (its `NSpid` is the host pid then 1, in exactly one nested namespace).
-pub fn is_container_init(pid: u32, container_pid: u32) -> bool {
+pub(crate) fn is_container_init(pid: u32, container_pid: u32) -> bool {
     if pid == container_pid {
         return true;
     }
@@ -173,10 +173,10 @@ pub fn is_container_init(pid: u32, container_pid: u32) -> bool {
 
 /// The comm of runc's container-side init, which makes a `docker exec`'s (and a health
 /// probe's) first exec.
-pub const RUNC_INIT_COMM: &str = "runc:[2:INIT]";
+pub(crate) const RUNC_INIT_COMM: &str = "runc:[2:INIT]";
 
 /// What is known of the process being classified.
-pub struct Candidate<'a, A> {
+pub(crate) struct Candidate<'a, A> {
     pub pid: u32,
     /// Its ancestors, nearest first.
     pub ancestors: A,
@@ -194,7 +194,7 @@ pub struct Candidate<'a, A> {
 
 /// Classify a process of `container`. A process newly verified as the health probe is
 /// remembered in `probes` for its descendants.
-pub fn classify<A: IntoIterator<Item = u32>>(
+pub(crate) fn classify<A: IntoIterator<Item = u32>>(
     probes: &Probes,
     container: &GuardedContainer,
     candidate: Candidate<'_, A>,
@@ -224,7 +224,7 @@ pub fn classify<A: IntoIterator<Item = u32>>(
 }
 
 /// The record of a denylisted program run by Docker's health probe (or of the probe itself).
-pub fn probe_alert(filename: &str, executable: Option<String>) -> Alert {
+pub(crate) fn probe_alert(filename: &str, executable: Option<String>) -> Alert {
     Alert::new(
         Severity::Info,
         AlertSource::Processes,
@@ -235,7 +235,7 @@ pub fn probe_alert(filename: &str, executable: Option<String>) -> Alert {
 
 /// The posture warning for a container whose configured main process is a denylisted
 /// program (a shell script as PID 1): its own command, not an intrusion, so no freeze.
-pub fn main_process_alert(filename: &str, name: &str, category: &str) -> Alert {
+pub(crate) fn main_process_alert(filename: &str, name: &str, category: &str) -> Alert {
     Alert::new(
         Severity::Warning,
         AlertSource::Processes,

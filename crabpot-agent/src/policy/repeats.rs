@@ -12,10 +12,10 @@ use serde_json::Value;
 use crate::alert::{Alert, Severity};
 
 /// How long repeats of one act are folded into its first report.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 /// What a blocked act is: its rule and what it was aimed at.
-pub type ActKey = (String, String);
+pub(crate) type ActKey = (String, String);
 
 struct Open {
     since: Instant,
@@ -24,12 +24,12 @@ struct Open {
 }
 
 #[derive(Default)]
-pub struct Repeats {
+pub(crate) struct Repeats {
     open: HashMap<ActKey, Open>,
 }
 
 /// The rule and subject of a violation's alert (details written by the judge).
-pub fn act_key(alert: &Alert) -> ActKey {
+pub(crate) fn act_key(alert: &Alert) -> ActKey {
     let text = |key: &str| match alert.details.get(key) {
         Some(Value::String(text)) => Some(text.clone()),
         Some(Value::Number(number)) => Some(number.to_string()),
@@ -57,7 +57,7 @@ pub fn act_key(alert: &Alert) -> ActKey {
 impl Repeats {
     /// `true` when this is the first such act in the window (report it, count it); `false`
     /// for a repeat (counted here only).
-    pub fn first(&mut self, alert: &Alert, now: Instant) -> bool {
+    pub(crate) fn first(&mut self, alert: &Alert, now: Instant) -> bool {
         let key = act_key(alert);
         match self.open.get_mut(&key) {
             Some(open) if now.duration_since(open.since) < WINDOW => {
@@ -79,7 +79,7 @@ impl Repeats {
     }
 
     /// Close the windows that ended by `now`: one INFO summary for each act that repeated.
-    pub fn close_expired(&mut self, now: Instant) -> Vec<Alert> {
+    pub(crate) fn close_expired(&mut self, now: Instant) -> Vec<Alert> {
         let ended: Vec<ActKey> = self
             .open
             .iter()
@@ -96,7 +96,7 @@ impl Repeats {
     }
 
     /// Forget every open window (a new container instance).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.open.clear();
     }
 }

@@ -73,7 +73,7 @@ impl FromStr for RuleName {
 }
 
 /// `RULE=ACTION` as given on the command line.
-pub fn parse_override(text: &str) -> Result<(RuleName, Action), String> {
+pub(crate) fn parse_override(text: &str) -> Result<(RuleName, Action), String> {
     let (rule, action) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not RULE=ACTION (e.g. connect=audit)"))?;
@@ -85,7 +85,7 @@ pub fn parse_override(text: &str) -> Result<(RuleName, Action), String> {
 /// `allow:` list. Without them the gateway's first seconds are three blocked connects and
 /// a quarantine. Model providers are not here: the example configuration lists them,
 /// commented, for the user to choose.
-pub const OPENCLAW_DEFAULT_ALLOW: [&str; 3] = [
+pub(crate) const OPENCLAW_DEFAULT_ALLOW: [&str; 3] = [
     "catalog.openclaw.ai:443",
     "telemetry.openclaw.ai:443",
     "clawhub.ai:443",

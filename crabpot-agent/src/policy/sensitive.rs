@@ -27,7 +27,7 @@ const SECRET_PIECES: &[&str] = &[
 /// Why a normalised `path` is a sensitive read; `None` when it is not. `caller_ns_tgid`
 /// gives the opener's pid inside the container when known; it is asked only for /proc
 /// entries of a numbered process (it reads /proc, so not on every open).
-pub fn reason(path: &str, caller_ns_tgid: impl FnOnce() -> Option<u32>) -> Option<String> {
+pub(crate) fn reason(path: &str, caller_ns_tgid: impl FnOnce() -> Option<u32>) -> Option<String> {
     if let Some(rest) = path.strip_prefix("/proc/") {
         let mut parts = rest.split('/');
         let (owner, entry) = (parts.next()?, parts.next()?);
@@ -53,7 +53,7 @@ pub fn reason(path: &str, caller_ns_tgid: impl FnOnce() -> Option<u32>) -> Optio
 
 /// The pid of host process `tgid` inside its own (the container's) PID namespace: the last
 /// field of `NSpid:` in its status. `None` when it is gone.
-pub fn ns_tgid(tgid: u32) -> Option<u32> {
+pub(crate) fn ns_tgid(tgid: u32) -> Option<u32> {
     let status = fs::read_to_string(format!("/proc/{tgid}/status")).ok()?;
     status
         .lines()

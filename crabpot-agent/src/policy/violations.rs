@@ -28,7 +28,7 @@ const DEVICE_PREFIXES: &[&str] = &[
 ];
 
 #[derive(Debug, Default, PartialEq)]
-pub struct Judgement {
+pub(crate) struct Judgement {
     /// Goes through the alert dispatcher.
     pub alert: Option<Alert>,
     /// Goes to the audit log only ("log" actions).
@@ -40,7 +40,7 @@ pub struct Judgement {
 }
 
 #[derive(Default)]
-pub struct ViolationJudge {
+pub(crate) struct ViolationJudge {
     /// Entry verdicts of mount/ptrace calls by thread, to pair with their exit.
     entries: HashMap<(u32, RuleName), Verdict>,
 }
@@ -67,7 +67,7 @@ fn with_process(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Aler
 /// "connect to 93.184.216.34:443 (example.com) blocked (not in the allowlist)": the
 /// destination as one would type it, and the host name it came from when a DNS reply the
 /// container received said so.
-pub fn net_message(
+pub(crate) fn net_message(
     op: &str,
     address: std::net::IpAddr,
     port: u16,
@@ -112,7 +112,7 @@ fn verdict_for_action(action: Action) -> Verdict {
 
 impl ViolationJudge {
     /// The record each kernel event deserves, one function per event kind.
-    pub fn judge(
+    pub(crate) fn judge(
         &mut self,
         event: &KernelEvent,
         lineage: &[Ancestor],

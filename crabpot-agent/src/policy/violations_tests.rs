@@ -1,5 +1,5 @@
 use super::*;
-use crate::sources::bpf::Header;
+use crate::sources::bpf::decode::Header;
 
 fn event(pid: u32, body: EventBody) -> KernelEvent {
     KernelEvent {

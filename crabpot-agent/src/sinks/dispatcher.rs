@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::alert::Alert;
 
-pub struct SinkHandle {
+pub(crate) struct SinkHandle {
     name: &'static str,
     tx: mpsc::Sender<Arc<Alert>>,
     lossless: bool,
@@ -19,17 +19,17 @@ pub struct SinkHandle {
 }
 
 #[derive(Default)]
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     sinks: Vec<SinkHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Queue length of each sink.
-pub const SINK_QUEUE: usize = 4096;
+pub(crate) const SINK_QUEUE: usize = 4096;
 
 impl Dispatcher {
     /// Add a sink: `run` consumes its queue on its own task.
-    pub fn add<F, Fut>(&mut self, name: &'static str, lossless: bool, run: F)
+    pub(crate) fn add<F, Fut>(&mut self, name: &'static str, lossless: bool, run: F)
     where
         F: FnOnce(mpsc::Receiver<Arc<Alert>>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -44,7 +44,7 @@ impl Dispatcher {
         });
     }
 
-    pub async fn dispatch(&self, alert: Alert) {
+    pub(crate) async fn dispatch(&self, alert: Alert) {
         let alert = Arc::new(alert);
         for sink in &self.sinks {
             if sink.lossless {
@@ -66,15 +66,16 @@ impl Dispatcher {
     }
 
     /// Close every queue and wait until each sink has handled what it was given.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         drop(self.sinks);
         for task in self.tasks {
             let _ = task.await;
         }
     }
 
-    /// Alerts each sink has dropped.
-    pub fn dropped(&self) -> Vec<(&'static str, u64)> {
+    /// Alerts each sink has dropped (the test reads it; the agent logs each power of two).
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> Vec<(&'static str, u64)> {
         self.sinks
             .iter()
             .map(|s| (s.name, s.dropped.load(Ordering::Relaxed)))

@@ -19,7 +19,7 @@ pub enum EventFormat {
 
 /// A kernel event with what the agent knows around it.
 #[derive(Debug, Clone, Serialize)]
-pub struct ObservedEvent<'a> {
+pub(crate) struct ObservedEvent<'a> {
     pub container: &'a str,
     pub container_id: &'a str,
     #[serde(flatten)]
@@ -102,7 +102,7 @@ fn describe(body: &EventBody) -> String {
 }
 
 /// The line printed for an event in `format`.
-pub fn format_line(observed: &ObservedEvent<'_>, format: EventFormat) -> String {
+pub(crate) fn format_line(observed: &ObservedEvent<'_>, format: EventFormat) -> String {
     match format {
         EventFormat::Json => serde_json::to_string(observed)
             .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode event: {e}\"}}")),
@@ -135,7 +135,7 @@ pub fn format_line(observed: &ObservedEvent<'_>, format: EventFormat) -> String 
 }
 
 /// Print one line; a closed stdout is reported to the caller.
-pub fn print_line(line: &str) -> std::io::Result<()> {
+pub(crate) fn print_line(line: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(line.as_bytes())?;
     out.write_all(b"\n")?;

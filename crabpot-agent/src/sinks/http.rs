@@ -58,7 +58,7 @@ pub struct Status {
 }
 
 #[derive(Deserialize)]
-pub struct TokenQuery {
+pub(crate) struct TokenQuery {
     token: Option<String>,
 }
 
@@ -72,7 +72,7 @@ fn presented(headers: &HeaderMap, query: &TokenQuery) -> Option<String> {
 }
 
 /// Constant-time comparison of the presented token.
-pub fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool {
+pub(crate) fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool {
     let Some(given) = presented(headers, query) else {
         return false;
     };
@@ -82,7 +82,7 @@ pub fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> b
 
 /// Viewing needs no token on loopback; beyond it (`--listen-remote`) everything does.
 /// `Some(refusal)` when this request may not view.
-pub fn view_refused(
+pub(crate) fn view_refused(
     state: &HttpState,
     headers: &HeaderMap,
     query: &TokenQuery,
@@ -90,7 +90,7 @@ pub fn view_refused(
     (state.remote && !token_ok(state, headers, query)).then(refused)
 }
 
-pub fn refused() -> Response {
+pub(crate) fn refused() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         "a valid token is required (Authorization: Bearer TOKEN); it is in the agent's token \
@@ -99,7 +99,7 @@ pub fn refused() -> Response {
         .into_response()
 }
 
-pub fn status(state: &HttpState) -> Status {
+pub(crate) fn status(state: &HttpState) -> Status {
     let container = state.views.container.borrow().clone();
     let trust = *state.views.trust.borrow();
     let (kernel_events, kernel_events_dropped) = state.metrics.event_counts();
@@ -253,14 +253,14 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Only `/metrics`, for a separate scrape address (`--metrics-listen`).
-pub fn metrics_router(state: HttpState) -> Router {
+pub(crate) fn metrics_router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(state)
 }
 
 /// Bind and serve `router` until the agent stops.
-pub async fn serve_router(address: SocketAddr, router: Router) -> anyhow::Result<()> {
+pub(crate) async fn serve_router(address: SocketAddr, router: Router) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}; choose another address"))?;
@@ -272,7 +272,7 @@ pub async fn serve_router(address: SocketAddr, router: Router) -> anyhow::Result
 }
 
 /// Bind and serve until the agent stops.
-pub async fn serve(address: SocketAddr, state: HttpState) -> anyhow::Result<()> {
+pub(crate) async fn serve(address: SocketAddr, state: HttpState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {address}: {e}; choose another with --listen")
     })?;
@@ -286,7 +286,7 @@ pub async fn serve(address: SocketAddr, state: HttpState) -> anyhow::Result<()> 
 
 /// The control token: read from `path`, or generated (32 random bytes, hex) into a new
 /// root-only file.
-pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
+pub(crate) fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
     use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
     if let Ok(text) = std::fs::read_to_string(path) {
         let token = text.trim().to_string();

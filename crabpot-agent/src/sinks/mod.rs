@@ -1,13 +1,13 @@
 //! Where observations and alerts go.
-pub mod alert_log;
-pub mod dashboard;
-pub mod dispatcher;
-pub mod event_printer;
-pub mod http;
-pub mod metrics;
-pub mod router;
-pub mod systemd;
-pub mod terminal;
-pub mod terminal_text;
-pub mod toast;
-pub mod webhook;
+pub(crate) mod alert_log;
+pub(crate) mod dashboard;
+pub(crate) mod dispatcher;
+pub(crate) mod event_printer;
+pub(crate) mod http;
+pub(crate) mod metrics;
+pub(crate) mod router;
+pub(crate) mod systemd;
+pub(crate) mod terminal;
+pub(crate) mod terminal_text;
+pub(crate) mod toast;
+pub(crate) mod webhook;

@@ -2,7 +2,7 @@
 use std::{os::unix::net::UnixDatagram, time::Duration};
 
 /// Send one notification to `$NOTIFY_SOCKET` (no-op when not under systemd).
-pub fn notify(state: &str) {
+pub(crate) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -22,13 +22,13 @@ pub fn notify(state: &str) {
 }
 
 /// The watchdog interval systemd asked for (`WATCHDOG_USEC`), halved as it recommends.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 /// Ping the watchdog for as long as the agent's runtime is alive.
-pub async fn watchdog() {
+pub(crate) async fn watchdog() {
     let Some(every) = watchdog_interval() else {
         return;
     };

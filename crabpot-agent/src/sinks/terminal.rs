@@ -31,7 +31,7 @@ pub fn format_alert(alert: &Alert, colour: bool) -> String {
     format!("\u{1b}[{code}m{line}\u{1b}[0m")
 }
 
-pub async fn run(mut alerts: mpsc::Receiver<Arc<Alert>>) {
+pub(crate) async fn run(mut alerts: mpsc::Receiver<Arc<Alert>>) {
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     while let Some(alert) = alerts.recv().await {
         let line = format_alert(&alert, colour);

@@ -8,7 +8,7 @@ fn is_bidi_control(c: char) -> bool {
 /// `text` with control characters (ANSI escapes, newlines, BEL, C1 codes, bidirectional
 /// overrides…) shown as escapes, so nothing a container writes can move the cursor, reorder
 /// the text or forge a line.
-pub fn escape_for_terminal(text: &str) -> String {
+pub(crate) fn escape_for_terminal(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() || is_bidi_control(c) {

@@ -19,12 +19,12 @@ $toast = [Windows.UI.Notifications.ToastNotification]::new($template)
 "#;
 
 /// Whether this is WSL2: a Microsoft kernel with the Windows interop entry registered.
-pub fn is_wsl2(proc_version: &str, interop_registered: bool) -> bool {
+pub(crate) fn is_wsl2(proc_version: &str, interop_registered: bool) -> bool {
     let lower = proc_version.to_ascii_lowercase();
     (lower.contains("microsoft") || lower.contains("wsl2")) && interop_registered
 }
 
-pub fn detect() -> bool {
+pub(crate) fn detect() -> bool {
     let version = std::fs::read_to_string("/proc/version").unwrap_or_default();
     is_wsl2(
         &version,
@@ -33,7 +33,7 @@ pub fn detect() -> bool {
 }
 
 /// `-EncodedCommand` wants base64 of UTF-16LE.
-pub fn encode_command(script: &str) -> String {
+pub(crate) fn encode_command(script: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -56,7 +56,7 @@ pub fn encode_command(script: &str) -> String {
 }
 
 /// Raise one toast; the text is data in the environment, never part of the command line.
-pub async fn show(alert: &Alert) -> std::io::Result<std::process::ExitStatus> {
+pub(crate) async fn show(alert: &Alert) -> std::io::Result<std::process::ExitStatus> {
     let title = format!("CrabPot {}: {}", alert.severity, alert.source.as_str());
     let text: String = alert.message.chars().take(512).collect();
     tokio::process::Command::new("powershell.exe")
@@ -80,7 +80,7 @@ pub async fn show(alert: &Alert) -> std::io::Result<std::process::ExitStatus> {
 }
 
 /// The sink: CRITICAL alerts only; a failing powershell.exe is reported once.
-pub async fn run(mut alerts: mpsc::Receiver<Arc<Alert>>) {
+pub(crate) async fn run(mut alerts: mpsc::Receiver<Arc<Alert>>) {
     let mut failing = false;
     while let Some(alert) = alerts.recv().await {
         if alert.severity != Severity::Critical {

@@ -17,7 +17,7 @@ pub enum WebhookFormat {
     Slack,
 }
 
-pub const ATTEMPTS: u32 = 5;
+pub(crate) const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 fn one_line(alert: &Alert) -> String {
@@ -42,7 +42,7 @@ fn slack_escape(text: &str) -> String {
 }
 
 /// The request body for `format`.
-pub fn payload(alert: &Alert, format: WebhookFormat) -> Value {
+pub(crate) fn payload(alert: &Alert, format: WebhookFormat) -> Value {
     match format {
         WebhookFormat::Generic => serde_json::to_value(alert).unwrap_or(Value::Null),
         // Discord caps content at 2000 characters; Slack's `text` is plain mrkdwn.
@@ -56,7 +56,7 @@ pub fn payload(alert: &Alert, format: WebhookFormat) -> Value {
 }
 
 /// Whether an alert is sent: CRITICAL alerts (quarantines are CRITICAL).
-pub fn wanted(alert: &Alert) -> bool {
+pub(crate) fn wanted(alert: &Alert) -> bool {
     alert.severity == Severity::Critical
 }
 
@@ -78,7 +78,11 @@ async fn deliver(client: &reqwest::Client, url: &str, body: &Value) -> Result<()
 }
 
 /// The sink: sends wanted alerts in order; a delivery that fails every attempt is logged.
-pub async fn run(url: String, format: WebhookFormat, mut alerts: mpsc::Receiver<Arc<Alert>>) {
+pub(crate) async fn run(
+    url: String,
+    format: WebhookFormat,
+    mut alerts: mpsc::Receiver<Arc<Alert>>,
+) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

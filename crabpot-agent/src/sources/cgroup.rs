@@ -11,7 +11,7 @@ use std::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
+pub(crate) enum CgroupError {
     #[error(
         "no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); mount one with \
          `mount -t cgroup2 none /sys/fs/cgroup/unified` or boot with cgroup v2"
@@ -27,7 +27,7 @@ pub enum CgroupError {
 }
 
 /// The mount point of the cgroup2 filesystem, from the text of `/proc/self/mountinfo`.
-pub fn cgroup2_mount_point(mountinfo: &str) -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount_point(mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|line| {
         let (before, after) = line.split_once(" - ")?;
         let fstype = after.split_whitespace().next()?;
@@ -63,7 +63,7 @@ fn unescape_octal(field: &str) -> String {
 }
 
 /// The cgroup v2 path (`0::<path>` line) from the text of `/proc/<pid>/cgroup`.
-pub fn unified_cgroup_path(proc_cgroup: &str) -> Option<&str> {
+pub(crate) fn unified_cgroup_path(proc_cgroup: &str) -> Option<&str> {
     proc_cgroup
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
@@ -85,7 +85,7 @@ pub struct ProcessCgroup {
 }
 
 /// Resolve the cgroup v2 directory and id of `pid` as seen from this (host) process.
-pub fn cgroup_of_pid(pid: u32) -> Result<ProcessCgroup, CgroupError> {
+pub(crate) fn cgroup_of_pid(pid: u32) -> Result<ProcessCgroup, CgroupError> {
     let mount_point = cgroup2_mount_point(&read(Path::new("/proc/self/mountinfo"))?)
         .ok_or(CgroupError::NoCgroup2Mount)?;
     let proc_cgroup = read(&PathBuf::from(format!("/proc/{pid}/cgroup")))?;

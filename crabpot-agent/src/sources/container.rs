@@ -45,7 +45,7 @@ pub struct GuardedContainer {
 const STOP_SIGNALS: [&str; 4] = ["15", "9", "2", "3"];
 
 /// Whether a Docker event is a request to end the container's run.
-pub fn is_stop_request(event: &DockerEvent) -> bool {
+pub(crate) fn is_stop_request(event: &DockerEvent) -> bool {
     event.action == "kill"
         && event
             .attributes
@@ -55,7 +55,7 @@ pub fn is_stop_request(event: &DockerEvent) -> bool {
 
 /// A Docker event about the guarded container, as the tracker received it.
 #[derive(Debug, Clone)]
-pub struct DockerEvent {
+pub(crate) struct DockerEvent {
     /// e.g. `die`, `start`, `health_status: unhealthy`, `exec_start: sh`.
     pub action: String,
     pub time_nano: i64,
@@ -67,7 +67,7 @@ pub struct DockerEvent {
 const RESYNC_EVERY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-pub struct ContainerTracker {
+pub(crate) struct ContainerTracker {
     docker: Docker,
     name: String,
     /// The kernel's cgroup filter; absent in poll-only mode.
@@ -78,7 +78,7 @@ pub struct ContainerTracker {
 }
 
 impl ContainerTracker {
-    pub fn new(
+    pub(crate) fn new(
         docker: Docker,
         name: String,
         cgroups: Option<HashMap<MapData, u64, u32>>,
@@ -96,7 +96,7 @@ impl ContainerTracker {
     }
 
     /// Runs until the agent stops.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut backoff = Duration::from_millis(250);
         loop {
             let filters = StdHashMap::from([
@@ -292,14 +292,14 @@ fn launch_spec(found: &ContainerInspectResponse) -> (Vec<String>, Option<Vec<Str
 }
 
 /// The 12-character short form of a container id.
-pub fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
 /// The argv Docker runs for a `Config.Healthcheck.Test`: `["CMD", a, b…]` is `a b…`,
 /// `["CMD-SHELL", cmd]` is the container's `Config.Shell` (`/bin/sh -c` unless a `SHELL`
 /// instruction set another) then `cmd`; `NONE` or an empty test is no probe.
-pub fn health_argv(test: &[String], shell: Option<&[String]>) -> Option<Vec<String>> {
+pub(crate) fn health_argv(test: &[String], shell: Option<&[String]>) -> Option<Vec<String>> {
     let default_shell = ["/bin/sh".to_string(), "-c".to_string()];
     let shell = shell.filter(|s| !s.is_empty()).unwrap_or(&default_shell);
     match test.split_first() {

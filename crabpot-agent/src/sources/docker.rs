@@ -23,7 +23,7 @@ fn endpoint() -> String {
 }
 
 /// Connect, agree on an API version the daemon speaks, and check it answers.
-pub async fn connect() -> Result<Docker, DockerError> {
+pub(crate) async fn connect() -> Result<Docker, DockerError> {
     let unreachable = |source| DockerError::Unreachable {
         endpoint: endpoint(),
         source,
@@ -41,7 +41,7 @@ pub async fn connect() -> Result<Docker, DockerError> {
 }
 
 /// Whether a bollard error is Docker's "no such container".
-pub fn is_not_found(error: &bollard::errors::Error) -> bool {
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
         bollard::errors::Error::DockerResponseServerError {

@@ -11,12 +11,12 @@ use serde::Serialize;
 use crate::sources::bpf::{EventBody, KernelEvent};
 
 /// Ancestors kept per event.
-pub const MAX_DEPTH: usize = 4;
+pub(crate) const MAX_DEPTH: usize = 4;
 /// Entries kept before the table is emptied (bounds memory under pid churn).
 const MAX_ENTRIES: usize = 32 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ancestor {
+pub(crate) struct Ancestor {
     pub pid: u32,
     pub name: String,
 }
@@ -28,12 +28,12 @@ struct Entry {
 }
 
 #[derive(Debug, Default)]
-pub struct ProcessTable {
+pub(crate) struct ProcessTable {
     entries: HashMap<u32, Entry>,
 }
 
 /// Program name and parent pid from the text of `/proc/<pid>/stat`.
-pub fn parse_stat(stat: &str) -> Option<(String, u32)> {
+pub(crate) fn parse_stat(stat: &str) -> Option<(String, u32)> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let name = stat.get(open + 1..close)?.to_string();
@@ -62,7 +62,7 @@ impl ProcessTable {
     }
 
     /// Learn from an event: an exec names its process; any event tells us its parent.
-    pub fn observe(&mut self, event: &KernelEvent) {
+    pub(crate) fn observe(&mut self, event: &KernelEvent) {
         let tgid = event.header.tgid;
         let known_ppid = self.entries.get(&tgid).map(|e| e.ppid).unwrap_or(0);
         let ppid = match (event.header.ppid, known_ppid) {
@@ -97,7 +97,7 @@ impl ProcessTable {
     }
 
     /// Parent, grandparent… of the event's process, nearest first.
-    pub fn lineage(&mut self, event: &KernelEvent) -> Vec<Ancestor> {
+    pub(crate) fn lineage(&mut self, event: &KernelEvent) -> Vec<Ancestor> {
         let mut lineage = Vec::new();
         let mut pid = match event.header.ppid {
             0 => self.lookup(event.header.tgid).map(|e| e.ppid).unwrap_or(0),
@@ -118,7 +118,7 @@ impl ProcessTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::bpf::Header;
+    use crate::sources::bpf::decode::Header;
 
     fn exec(tgid: u32, ppid: u32, filename: &str) -> KernelEvent {
         KernelEvent {

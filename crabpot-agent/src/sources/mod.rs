@@ -1,7 +1,7 @@
 //! Where observations come from: the kernel programs and the Docker engine.
-pub mod bpf;
-pub mod cgroup;
-pub mod container;
-pub mod docker;
-pub mod lineage;
-pub mod watchers;
+pub(crate) mod bpf;
+pub(crate) mod cgroup;
+pub(crate) mod container;
+pub(crate) mod docker;
+pub(crate) mod lineage;
+pub(crate) mod watchers;

@@ -13,18 +13,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use crabpot_agent::{
-    agent::ALERT_CAPACITY,
-    alert::{Alert, AlertSource, Severity},
-    config::MonitorConfig,
-    policy::trust::TrustScore,
-    sinks::{
-        alert_log::AlertLogWriter,
-        dashboard::Hub,
-        http::{self, HttpState, StaticInfo},
-        metrics::{Metrics, StateViews},
-        router::AlertRouter,
-    },
-    sources::watchers::{AlertSender, ChannelTicks},
+    ALERT_CAPACITY, Alert, AlertLogWriter, AlertRouter, AlertSender, AlertSource, ChannelTicks,
+    GuardedContainer, HttpState, Hub, Metrics, MonitorConfig, Severity, StateViews, StaticInfo,
+    TrustScore, http_router,
 };
 use futures_util::StreamExt as _;
 use tokio::{
@@ -34,7 +25,7 @@ use tokio::{
 };
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
-pub struct Agent {
+pub(crate) struct Agent {
     pub address: SocketAddr,
     pub hub: Hub,
     /// Alerts raised so far, for the clients to say how far behind they are.
@@ -43,11 +34,11 @@ pub struct Agent {
     stop: oneshot::Sender<()>,
     router: JoinHandle<()>,
     server: JoinHandle<()>,
-    _keep: watch::Sender<Option<crabpot_agent::sources::container::GuardedContainer>>,
+    _keep: watch::Sender<Option<GuardedContainer>>,
 }
 
 impl Agent {
-    pub async fn start(dir: &Path) -> anyhow::Result<Agent> {
+    pub(crate) async fn start(dir: &Path) -> anyhow::Result<Agent> {
         let defaults = MonitorConfig::default();
         // Rotation on (every ~16 MB) but with room for the whole run: nothing rotates away.
         let log_writer = AlertLogWriter::open(&dir.join("alerts.log"), 16 << 20, 100)?;
@@ -92,7 +83,7 @@ impl Agent {
                 profiles: vec!["openclaw"],
                 layers: Vec::new(),
                 dashboard_url: String::new(),
-                started_at: crabpot_agent::alert::now_rfc3339(),
+                started_at: crabpot_agent::now_rfc3339(),
             }),
             docker,
             hub: hub.clone(),
@@ -102,7 +93,7 @@ impl Agent {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, http::router(state)).await;
+            let _ = axum::serve(listener, http_router(state)).await;
         });
         Ok(Agent {
             address,
@@ -116,7 +107,7 @@ impl Agent {
         })
     }
 
-    pub async fn raise(&self, seq: u64) {
+    pub(crate) async fn raise(&self, seq: u64) {
         let severity = if seq.is_multiple_of(10) {
             Severity::Warning
         } else {
@@ -131,7 +122,7 @@ impl Agent {
         self.sender.raise(alert).await;
     }
 
-    pub async fn wait_for_clients(&self, n: usize) -> anyhow::Result<()> {
+    pub(crate) async fn wait_for_clients(&self, n: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.hub.clients() < n {
             if Instant::now() > deadline {
@@ -143,7 +134,7 @@ impl Agent {
     }
 
     /// Stop the router as the agent does and wait (bounded) until every sink has drained.
-    pub async fn stop(self) -> anyhow::Result<JoinHandle<()>> {
+    pub(crate) async fn stop(self) -> anyhow::Result<JoinHandle<()>> {
         let _ = self.stop.send(());
         drop(self.sender);
         tokio::time::timeout(Duration::from_secs(60), self.router)
@@ -154,7 +145,7 @@ impl Agent {
 }
 
 #[derive(Debug)]
-pub struct ClientReport {
+pub(crate) struct ClientReport {
     pub id: usize,
     pub alerts: u64,
     /// Largest distance, in alerts, between what was produced and what this client got.
@@ -180,7 +171,7 @@ fn seq_in(text: &str) -> Option<u64> {
 }
 
 /// A client that reads everything until told to stop.
-pub async fn fast_client(
+pub(crate) async fn fast_client(
     id: usize,
     address: SocketAddr,
     produced: Arc<AtomicU64>,
@@ -223,11 +214,11 @@ pub async fn fast_client(
     Ok(report)
 }
 
-pub type Socket = WebSocketStream<TcpStream>;
+pub(crate) type Socket = WebSocketStream<TcpStream>;
 
 /// A client that connects and then never reads, with a small receive window so that the
 /// agent's writes to it stall within seconds rather than after megabytes of kernel buffer.
-pub async fn slow_client(address: SocketAddr) -> anyhow::Result<Socket> {
+pub(crate) async fn slow_client(address: SocketAddr) -> anyhow::Result<Socket> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
     let stream = socket.connect(address).await?;
@@ -248,7 +239,7 @@ async fn connect(address: SocketAddr, stream: TcpStream) -> anyhow::Result<Socke
 }
 
 /// Read a slow client's backlog: the agent must have closed it (close frame or EOF).
-pub async fn closed_by_agent(mut ws: Socket) -> bool {
+pub(crate) async fn closed_by_agent(mut ws: Socket) -> bool {
     let read_to_end = async {
         while let Some(Ok(message)) = ws.next().await {
             if matches!(message, Message::Close(_)) {
@@ -261,7 +252,7 @@ pub async fn closed_by_agent(mut ws: Socket) -> bool {
         .is_ok()
 }
 
-pub struct ScrapeReport {
+pub(crate) struct ScrapeReport {
     pub scrapes: u64,
     pub failures: u64,
     pub slowest_ms: f64,
@@ -278,7 +269,7 @@ fn alerts_in(body: &str) -> u64 {
 }
 
 /// GET /metrics every second until told to stop.
-pub async fn scrape_metrics(
+pub(crate) async fn scrape_metrics(
     address: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<ScrapeReport> {
@@ -317,7 +308,7 @@ pub async fn scrape_metrics(
 }
 
 /// Alerts counted by `crabpot_alerts_total`, over every label, from one scrape.
-pub async fn alerts_counted(address: SocketAddr) -> anyhow::Result<u64> {
+pub(crate) async fn alerts_counted(address: SocketAddr) -> anyhow::Result<u64> {
     let body = reqwest::get(format!("http://{address}/metrics"))
         .await?
         .text()
@@ -326,23 +317,27 @@ pub async fn alerts_counted(address: SocketAddr) -> anyhow::Result<u64> {
 }
 
 /// Peak resident set of this process (`VmHWM`), KiB.
-pub fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Redirects this process's stderr (fd 2) to a file until dropped.
-pub struct StderrTo {
+pub(crate) struct StderrTo {
     saved: i32,
 }
 
 impl StderrTo {
-    pub fn file(path: &Path) -> std::io::Result<StderrTo> {
+    pub(crate) fn file(path: &Path) -> std::io::Result<StderrTo> {
         let file = std::fs::File::create(path)?;
         // SAFETY: plain descriptor calls on fds this process owns.
         let saved = unsafe { libc::dup(2) };
-        if saved < 0 || unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+        if saved < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors are open and owned by this process.
+        if unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(StderrTo { saved })

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 
 use super::sys;
 
-pub struct BenchAgent {
+pub(super) struct BenchAgent {
     child: Child,
     port: u16,
     token: String,
@@ -25,7 +25,12 @@ pub struct BenchAgent {
 
 impl BenchAgent {
     /// Start the agent guarding `container` with `extra` flags; returns once it guards it.
-    pub fn start(bin: &Path, dir: &Path, container: &str, extra: &[&str]) -> anyhow::Result<Self> {
+    pub(super) fn start(
+        bin: &Path,
+        dir: &Path,
+        container: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let alerts_log = dir.join("alerts.log");
         let _ = std::fs::remove_file(&alerts_log);
@@ -89,11 +94,11 @@ impl BenchAgent {
         Ok(agent)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn logs(&self) -> Vec<String> {
+    pub(super) fn logs(&self) -> Vec<String> {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
@@ -143,23 +148,23 @@ impl BenchAgent {
         Ok(body.to_string())
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<String> {
+    pub(super) fn get(&self, path: &str) -> anyhow::Result<String> {
         self.request("GET", path)
     }
 
     /// Resume the container through the agent, as an operator would.
-    pub fn resume(&self) -> anyhow::Result<()> {
+    pub(super) fn resume(&self) -> anyhow::Result<()> {
         self.request("POST", "/api/resume").map(|_| ())
     }
 
     /// The agent's view of the container: running, paused, quarantined, absent.
-    pub fn container_state(&self) -> anyhow::Result<String> {
+    pub(super) fn container_state(&self) -> anyhow::Result<String> {
         let status: serde_json::Value = serde_json::from_str(&self.get("/api/status")?)?;
         Ok(status["state"].as_str().unwrap_or("?").to_string())
     }
 
     /// Sum of every sample of a metric family whose labels contain `label` (e.g. `kind="open"`).
-    pub fn metric(&self, name: &str, label: &str) -> anyhow::Result<f64> {
+    pub(super) fn metric(&self, name: &str, label: &str) -> anyhow::Result<f64> {
         let text = self.get("/metrics")?;
         Ok(text
             .lines()
@@ -174,13 +179,13 @@ impl BenchAgent {
     }
 
     /// Wait until the agent sees the container in `state` (e.g. after a resume).
-    pub fn wait_state(&mut self, state: &str, deadline: Duration) -> anyhow::Result<()> {
+    pub(super) fn wait_state(&mut self, state: &str, deadline: Duration) -> anyhow::Result<()> {
         self.wait_for(&format!("container state {state}"), deadline, |a| {
             a.container_state().is_ok_and(|s| s == state)
         })
     }
 
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    pub(super) fn stop(mut self) -> anyhow::Result<()> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let until = Instant::now() + Duration::from_secs(10);

@@ -8,14 +8,14 @@ use anyhow::Context as _;
 
 use crate::cmd;
 
-pub struct BenchContainer {
+pub(super) struct BenchContainer {
     pub name: String,
 }
 
 impl BenchContainer {
     /// `docker run -d` the test image under a unique name, with `files` copied in
     /// (host path, path in the container).
-    pub fn start(stage: &str, image: &str, files: &[(&Path, &str)]) -> anyhow::Result<Self> {
+    pub(super) fn start(stage: &str, image: &str, files: &[(&Path, &str)]) -> anyhow::Result<Self> {
         let name = format!("crabpot-bench-{stage}-{}", std::process::id());
         let _ = cmd::succeeds("docker", &["rm", "-f", &name]);
         cmd::output("docker", &["run", "-d", "--name", &name, image])
@@ -30,7 +30,7 @@ impl BenchContainer {
         Ok(container)
     }
 
-    pub fn main_pid(&self) -> anyhow::Result<u32> {
+    pub(super) fn main_pid(&self) -> anyhow::Result<u32> {
         let pid = cmd::output("docker", &["inspect", "-f", "{{.State.Pid}}", &self.name])?;
         pid.trim()
             .parse()
@@ -38,14 +38,14 @@ impl BenchContainer {
     }
 
     /// `docker exec` a command, returning its standard output (it must succeed).
-    pub fn exec(&self, command: &[&str]) -> anyhow::Result<String> {
+    pub(super) fn exec(&self, command: &[&str]) -> anyhow::Result<String> {
         let mut args = vec!["exec", self.name.as_str()];
         args.extend_from_slice(command);
         cmd::output("docker", &args)
     }
 
     /// Start a `docker exec` without waiting for it.
-    pub fn spawn_exec(&self, command: &[&str]) -> anyhow::Result<Child> {
+    pub(super) fn spawn_exec(&self, command: &[&str]) -> anyhow::Result<Child> {
         Command::new("docker")
             .args(["exec", &self.name])
             .args(command)
@@ -59,7 +59,7 @@ impl BenchContainer {
 
 impl BenchContainer {
     /// Start a `docker exec` whose standard output is collected.
-    pub fn spawn_exec_piped(&self, command: &[&str]) -> anyhow::Result<Child> {
+    pub(super) fn spawn_exec_piped(&self, command: &[&str]) -> anyhow::Result<Child> {
         Command::new("docker")
             .args(["exec", &self.name])
             .args(command)

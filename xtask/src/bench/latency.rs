@@ -181,7 +181,7 @@ fn wait_new_shell(container: &BenchContainer, before: &[u32]) -> anyhow::Result<
     bail!("the shell started by docker exec did not appear in the container")
 }
 
-pub fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
+pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let container = BenchContainer::start("latency", &bench.image, &[])?;
     let (mut ours, mut poll) = (Samples::default(), Samples::default());
     let blocks = 2;

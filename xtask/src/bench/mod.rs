@@ -20,7 +20,7 @@ use crate::{cmd, setup};
 const BASELINE_PACKAGES: &[&str] = &["bpftrace", "auditd"];
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Exec trials in eBPF mode (split into interleaved blocks).
     #[arg(long, default_value_t = 100)]
     pub trials: usize,
@@ -45,7 +45,7 @@ pub struct BenchArgs {
 }
 
 /// Everything the stages share.
-pub struct Bench {
+pub(crate) struct Bench {
     pub agent: PathBuf,
     pub helpers: PathBuf,
     pub image: String,
@@ -75,7 +75,7 @@ fn build_helpers(out: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let image = setup::setup()?;
     setup::install_packages(BASELINE_PACKAGES)?;

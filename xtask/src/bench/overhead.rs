@@ -91,7 +91,7 @@ fn run_op(bench: &Bench, container: &BenchContainer, place: Place, op: Op) -> an
     parse_ns(&output)
 }
 
-pub fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
+pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let load = bench.helpers.join("crabpot-bench-syscalls");
     let truth = bench.helpers.join("crabpot-true");
     let container = BenchContainer::start(

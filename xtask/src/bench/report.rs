@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(super) struct Row {
     pub measure: String,
     pub unit: &'static str,
     pub ours: f64,
@@ -17,7 +17,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(measure: impl Into<String>, unit: &'static str, ours: f64) -> Self {
+    pub(super) fn new(measure: impl Into<String>, unit: &'static str, ours: f64) -> Self {
         Row {
             measure: measure.into(),
             unit,
@@ -29,24 +29,24 @@ impl Row {
         }
     }
 
-    pub fn against(mut self, name: impl Into<String>, value: f64) -> Self {
+    pub(super) fn against(mut self, name: impl Into<String>, value: f64) -> Self {
         self.baseline_name = name.into();
         self.baseline = Some(value);
         self
     }
 
-    pub fn target(mut self, target: impl Into<String>) -> Self {
+    pub(super) fn target(mut self, target: impl Into<String>) -> Self {
         self.target = target.into();
         self
     }
 
-    pub fn note(mut self, note: impl Into<String>) -> Self {
+    pub(super) fn note(mut self, note: impl Into<String>) -> Self {
         self.note = note.into();
         self
     }
 
     /// Ours divided by the baseline (below 1: we are lower — faster or cheaper).
-    pub fn ratio(&self) -> Option<f64> {
+    pub(super) fn ratio(&self) -> Option<f64> {
         self.baseline
             .filter(|b| *b != 0.0 && b.is_finite() && self.ours.is_finite())
             .map(|b| self.ours / b)
@@ -54,7 +54,7 @@ impl Row {
 }
 
 #[derive(Debug, Default)]
-pub struct Report {
+pub(super) struct Report {
     pub machine: String,
     pub sections: Vec<(String, Vec<Row>)>,
     pub seconds: f64,
@@ -75,11 +75,11 @@ fn number(value: f64) -> String {
 }
 
 impl Report {
-    pub fn section(&mut self, title: &str, rows: Vec<Row>) {
+    pub(super) fn section(&mut self, title: &str, rows: Vec<Row>) {
         self.sections.push((title.to_string(), rows));
     }
 
-    pub fn markdown(&self) -> String {
+    pub(super) fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -111,7 +111,7 @@ impl Report {
         out
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(super) fn json(&self) -> serde_json::Value {
         json!({
             "machine": self.machine,
             "seconds": self.seconds,
@@ -131,7 +131,7 @@ impl Report {
         })
     }
 
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub(super) fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let md = dir.join("latest.md");
         std::fs::write(&md, self.markdown())

@@ -1,7 +1,7 @@
 //! Medians, percentiles and spread of repeated measurements.
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Summary {
+pub(super) struct Summary {
     pub n: usize,
     pub min: f64,
     pub p50: f64,
@@ -18,7 +18,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub fn summarize(values: &[f64]) -> Summary {
+pub(super) fn summarize(values: &[f64]) -> Summary {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     sorted.sort_by(f64::total_cmp);
     Summary {
@@ -32,7 +32,7 @@ pub fn summarize(values: &[f64]) -> Summary {
 
 impl Summary {
     /// Relative spread (max − min) / median, to flag noisy figures.
-    pub fn spread(&self) -> f64 {
+    pub(super) fn spread(&self) -> f64 {
         if self.p50 == 0.0 {
             return 0.0;
         }

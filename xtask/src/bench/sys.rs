@@ -5,7 +5,7 @@ use std::{fs, net::TcpListener, path::PathBuf};
 use anyhow::{Context as _, bail};
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`, so comparable with kernel_ts_ns.
-pub fn monotonic_ns() -> u64 {
+pub(super) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -32,7 +32,7 @@ fn stat_fields(pid: u32) -> anyhow::Result<Vec<String>> {
 }
 
 /// User + system CPU time of a process, in seconds.
-pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let fields = stat_fields(pid)?;
     let ticks = |i: usize| -> anyhow::Result<u64> {
         fields
@@ -44,7 +44,7 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// When a process started, as CLOCK_MONOTONIC ns (clock-tick resolution).
-pub fn start_time_ns(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn start_time_ns(pid: u32) -> anyhow::Result<u64> {
     let fields = stat_fields(pid)?;
     let ticks: u64 = fields
         .get(19)
@@ -54,7 +54,7 @@ pub fn start_time_ns(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// Resident set size of a process, in MiB.
-pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+pub(super) fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let kib: f64 = status
@@ -66,20 +66,20 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// A port nobody listens on right now, for an agent's HTTP listener.
-pub fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// The freezer state of a container: cgroup v1 `freezer.state`, or cgroup v2 `cgroup.events`.
-pub struct Freezer {
+pub(super) struct Freezer {
     path: PathBuf,
     v1: bool,
 }
 
 impl Freezer {
     /// The freezer of the cgroup that process `pid` (the container's main process) is in.
-    pub fn of_process(pid: u32) -> anyhow::Result<Freezer> {
+    pub(super) fn of_process(pid: u32) -> anyhow::Result<Freezer> {
         let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .with_context(|| format!("reading /proc/{pid}/cgroup"))?;
         let entry = |prefix: &str| {
@@ -110,7 +110,7 @@ impl Freezer {
         bail!("no freezer found for process {pid} (looked in /proc/{pid}/cgroup)")
     }
 
-    pub fn frozen(&self) -> bool {
+    pub(super) fn frozen(&self) -> bool {
         let Ok(text) = fs::read_to_string(&self.path) else {
             return false;
         };
@@ -123,7 +123,7 @@ impl Freezer {
 }
 
 /// One line describing the machine, for the table's header.
-pub fn machine() -> String {
+pub(super) fn machine() -> String {
     let model = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

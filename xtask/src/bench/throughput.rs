@@ -90,7 +90,7 @@ fn flood(
     })
 }
 
-pub fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
+pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let load = bench.helpers.join("crabpot-bench-syscalls");
     let container =
         BenchContainer::start("throughput", &bench.image, &[(&load, IN_CONTAINER_LOAD)])?;

@@ -15,7 +15,7 @@ use super::{Bench, agent::BenchAgent, container::BenchContainer};
 use crate::cmd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tracer {
+pub(super) enum Tracer {
     None,
     CrabPot,
     Bpftrace,
@@ -23,7 +23,7 @@ pub enum Tracer {
 }
 
 impl Tracer {
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Tracer::None => "no agent",
             Tracer::CrabPot => "CrabPot",
@@ -33,7 +33,7 @@ impl Tracer {
     }
 }
 
-pub enum Running {
+pub(super) enum Running {
     None,
     CrabPot(Box<BenchAgent>),
     Bpftrace(Child),
@@ -139,7 +139,7 @@ fn start_auditd() -> anyhow::Result<Child> {
 }
 
 impl Running {
-    pub fn start(
+    pub(super) fn start(
         tracer: Tracer,
         bench: &Bench,
         container: &BenchContainer,
@@ -157,7 +157,7 @@ impl Running {
         })
     }
 
-    pub fn stop(self) -> anyhow::Result<()> {
+    pub(super) fn stop(self) -> anyhow::Result<()> {
         match self {
             Running::None => Ok(()),
             Running::CrabPot(agent) => (*agent).stop(),

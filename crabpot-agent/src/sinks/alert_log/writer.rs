@@ -28,14 +28,14 @@ pub struct AlertLogWriter {
 }
 
 /// The `n`th rotated file: `alerts.log.1` is the newest.
-pub fn rotated(path: &Path, n: usize) -> PathBuf {
+pub(crate) fn rotated(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}"));
     PathBuf::from(name)
 }
 
 /// Remove a partial last line (one without its newline). Returns the bytes removed.
-pub fn repair_torn_tail(path: &Path) -> io::Result<u64> {
+pub(crate) fn repair_torn_tail(path: &Path) -> io::Result<u64> {
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -182,7 +182,7 @@ const MAX_HELD_BYTES: usize = 8 << 20;
 const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The writer and the lines it could not write yet, oldest first.
-pub struct HeldWriter {
+pub(crate) struct HeldWriter {
     writer: AlertLogWriter,
     held: std::collections::VecDeque<Vec<u8>>,
     held_bytes: usize,
@@ -191,7 +191,7 @@ pub struct HeldWriter {
 }
 
 impl HeldWriter {
-    pub fn new(writer: AlertLogWriter) -> Self {
+    pub(crate) fn new(writer: AlertLogWriter) -> Self {
         HeldWriter {
             writer,
             held: Default::default(),
@@ -200,13 +200,13 @@ impl HeldWriter {
         }
     }
 
-    pub fn is_failing(&self) -> bool {
+    pub(crate) fn is_failing(&self) -> bool {
         !self.held.is_empty()
     }
 
     /// Queue one alert behind any held lines, and write all that can be written. A failure
     /// is reported once, when it starts; the recovery is reported too.
-    pub fn write(&mut self, alert: Option<&Alert>) {
+    pub(crate) fn write(&mut self, alert: Option<&Alert>) {
         let was_failing = self.is_failing();
         if let Some(alert) = alert {
             match AlertLogWriter::encode(alert) {
@@ -257,14 +257,14 @@ impl HeldWriter {
         }
     }
 
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.held.len()
     }
 }
 
 /// Drain the queue into the file on a blocking thread. While writing fails, alerts are held
 /// and retried every [`RETRY_EVERY`] and with every later alert.
-pub async fn run(writer: AlertLogWriter, mut alerts: mpsc::Receiver<Arc<Alert>>) {
+pub(crate) async fn run(writer: AlertLogWriter, mut alerts: mpsc::Receiver<Arc<Alert>>) {
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let mut log = HeldWriter::new(writer);

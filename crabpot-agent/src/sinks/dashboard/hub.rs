@@ -21,7 +21,7 @@ const ALERT_HISTORY: usize = 200;
 /// Messages a client may fall behind by before it is dropped: under a burst of 10 000 alerts
 /// a second, 0.4 s of slack for a reader that keeps up but is not scheduled at once (256
 /// dropped fast clients in the load test). The messages are shared, about 2 MB at most.
-pub const CLIENT_BACKLOG: usize = 4096;
+pub(crate) const CLIENT_BACKLOG: usize = 4096;
 
 #[derive(Default)]
 struct History {
@@ -105,14 +105,14 @@ impl Hub {
 }
 
 /// The dashboard as an alert sink (lossy: the dispatcher drops and counts if it lags).
-pub async fn run_alert_sink(hub: Hub, mut alerts: mpsc::Receiver<Arc<Alert>>) {
+pub(crate) async fn run_alert_sink(hub: Hub, mut alerts: mpsc::Receiver<Arc<Alert>>) {
     while let Some(alert) = alerts.recv().await {
         hub.alert(&alert);
     }
 }
 
 /// Feed stats samples and container state changes into the hub.
-pub async fn follow_state(
+pub(crate) async fn follow_state(
     hub: Hub,
     mut stats: watch::Receiver<Option<StatsSample>>,
     mut container: watch::Receiver<Option<GuardedContainer>>,

@@ -1,6 +1,6 @@
 //! The live web dashboard: one page with its assets embedded in the binary, fed over a
 //! WebSocket.
-pub mod hub;
-pub mod routes;
+pub(crate) mod hub;
+pub(crate) mod routes;
 
 pub use hub::Hub;

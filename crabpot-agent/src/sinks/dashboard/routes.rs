@@ -31,7 +31,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
 /// A client that takes longer than this to accept one message is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<HttpState>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
@@ -51,19 +51,19 @@ pub async fn page(
         .into_response()
 }
 
-pub async fn uplot_js() -> Response {
+pub(crate) async fn uplot_js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript")], UPLOT_JS).into_response()
 }
 
-pub async fn dashboard_js() -> Response {
+pub(crate) async fn dashboard_js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript")], DASHBOARD_JS).into_response()
 }
 
-pub async fn uplot_css() -> Response {
+pub(crate) async fn uplot_css() -> Response {
     ([(header::CONTENT_TYPE, "text/css")], UPLOT_CSS).into_response()
 }
 
-pub async fn feed(
+pub(crate) async fn feed(
     State(state): State<HttpState>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,

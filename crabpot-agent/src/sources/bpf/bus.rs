@@ -6,13 +6,13 @@ use crate::sources::bpf::decode::{DecodeError, KernelEvent};
 
 /// Records the kernel could not reserve, in total and by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DropReport {
+pub(crate) struct DropReport {
     pub total: u64,
     pub by_kind: Vec<(String, u64)>,
 }
 
 #[derive(Debug)]
-pub enum BusMessage {
+pub(crate) enum BusMessage {
     /// Decoded events from the kernel programs, in ring-buffer order (a batch of at most
     /// `ring::BATCH`).
     Kernel(Vec<KernelEvent>),

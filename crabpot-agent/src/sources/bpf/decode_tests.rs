@@ -6,7 +6,8 @@ use super::*;
 
 fn as_bytes<T: aya::Pod>(value: &T) -> Vec<u8> {
     // SAFETY: T is plain old data; we copy its bytes.
-    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(value).cast::<u8>(), size_of::<T>()) }
+        .to_vec()
 }
 
 fn raw_header(kind: EventKind, size: usize) -> EventHeader {

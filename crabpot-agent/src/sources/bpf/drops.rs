@@ -6,10 +6,12 @@ use crabpot_common::EventKind;
 use tokio::sync::mpsc;
 
 use crate::sources::bpf::bus::BusMessage;
-pub use crate::sources::bpf::bus::DropReport;
+pub(crate) use crate::sources::bpf::bus::DropReport;
 
 /// Sum the per-CPU counters of every kind.
-pub fn read_drops(map: &PerCpuArray<MapData, u64>) -> Result<DropReport, aya::maps::MapError> {
+pub(crate) fn read_drops(
+    map: &PerCpuArray<MapData, u64>,
+) -> Result<DropReport, aya::maps::MapError> {
     let mut report = DropReport::default();
     for kind in EventKind::ALL {
         let per_cpu = map.get(&(kind as u32), 0)?;
@@ -23,7 +25,7 @@ pub fn read_drops(map: &PerCpuArray<MapData, u64>) -> Result<DropReport, aya::ma
 }
 
 /// Poll the counters and report every change on the bus.
-pub async fn watch(
+pub(crate) async fn watch(
     map: PerCpuArray<MapData, u64>,
     bus: mpsc::Sender<BusMessage>,
     every: Duration,

@@ -1,11 +1,11 @@
 //! The kernel side as the agent sees it: load and attach, drain the ring buffer, count drops.
-pub mod bus;
-pub mod decode;
-pub mod drops;
+pub(crate) mod bus;
+pub(crate) mod decode;
+pub(crate) mod drops;
 pub mod loader;
 pub mod lsm;
-pub mod ring;
-pub mod tracefs;
+pub(crate) mod ring;
+pub(crate) mod tracefs;
 
-pub use decode::{DecodeError, EventBody, Header, KernelEvent, decode};
-pub use loader::{BpfError, BpfOptions, KernelPipeline, load};
+pub(crate) use decode::{EventBody, KernelEvent, decode};
+pub(crate) use loader::{BpfOptions, KernelPipeline, load};

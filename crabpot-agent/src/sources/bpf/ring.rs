@@ -8,15 +8,18 @@ use tokio::{
 use crate::sources::bpf::{bus::BusMessage, decode};
 
 /// Most records handed to the pipeline at once.
-pub const BATCH: usize = 256;
+pub(crate) const BATCH: usize = 256;
 /// Longest a batched (no wake-up) record waits in the ring before the agent collects it.
-pub const LAZY_DRAIN: std::time::Duration = std::time::Duration::from_millis(10);
+pub(crate) const LAZY_DRAIN: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Decode every record as it arrives and pass it on. Backpressure is deliberate: when the
 /// consumers fall behind, this task waits, the ring buffer fills and the kernel counts the
 /// records it could not reserve (see [`super::drops`]) instead of the agent growing without
 /// bound.
-pub async fn drain(ring: RingBuf<MapData>, bus: mpsc::Sender<BusMessage>) -> anyhow::Result<()> {
+pub(crate) async fn drain(
+    ring: RingBuf<MapData>,
+    bus: mpsc::Sender<BusMessage>,
+) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as
     // it lives; the AsyncFd owns the ring buffer.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }

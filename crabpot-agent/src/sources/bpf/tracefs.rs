@@ -23,7 +23,7 @@ pub enum TracefsError {
 }
 
 /// The tracefs root, mounting tracefs at /sys/kernel/tracing when no copy is mounted.
-pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
+pub(crate) fn ensure_mounted() -> Result<PathBuf, TracefsError> {
     if let Some(found) = CANDIDATES
         .iter()
         .map(Path::new)
@@ -53,13 +53,13 @@ pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
 
 /// Byte offsets of the pid fields in a `sched/sched_process_fork` record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForkOffsets {
+pub(crate) struct ForkOffsets {
     pub parent_pid: u32,
     pub child_pid: u32,
 }
 
 /// Offset of a 4-byte field named `field` in the text of a tracepoint `format` file.
-pub fn field_offset(format: &str, field: &str) -> Option<u32> {
+pub(crate) fn field_offset(format: &str, field: &str) -> Option<u32> {
     format.lines().find_map(|line| {
         let mut parts = line.trim().split(';').map(str::trim);
         let declaration = parts.next()?.strip_prefix("field:")?;
@@ -76,7 +76,7 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
 }
 
 /// Read the fork tracepoint's layout; the kernel program reads the first 64 bytes.
-pub fn fork_pid_offsets(root: &Path) -> Result<ForkOffsets, TracefsError> {
+pub(crate) fn fork_pid_offsets(root: &Path) -> Result<ForkOffsets, TracefsError> {
     let path = root.join("events/sched/sched_process_fork/format");
     let format = std::fs::read_to_string(&path).map_err(|source| TracefsError::Format {
         path: path.clone(),

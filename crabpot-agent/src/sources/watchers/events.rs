@@ -16,7 +16,7 @@ use crate::{
 /// What the events channel remembers between events: a stop (or kill) requested through
 /// Docker's API, whose `die` is then expected rather than an attack.
 #[derive(Debug, Default)]
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     /// The signal of the Docker `kill` event that asked this run to end, and when Docker
     /// last sent one.
     requested: Option<(String, Instant)>,
@@ -74,7 +74,7 @@ impl Lifecycle {
     /// for every stop, restart, kill and `rm -f` made through its API, before `die`; a `die`
     /// with no such request before it (the process crashed, or something inside the
     /// container signalled PID 1) stays CRITICAL.
-    pub fn alert_for(&mut self, event: &DockerEvent) -> Option<Alert> {
+    pub(crate) fn alert_for(&mut self, event: &DockerEvent) -> Option<Alert> {
         let attribute = |key: &str| event.attributes.get(key).cloned().unwrap_or_default();
         let (severity, message) = match event.action.as_str() {
             "kill" if is_stop_request(event) => self.stop_requested(attribute("signal")),
@@ -112,7 +112,7 @@ impl Lifecycle {
     }
 }
 
-pub async fn run(ctx: WatchContext) {
+pub(crate) async fn run(ctx: WatchContext) {
     let mut events = ctx.docker_events.subscribe();
     let mut lifecycle = Lifecycle::default();
     loop {

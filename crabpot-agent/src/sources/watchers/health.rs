@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Consecutive failed probes at the end of `log` that started after `since`.
-pub fn trailing_failures(log: &[HealthcheckResult], since: Option<DateTime<Utc>>) -> usize {
+pub(crate) fn trailing_failures(log: &[HealthcheckResult], since: Option<DateTime<Utc>>) -> usize {
     log.iter()
         .filter(|probe| match (since, probe.start) {
             (Some(since), Some(start)) => start > since,
@@ -31,14 +31,14 @@ pub fn trailing_failures(log: &[HealthcheckResult], since: Option<DateTime<Utc>>
 
 /// Starts knowing of no resume: probes from before the agent started count.
 #[derive(Default)]
-pub struct HealthWatcher {
+pub(crate) struct HealthWatcher {
     resumed_at: Option<DateTime<Utc>>,
     was_paused: bool,
     alerted: bool,
 }
 
 impl HealthWatcher {
-    pub async fn run(mut self, ctx: WatchContext) {
+    pub(crate) async fn run(mut self, ctx: WatchContext) {
         let mut ticker = tokio::time::interval(ctx.config.health_poll);
         let mut events = ctx.docker_events.subscribe();
         let mut container = ctx.container.clone();

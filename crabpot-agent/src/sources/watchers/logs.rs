@@ -91,14 +91,14 @@ impl LineSplitter {
     }
 }
 
-pub struct LogsWatcher {
+pub(crate) struct LogsWatcher {
     scanner: LogScanner,
     stdout: LineSplitter,
     stderr: LineSplitter,
 }
 
 impl LogsWatcher {
-    pub fn new(scanner: LogScanner) -> Self {
+    pub(crate) fn new(scanner: LogScanner) -> Self {
         LogsWatcher {
             scanner,
             stdout: LineSplitter::default(),

@@ -1,12 +1,12 @@
 //! The Docker-side monitor channels and the two loops they all run in: a polling loop that
 //! idles while the container is absent or paused, and a streaming loop that (re)opens its
 //! stream for the current container with backoff.
-pub mod events;
-pub mod health;
-pub mod logs;
-pub mod network;
-pub mod processes;
-pub mod stats;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod logs;
+pub(crate) mod network;
+pub(crate) mod processes;
+pub(crate) mod stats;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, sync::Mutex, time::Duration};
 
@@ -79,7 +79,7 @@ impl ChannelTicks {
 
 /// What every watcher gets.
 #[derive(Clone)]
-pub struct WatchContext {
+pub(crate) struct WatchContext {
     pub docker: Docker,
     pub config: Arc<MonitorConfig>,
     pub container: watch::Receiver<Option<GuardedContainer>>,
@@ -90,7 +90,7 @@ pub struct WatchContext {
 
 impl WatchContext {
     /// The container when it is running and not paused.
-    pub fn active_container(&self) -> Option<GuardedContainer> {
+    pub(crate) fn active_container(&self) -> Option<GuardedContainer> {
         self.container
             .borrow()
             .as_ref()
@@ -100,7 +100,7 @@ impl WatchContext {
 }
 
 /// A channel that looks at the container every `interval`.
-pub trait PollingWatcher: Send + 'static {
+pub(crate) trait PollingWatcher: Send + 'static {
     const CHANNEL: &'static str;
     fn interval(&self) -> Duration;
     fn tick(
@@ -112,7 +112,7 @@ pub trait PollingWatcher: Send + 'static {
 
 /// Run a polling channel until the agent stops. Ticks are skipped while the container is
 /// absent or paused; a failed tick is logged and the next one tried.
-pub async fn run_polling<W: PollingWatcher>(mut watcher: W, ctx: WatchContext) {
+pub(crate) async fn run_polling<W: PollingWatcher>(mut watcher: W, ctx: WatchContext) {
     let mut ticker = tokio::time::interval(watcher.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -128,7 +128,7 @@ pub async fn run_polling<W: PollingWatcher>(mut watcher: W, ctx: WatchContext) {
 }
 
 /// A channel fed by a Docker stream opened for the current container.
-pub trait StreamWatcher: Send + 'static {
+pub(crate) trait StreamWatcher: Send + 'static {
     const CHANNEL: &'static str;
     type Item: Send;
     type Stream: Stream<Item = Result<Self::Item, bollard::errors::Error>> + Send + Unpin;
@@ -145,7 +145,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Run a streaming channel until the agent stops: open the stream for the running container,
 /// reopen it when the container changes or the stream ends (daemon restart), with backoff.
-pub async fn run_stream<W: StreamWatcher>(mut watcher: W, ctx: WatchContext) {
+pub(crate) async fn run_stream<W: StreamWatcher>(mut watcher: W, ctx: WatchContext) {
     let mut container_rx = ctx.container.clone();
     let mut backoff = Duration::from_millis(250);
     loop {

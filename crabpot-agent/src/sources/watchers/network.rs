@@ -22,7 +22,7 @@ const TCP_SYN_SENT: u8 = 0x02;
 const TCP_LISTEN: u8 = 0x0A;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SocketEntry {
+pub(crate) struct SocketEntry {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub state: u8,
@@ -50,7 +50,7 @@ fn parse_address(hex: &str) -> Option<SocketAddr> {
 }
 
 /// Parse `/proc/net/{tcp,tcp6,udp,udp6}` text; malformed lines are skipped.
-pub fn parse_proc_net(text: &str) -> Vec<SocketEntry> {
+pub(crate) fn parse_proc_net(text: &str) -> Vec<SocketEntry> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -70,7 +70,10 @@ pub fn parse_proc_net(text: &str) -> Vec<SocketEntry> {
 
 /// Outbound peers: TCP connections (established or connecting) whose local port is not one
 /// the container listens on, and connected UDP sockets.
-pub fn outbound_peers(tcp: &[SocketEntry], udp: &[SocketEntry]) -> Vec<(SocketAddr, &'static str)> {
+pub(crate) fn outbound_peers(
+    tcp: &[SocketEntry],
+    udp: &[SocketEntry],
+) -> Vec<(SocketAddr, &'static str)> {
     let listening: HashSet<u16> = tcp
         .iter()
         .filter(|s| s.state == TCP_LISTEN)
@@ -88,7 +91,7 @@ pub fn outbound_peers(tcp: &[SocketEntry], udp: &[SocketEntry]) -> Vec<(SocketAd
     tcp_out.chain(udp_out).collect()
 }
 
-pub struct NetworkPoll {
+pub(crate) struct NetworkPoll {
     every: Duration,
     alerted: HashSet<(SocketAddr, &'static str)>,
     /// The kernel allowlist's resolvers and DNS-learned addresses, when there is one: a
@@ -97,7 +100,7 @@ pub struct NetworkPoll {
 }
 
 impl NetworkPoll {
-    pub fn new(every: Duration) -> Self {
+    pub(crate) fn new(every: Duration) -> Self {
         NetworkPoll {
             every,
             alerted: HashSet::new(),
@@ -105,7 +108,7 @@ impl NetworkPoll {
         }
     }
 
-    pub fn with_dynamic_allow(mut self, allow: Option<SharedAllow>) -> Self {
+    pub(crate) fn with_dynamic_allow(mut self, allow: Option<SharedAllow>) -> Self {
         self.dynamic = allow;
         self
     }

@@ -24,9 +24,9 @@ use crate::{
 
 /// Host pids already alerted on, shared by the kernel path and the poll so one process
 /// raises one alert.
-pub type AlertedPids = Arc<Mutex<HashSet<u32>>>;
+pub(crate) type AlertedPids = Arc<Mutex<HashSet<u32>>>;
 
-pub struct ProcessPoll {
+pub(crate) struct ProcessPoll {
     denylist: Arc<Denylist>,
     identity: Arc<ExeIdentity>,
     alerted: AlertedPids,
@@ -35,7 +35,7 @@ pub struct ProcessPoll {
 }
 
 impl ProcessPoll {
-    pub fn new(
+    pub(crate) fn new(
         denylist: Arc<Denylist>,
         identity: Arc<ExeIdentity>,
         alerted: AlertedPids,
@@ -51,7 +51,7 @@ impl ProcessPoll {
     }
 
     /// Share the record of verified health probes (with the eBPF exec path).
-    pub fn with_probes(mut self, probes: Probes) -> Self {
+    pub(crate) fn with_probes(mut self, probes: Probes) -> Self {
         self.probes = probes;
         self
     }
@@ -126,18 +126,18 @@ impl ProcessPoll {
 
 /// The `ps` columns asked of `docker top`, in order. procps titles both `comm` and `args`
 /// "COMMAND", so rows are read by position; Docker puts the rest of the line in the last.
-pub const PS_ARGS: &str = "-o pid,ppid,comm,args";
+pub(crate) const PS_ARGS: &str = "-o pid,ppid,comm,args";
 
 /// One row of [`PS_ARGS`] output.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopRow {
+pub(crate) struct TopRow {
     pub pid: u32,
     pub ppid: u32,
     pub comm: String,
     pub args: String,
 }
 
-pub fn parse_top(processes: &[Vec<String>]) -> Vec<TopRow> {
+pub(crate) fn parse_top(processes: &[Vec<String>]) -> Vec<TopRow> {
     processes
         .iter()
         .filter_map(|row| {

@@ -31,7 +31,7 @@ pub struct StatsSample {
 
 /// CPU % from the cpu/precpu deltas, scaled to the online CPUs (100 % = one full core
 /// times the number of CPUs in Docker's convention).
-pub fn cpu_percent(stats: &ContainerStatsResponse) -> Option<f64> {
+pub(crate) fn cpu_percent(stats: &ContainerStatsResponse) -> Option<f64> {
     let cpu = stats.cpu_stats.as_ref()?;
     let pre = stats.precpu_stats.as_ref()?;
     let total = cpu.cpu_usage.as_ref()?.total_usage?;
@@ -59,7 +59,7 @@ pub fn cpu_percent(stats: &ContainerStatsResponse) -> Option<f64> {
 
 /// Memory in use (usage minus inactive file cache: cgroup v2 `inactive_file`, v1
 /// `total_inactive_file`) and the limit.
-pub fn memory_used(stats: &ContainerStatsResponse) -> Option<(u64, u64)> {
+pub(crate) fn memory_used(stats: &ContainerStatsResponse) -> Option<(u64, u64)> {
     let memory = stats.memory_stats.as_ref()?;
     let usage = memory.usage?;
     let limit = memory.limit?;
@@ -75,7 +75,7 @@ pub fn memory_used(stats: &ContainerStatsResponse) -> Option<(u64, u64)> {
     Some((usage.saturating_sub(inactive), limit))
 }
 
-pub fn sample(stats: &ContainerStatsResponse) -> StatsSample {
+pub(crate) fn sample(stats: &ContainerStatsResponse) -> StatsSample {
     let (memory_used_bytes, memory_limit_bytes) = memory_used(stats).unwrap_or((0, 0));
     let (net_rx_bytes, net_tx_bytes) = stats
         .networks
@@ -102,7 +102,7 @@ pub fn sample(stats: &ContainerStatsResponse) -> StatsSample {
 
 /// "Above a threshold for a sustained time", alerted once per episode.
 #[derive(Debug, Default)]
-pub struct Episode {
+pub(crate) struct Episode {
     above_since: Option<Instant>,
     alerted: bool,
 }
@@ -110,7 +110,12 @@ pub struct Episode {
 impl Episode {
     /// Feed one observation; `Some(duration above)` exactly once per episode, when the value
     /// has stayed above for at least `sustain`.
-    pub fn observe(&mut self, above: bool, sustain: Duration, now: Instant) -> Option<Duration> {
+    pub(crate) fn observe(
+        &mut self,
+        above: bool,
+        sustain: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
         if !above {
             *self = Episode::default();
             return None;
@@ -125,7 +130,7 @@ impl Episode {
     }
 }
 
-pub struct StatsWatcher {
+pub(crate) struct StatsWatcher {
     latest: watch::Sender<Option<StatsSample>>,
     cpu: Episode,
     memory: Episode,
@@ -133,7 +138,7 @@ pub struct StatsWatcher {
 }
 
 impl StatsWatcher {
-    pub fn new(latest: watch::Sender<Option<StatsSample>>) -> Self {
+    pub(crate) fn new(latest: watch::Sender<Option<StatsSample>>) -> Self {
         StatsWatcher {
             latest,
             cpu: Episode::default(),
