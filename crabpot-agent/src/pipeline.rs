@@ -8,10 +8,8 @@ use std::{
 
 use anyhow::Context as _;
 use crabpot_common::EventKind;
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::{mpsc, watch},
-};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     actions::undo::{UndoOutcome, unmount_in_container},
@@ -72,12 +70,15 @@ fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
 }
 
 impl KernelLoop {
-    /// Route kernel events until a stop signal.
-    pub(crate) async fn run(mut self, mut bus: mpsc::Receiver<BusMessage>) -> anyhow::Result<()> {
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut interrupt =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    /// Route kernel events until `stop` is cancelled. Without a kernel side (poll-only
+    /// mode) there is no bus, and the loop still follows the container and trust resets.
+    pub(crate) async fn run(
+        mut self,
+        bus: Option<mpsc::Receiver<BusMessage>>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let kernel = bus.is_some();
+        let mut bus = bus.unwrap_or_else(|| mpsc::channel(1).1);
         let mut state = LoopState {
             instance: self.guarded.borrow().as_ref().map(|c| c.id.clone()),
             ..LoopState::default()
@@ -91,9 +92,11 @@ impl KernelLoop {
         loop {
             tokio::select! {
                 _ = dns_expiry.tick() => self.dns.expire(Instant::now()),
-                message = bus.recv() => match message {
+                message = bus.recv(), if kernel => match message {
                     Some(message) => self.on_message(message, &mut state).await?,
-                    None => return Ok(()),
+                    None if stop.is_cancelled() => return Ok(()),
+                    // The drain logged why; the agent stops rather than run blind.
+                    None => anyhow::bail!("the ring-buffer drain stopped: no more kernel events"),
                 },
                 Some(request) = self.trust_resets.recv() => self.on_trust_reset(request).await,
                 changed = guarded.changed(), if following => match changed {
@@ -110,8 +113,7 @@ impl KernelLoop {
                         self.alerts.raise(alert).await;
                     }
                 }
-                _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
-                _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+                () = stop.cancelled() => return Ok(()),
             }
         }
     }

@@ -2,10 +2,7 @@
 //! file is refused, the running policy kept, and an alert says why.
 use std::sync::Arc;
 
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::watch,
-};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     alert::{Alert, AlertSource, Severity},
@@ -15,19 +12,14 @@ use crate::{
     sources::watchers::AlertSender,
 };
 
-pub(crate) async fn on_sighup(
+/// One reload per request (a SIGHUP, passed on by the agent's signal handler).
+pub(crate) async fn run(
     args: AgentArgs,
+    mut requests: mpsc::Receiver<()>,
     policy: watch::Sender<Arc<Policy>>,
     alerts: AlertSender,
 ) {
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(error) => {
-            tracing::error!("cannot install the SIGHUP handler: {error}; reload needs a restart");
-            return;
-        }
-    };
-    while hangup.recv().await.is_some() {
+    while requests.recv().await.is_some() {
         match settings::resolve(&args) {
             Ok(next) => {
                 let source = next

@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::AgentArgs,
@@ -18,7 +19,9 @@ use crate::{
     },
 };
 
+mod signals;
 mod start;
+mod tasks;
 
 /// Queue between the ring-buffer drain and the agent loop, in batches of up to
 /// `ring::BATCH` events (64 × 256: at most 16 Ki events in flight).
@@ -27,6 +30,8 @@ const BUS_CAPACITY: usize = 64;
 pub const ALERT_CAPACITY: usize = 64 * 1024;
 /// How long a clean stop waits for queued alerts to reach the sinks.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
+/// How long a clean stop waits for the producers to notice the cancellation.
+const TASKS_ON_STOP: Duration = Duration::from_secs(3);
 
 /// What start-up prepared before any task runs: settings, the open logs, the token, the
 /// Docker client and the kernel side (absent in poll-only mode, with the reason).
@@ -45,17 +50,23 @@ struct Prepared {
 
 /// The running agent: its tasks, and what a clean stop must drain, in order.
 struct Running {
-    tasks: Vec<JoinHandle<()>>,
+    tasks: tasks::Tasks,
     alerts: AlertSender,
     stop_router: tokio::sync::oneshot::Sender<()>,
     router: JoinHandle<()>,
     audit_task: JoinHandle<()>,
 }
 
+/// Prepare (checks, files, token, kernel side), start the tasks, run the kernel-event loop
+/// until a stop signal (or its error), then stop in order.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let prepared = prepare(&args).await?;
-    let (running, kernel_loop, bus, _bus_keepalive) = start::start(&args, prepared);
-    let outcome = kernel_loop.run(bus).await;
+    let signals = signals::Signals::install()?;
+    let stop_token = CancellationToken::new();
+    let (running, kernel_loop, bus) = start::start(&args, prepared, signals, &stop_token);
+    let outcome = kernel_loop.run(bus, stop_token.clone()).await;
+    // An error in the loop stops everything else too.
+    stop_token.cancel();
     systemd::notify("STOPPING=1");
     stop(running).await;
     outcome
@@ -152,7 +163,8 @@ fn check_exposure(args: &AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stop the producers, then let every queued alert reach the sinks (bounded).
+/// Stop the producers (cancelled, joined with a deadline), then let every queued alert
+/// reach the sinks (bounded): the alerts log last, so nothing raised is lost.
 async fn stop(running: Running) {
     let Running {
         tasks,
@@ -161,9 +173,7 @@ async fn stop(running: Running) {
         router,
         audit_task,
     } = running;
-    for task in tasks {
-        task.abort();
-    }
+    tasks.stop(TASKS_ON_STOP).await;
     drop(alerts);
     let _ = stop_router.send(());
     if tokio::time::timeout(DRAIN_ON_STOP, router).await.is_err() {

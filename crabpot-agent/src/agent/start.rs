@@ -6,6 +6,7 @@ use tokio::{
     sync::{broadcast, mpsc, watch},
     task::JoinHandle,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::{AgentArgs, Toasts},
@@ -30,7 +31,7 @@ use crate::{
         systemd, toast,
     },
     sources::{
-        bpf::{self, decode::RuleName, drops},
+        bpf::{self, bus::BusMessage, decode::RuleName, drops},
         container::ContainerTracker,
         watchers::{
             self, AlertSender, ChannelTicks, WatchContext,
@@ -43,128 +44,86 @@ use crate::{
     },
 };
 
-use super::{ALERT_CAPACITY, BUS_CAPACITY, Prepared, Running, announce, report_layers};
+use super::{
+    ALERT_CAPACITY, BUS_CAPACITY, Prepared, Running, announce, report_layers, signals::Signals,
+    tasks::Tasks,
+};
 
-/// Start every task: sources, sinks, channels, the HTTP listener; returns the kernel-event
-/// loop to run, its bus, and the sender that keeps the bus open in poll-only mode.
+/// Start every task: sources, sinks, channels, the HTTP listener, the signal handler;
+/// returns what runs them and the kernel-event loop with its bus (none in poll-only mode).
 pub(super) fn start(
     args: &AgentArgs,
     prepared: Prepared,
-) -> (
-    Running,
-    KernelLoop,
-    mpsc::Receiver<crate::sources::bpf::bus::BusMessage>,
-    mpsc::Sender<crate::sources::bpf::bus::BusMessage>,
-) {
-    let Prepared {
-        settings,
-        config,
-        scanner,
-        log_writer,
-        audit_writer,
-        token,
-        docker,
-        policy,
-        kernel,
-        poll_only_reason,
-    } = prepared;
-    announce(args, &settings, &config, kernel.is_some());
-    let layers = kernel_side::layers(&policy, kernel.as_ref());
-    report_layers(&policy, &layers);
-    let metrics = Arc::new(Metrics::new());
-    for (rule, layer) in &layers {
-        metrics.layer(rule, layer);
-    }
-    let Sources {
-        mut tasks,
-        allow,
-        events,
-        dropped,
-        base_tx,
-        policy_rx,
-        guarded,
-        docker_events,
-    } = start_sources(&config, &docker, &policy, kernel);
+    signals: Signals,
+    stop: &CancellationToken,
+) -> (Running, KernelLoop, Option<mpsc::Receiver<BusMessage>>) {
+    // Taken apart field by field as each part is started.
+    let p = prepared;
+    let (config, policy, docker) = (p.config, p.policy, p.docker);
+    let (metrics, layers) = observe_layers(args, &p.settings, &config, &policy, p.kernel.as_ref());
+    let mut tasks = Tasks::new(stop.clone());
+    let sources = start_sources(&mut tasks, &config, &docker, &policy, p.kernel);
     let hub = dashboard::Hub::default();
     let (alerts, stop_router, router) = start_router(
         args,
         &config,
         &docker,
-        &guarded,
+        &sources.guarded,
         &metrics,
         &hub,
-        log_writer,
-        poll_only_reason,
+        p.log_writer,
+        p.poll_only_reason,
     );
-    let denylist = Arc::new(Denylist::new(&config.process_denylist));
-    let identity = Arc::new(ExeIdentity::new(&config.process_denylist));
-    let alerted_pids = AlertedPids::default();
-    let probes = crate::policy::origin::Probes::default();
-    let (stats_tx, stats_rx) = watch::channel(None);
     let ticks = Arc::new(ChannelTicks::default());
     let ctx = WatchContext {
         docker: docker.clone(),
         config: config.clone(),
-        container: guarded.clone(),
+        container: sources.guarded.clone(),
         alerts: alerts.clone(),
         ticks: ticks.clone(),
-        docker_events,
+        docker_events: sources.docker_events.clone(),
     };
-    let channels = Channels {
-        stats_tx,
-        denylist: denylist.clone(),
-        identity: identity.clone(),
-        alerted_pids: alerted_pids.clone(),
-        probes: probes.clone(),
-        allow: allow.clone(),
-        scanner,
-    };
-    tasks.extend(start_channels(ctx, &config, channels));
-    let (bus_tx, bus) = mpsc::channel(BUS_CAPACITY);
-    // Held until the end: in poll-only mode nothing else sends, and the loop must still run.
-    let bus_keepalive = bus_tx.clone();
-    if let (Some(events), Some(dropped)) = (events, dropped) {
-        tasks.extend(start_drain(events, dropped, bus_tx));
-    }
-    let rules = kernel_rules(&config, &policy, denylist, identity, alerted_pids, probes);
+    let (shared, stats_rx) = start_channels(&mut tasks, ctx, &config, &sources, p.scanner);
+    let bus = start_drain(&mut tasks, sources.events, sources.dropped);
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
-    let audit_task = tokio::spawn(alert_log::writer::run(audit_writer, audit_rx));
-    let (trust, trust_rx) = watch::channel(settings.trust);
+    let audit_task = tokio::spawn(alert_log::writer::run(p.audit_writer, audit_rx));
+    let (trust, trust_rx) = watch::channel(p.settings.trust);
     let (trust_resets_tx, trust_resets) = mpsc::channel(8);
     let http_state = HttpState {
         metrics: metrics.clone(),
         views: StateViews {
-            container: guarded.clone(),
+            container: sources.guarded.clone(),
             stats: stats_rx,
             trust: trust_rx,
             ticks,
         },
-        token: Arc::new(token),
+        token: Arc::new(p.token),
         remote: args.listen_remote,
-        info: static_info(&settings, layers),
+        info: static_info(&p.settings, layers),
         docker,
         hub: hub.clone(),
         trust_resets: trust_resets_tx,
     };
-    tasks.extend(start_http(args, http_state, hub, &guarded, &metrics));
-    tasks.push(tokio::spawn(systemd::watchdog()));
-    systemd::notify("READY=1");
-    tasks.push(tokio::spawn(reload::on_sighup(
-        args.clone(),
-        base_tx,
-        alerts.clone(),
-    )));
+    start_http(
+        &mut tasks,
+        args,
+        http_state,
+        hub,
+        &sources.guarded,
+        &metrics,
+    );
+    start_control(&mut tasks, args, signals, stop, sources.base_tx, &alerts);
     let kernel_loop = KernelLoop {
         args: args.clone(),
-        guarded,
-        rules,
-        policy: policy_rx,
+        guarded: sources.guarded,
+        rules: kernel_rules(&config, &policy, shared),
+        policy: sources.policy_rx,
         alerts: alerts.clone(),
         audit: audit_tx,
         trust,
         trust_resets,
         metrics,
-        dns: DnsLearner::new(allow),
+        dns: DnsLearner::new(sources.allow),
     };
     let running = Running {
         tasks,
@@ -173,13 +132,49 @@ pub(super) fn start(
         router,
         audit_task,
     };
-    (running, kernel_loop, bus, bus_keepalive)
+    (running, kernel_loop, bus)
+}
+
+/// Announce the start, say which layer enforces each rule, and publish that in metrics.
+fn observe_layers(
+    args: &AgentArgs,
+    settings: &settings::Settings,
+    config: &crate::config::MonitorConfig,
+    policy: &Policy,
+    kernel: Option<&kernel_side::KernelSide>,
+) -> (Arc<Metrics>, Vec<(String, String)>) {
+    announce(args, settings, config, kernel.is_some());
+    let layers = kernel_side::layers(policy, kernel);
+    report_layers(policy, &layers);
+    let metrics = Arc::new(Metrics::new());
+    for (rule, layer) in &layers {
+        metrics.layer(rule, layer);
+    }
+    (metrics, layers)
+}
+
+/// The systemd watchdog and readiness, the signal handler and the SIGHUP reload.
+fn start_control(
+    tasks: &mut Tasks,
+    args: &AgentArgs,
+    signals: Signals,
+    stop: &CancellationToken,
+    base_tx: watch::Sender<Arc<Policy>>,
+    alerts: &AlertSender,
+) {
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    tasks.spawn("signals", signals.run(stop.clone(), reload_tx));
+    tasks.spawn(
+        "reload",
+        reload::run(args.clone(), reload_rx, base_tx, alerts.clone()),
+    );
+    tasks.spawn("systemd watchdog", systemd::watchdog());
+    systemd::notify("READY=1");
 }
 
 /// The sources every later part follows: the container tracker (the guarded container and
 /// its Docker events), the host-name resolver, the in-kernel enforcer.
 struct Sources {
-    tasks: Vec<JoinHandle<()>>,
     allow: Option<crate::actions::kernel_allow::SharedAllow>,
     events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
@@ -190,6 +185,7 @@ struct Sources {
 }
 
 fn start_sources(
+    tasks: &mut Tasks,
     config: &crate::config::MonitorConfig,
     docker: &bollard::Docker,
     policy: &Arc<Policy>,
@@ -217,17 +213,18 @@ fn start_sources(
         guarded_tx,
         docker_events.clone(),
     );
-    let mut tasks: Vec<JoinHandle<()>> = vec![
-        tokio::spawn(tracker.run()),
-        tokio::spawn(hosts::keep_resolved(base_rx, policy_tx)),
-    ];
+    tasks.spawn("container tracker", tracker.run());
+    tasks.spawn(
+        "host-name resolver",
+        hosts::keep_resolved(base_rx, policy_tx),
+    );
     if let Some(enforcer) = enforcer {
-        tasks.push(tokio::spawn(
+        tasks.spawn(
+            "in-kernel enforcer",
             enforcer.run(guarded.clone(), policy_rx.clone()),
-        ));
+        );
     }
     Sources {
-        tasks,
         allow,
         events,
         dropped,
@@ -243,18 +240,15 @@ fn start_sources(
 fn kernel_rules(
     config: &crate::config::MonitorConfig,
     policy: &Policy,
-    denylist: Arc<Denylist>,
-    identity: Arc<ExeIdentity>,
-    alerted_pids: AlertedPids,
-    probes: crate::policy::origin::Probes,
+    shared: Shared,
 ) -> KernelRules {
     let rules = KernelRules::new(
-        denylist,
-        identity,
+        shared.denylist,
+        shared.identity,
         config.network_allow.clone(),
-        alerted_pids,
+        shared.alerted_pids,
     )
-    .with_probes(probes);
+    .with_probes(shared.probes);
     if policy.action(RuleName::Connect) != Action::Off {
         rules.without_connect_alerts()
     } else {
@@ -322,81 +316,96 @@ fn start_router(
     (alerts, stop_router, router)
 }
 
-/// What the Docker-side channels share with the kernel rules.
-struct Channels {
-    stats_tx: watch::Sender<Option<crate::sources::watchers::stats::StatsSample>>,
+/// What the `docker top` backstop shares with the kernel rules: one denylist, one set of
+/// executable identities, one record of what was alerted, the health probes.
+struct Shared {
     denylist: Arc<Denylist>,
     identity: Arc<ExeIdentity>,
     alerted_pids: AlertedPids,
     probes: crate::policy::origin::Probes,
-    allow: Option<crate::actions::kernel_allow::SharedAllow>,
-    scanner: LogScanner,
 }
 
-/// The six Docker-side channels.
+/// The six Docker-side channels; returns what the kernel rules share with them and the
+/// stats feed.
 fn start_channels(
+    tasks: &mut Tasks,
     ctx: WatchContext,
     config: &crate::config::MonitorConfig,
-    channels: Channels,
-) -> Vec<JoinHandle<()>> {
-    vec![
-        tokio::spawn(watchers::run_stream(
-            StatsWatcher::new(channels.stats_tx),
-            ctx.clone(),
-        )),
-        tokio::spawn(watchers::run_polling(
-            ProcessPoll::new(
-                channels.denylist,
-                channels.identity,
-                channels.alerted_pids,
-                config.process_poll,
-            )
-            .with_probes(channels.probes),
-            ctx.clone(),
-        )),
-        tokio::spawn(watchers::run_polling(
-            NetworkPoll::new(config.network_poll).with_dynamic_allow(channels.allow),
-            ctx.clone(),
-        )),
-        tokio::spawn(watchers::run_stream(
-            LogsWatcher::new(channels.scanner),
-            ctx.clone(),
-        )),
-        tokio::spawn(HealthWatcher::default().run(ctx.clone())),
-        tokio::spawn(watchers::events::run(ctx)),
-    ]
+    sources: &Sources,
+    scanner: LogScanner,
+) -> (
+    Shared,
+    watch::Receiver<Option<crate::sources::watchers::stats::StatsSample>>,
+) {
+    let shared = Shared {
+        denylist: Arc::new(Denylist::new(&config.process_denylist)),
+        identity: Arc::new(ExeIdentity::new(&config.process_denylist)),
+        alerted_pids: AlertedPids::default(),
+        probes: crate::policy::origin::Probes::default(),
+    };
+    let (stats_tx, stats_rx) = watch::channel(None);
+    tasks.spawn(
+        "stats channel",
+        watchers::run_stream(StatsWatcher::new(stats_tx), ctx.clone()),
+    );
+    let processes = ProcessPoll::new(
+        shared.denylist.clone(),
+        shared.identity.clone(),
+        shared.alerted_pids.clone(),
+        config.process_poll,
+    )
+    .with_probes(shared.probes.clone());
+    tasks.spawn(
+        "process channel",
+        watchers::run_polling(processes, ctx.clone()),
+    );
+    let network = NetworkPoll::new(config.network_poll).with_dynamic_allow(sources.allow.clone());
+    tasks.spawn(
+        "network channel",
+        watchers::run_polling(network, ctx.clone()),
+    );
+    tasks.spawn(
+        "logs channel",
+        watchers::run_stream(LogsWatcher::new(scanner), ctx.clone()),
+    );
+    tasks.spawn("health channel", HealthWatcher::default().run(ctx.clone()));
+    tasks.spawn("events channel", watchers::events::run(ctx));
+    (shared, stats_rx)
 }
 
-/// The ring-buffer drain and the drop-counter watch.
+/// The ring-buffer drain and the drop-counter watch, feeding the bus the kernel loop
+/// reads; no bus without a kernel side.
 fn start_drain(
-    events: aya::maps::RingBuf<aya::maps::MapData>,
-    dropped: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-    bus_tx: mpsc::Sender<crate::sources::bpf::bus::BusMessage>,
-) -> Vec<JoinHandle<()>> {
+    tasks: &mut Tasks,
+    events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+    dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
+) -> Option<mpsc::Receiver<BusMessage>> {
+    let (events, dropped) = events.zip(dropped)?;
+    let (bus_tx, bus) = mpsc::channel(BUS_CAPACITY);
     let watch_tx = bus_tx.clone();
-    vec![
-        tokio::spawn(async move {
-            if let Err(error) = bpf::ring::drain(events, bus_tx).await {
-                tracing::error!("ring buffer drain stopped: {error:#}");
-            }
-        }),
-        tokio::spawn(async move {
-            if let Err(error) = drops::watch(dropped, watch_tx, Duration::from_millis(500)).await {
-                tracing::error!("drop counter watch stopped: {error:#}");
-            }
-        }),
-    ]
+    tasks.spawn("ring-buffer drain", async move {
+        if let Err(error) = bpf::ring::drain(events, bus_tx).await {
+            tracing::error!("ring buffer drain stopped: {error:#}");
+        }
+    });
+    tasks.spawn("drop-counter watch", async move {
+        if let Err(error) = drops::watch(dropped, watch_tx, Duration::from_millis(500)).await {
+            tracing::error!("drop counter watch stopped: {error:#}");
+        }
+    });
+    Some(bus)
 }
 
 /// The HTTP listener (dashboard, /metrics, control), the optional metrics-only listener and
 /// the dashboard's state feed.
 fn start_http(
+    tasks: &mut Tasks,
     args: &AgentArgs,
     mut http_state: HttpState,
     hub: dashboard::Hub,
     guarded: &watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
     metrics: &Arc<Metrics>,
-) -> Vec<JoinHandle<()>> {
+) {
     let dashboard_url = format!("http://{}/?token={}", args.listen, http_state.token);
     if let Some(info) = Arc::get_mut(&mut http_state.info) {
         info.dashboard_url = dashboard_url.clone();
@@ -409,31 +418,33 @@ fn start_http(
         .collect::<serde_json::Map<_, _>>()
         .into();
     let counter_source = metrics.clone();
-    let mut tasks = vec![tokio::spawn(dashboard::hub::follow_state(
-        hub,
-        http_state.views.stats.clone(),
-        guarded.clone(),
-        http_state.views.trust.clone(),
-        bpf_mode,
-        move || {
-            let (events, dropped) = counter_source.event_counts();
-            serde_json::json!({"events": events, "dropped": dropped})
-        },
-    ))];
+    tasks.spawn(
+        "dashboard state feed",
+        dashboard::hub::follow_state(
+            hub,
+            http_state.views.stats.clone(),
+            guarded.clone(),
+            http_state.views.trust.clone(),
+            bpf_mode,
+            move || {
+                let (events, dropped) = counter_source.event_counts();
+                serde_json::json!({"events": events, "dropped": dropped})
+            },
+        ),
+    );
     if let Some(address) = args.metrics_listen {
         let router = http::metrics_router(http_state.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn("metrics listener", async move {
             if let Err(error) = http::serve_router(address, router).await {
                 tracing::error!("metrics listener stopped: {error:#}");
             }
-        }));
+        });
     }
     let listen = args.listen;
-    tasks.push(tokio::spawn(async move {
+    tasks.spawn("HTTP listener", async move {
         if let Err(error) = http::serve(listen, http_state).await {
             tracing::error!("HTTP listener stopped: {error:#}");
         }
-    }));
+    });
     tracing::info!("status and metrics: http://{listen}/metrics; control: {dashboard_url}");
-    tasks
 }

@@ -55,111 +55,104 @@ fn must<T>(result: prometheus::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("metric definition: {e}"))
 }
 
+/// Creates metrics and registers each one as it is made.
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, collector: C) -> C {
+        must(self.0.register(Box::new(collector.clone())));
+        collector
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(must(IntCounterVec::new(Opts::new(name, help), labels)))
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.add(must(GaugeVec::new(Opts::new(name, help), labels)))
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(must(IntGauge::new(name, help)))
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let reg = |c: Box<dyn prometheus::core::Collector>| must(registry.register(c));
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
-            reg(Box::new(c.clone()));
-            c
-        };
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = must(GaugeVec::new(Opts::new(name, help), labels));
-            reg(Box::new(g.clone()));
-            g
-        };
-        let int_gauge = |name: &str, help: &str| {
-            let g = must(IntGauge::new(name, help));
-            reg(Box::new(g.clone()));
-            g
-        };
-        let alerts = counter_vec(
-            "crabpot_alerts_total",
-            "Alerts raised.",
-            &["severity", "source"],
-        );
-        let kernel_events = counter_vec(
+        let r = Registrar(Registry::new());
+        let kernel_events = r.counter_vec(
             "crabpot_kernel_events_total",
             "Kernel events received.",
             &["kind"],
         );
-        let blocked = counter_vec(
-            "crabpot_policy_decisions_total",
-            "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit, logged).",
-            &["rule", "verdict"],
-        );
-        let dropped = must(IntCounter::new(
-            "crabpot_kernel_events_dropped_total",
-            "Kernel events lost because the ring buffer was full.",
-        ));
-        reg(Box::new(dropped.clone()));
-        let latency = must(Histogram::with_opts(
-            HistogramOpts::new(
-                "crabpot_detection_latency_seconds",
-                "Kernel event time to alert dispatched.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-            ]),
-        ));
-        reg(Box::new(latency.clone()));
-        let cpu = must(Gauge::new(
-            "crabpot_container_cpu_percent",
-            "Container CPU %.",
-        ));
-        reg(Box::new(cpu.clone()));
-        let metrics = Metrics {
-            memory_used: int_gauge(
-                "crabpot_container_memory_used_bytes",
-                "Memory used (minus inactive file cache).",
+        let build = r.gauge_vec("crabpot_build_info", "Build information.", &["version"]);
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        Metrics {
+            alerts: r.counter_vec(
+                "crabpot_alerts_total",
+                "Alerts raised.",
+                &["severity", "source"],
             ),
-            memory_limit: int_gauge("crabpot_container_memory_limit_bytes", "Memory limit."),
-            pids: int_gauge("crabpot_container_pids", "Processes in the container."),
-            network: gauge_vec(
-                "crabpot_container_network_bytes",
-                "Network bytes since start.",
-                &["direction"],
-            ),
-            paused: int_gauge(
-                "crabpot_container_paused",
-                "1 while the container is frozen.",
-            ),
-            quarantined: int_gauge(
-                "crabpot_container_quarantined",
-                "1 once trust fell below the threshold.",
-            ),
-            trust: int_gauge("crabpot_trust_score", "Trust score (100 = no violation)."),
-            last_tick: gauge_vec(
-                "crabpot_channel_last_tick_timestamp_seconds",
-                "Unix time of each channel's last completed tick.",
-                &["channel"],
-            ),
-            layers: gauge_vec(
-                "crabpot_enforcement_layer",
-                "1 for the layer enforcing each rule.",
-                &["rule", "layer"],
-            ),
-            registry,
-            alerts,
             kernel_events_by_kind: EventKind::ALL
                 .iter()
                 .map(|kind| kernel_events.with_label_values(&[kind.name()]))
                 .collect(),
-            dropped,
-            blocked,
-            latency,
-            cpu,
-        };
-        let build = must(GaugeVec::new(
-            Opts::new("crabpot_build_info", "Build information."),
-            &["version"],
-        ));
-        must(metrics.registry.register(Box::new(build.clone())));
-        build
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1.0);
-        metrics
+            blocked: r.counter_vec(
+                "crabpot_policy_decisions_total",
+                "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit, logged).",
+                &["rule", "verdict"],
+            ),
+            dropped: r.add(must(IntCounter::new(
+                "crabpot_kernel_events_dropped_total",
+                "Kernel events lost because the ring buffer was full.",
+            ))),
+            latency: r.add(must(Histogram::with_opts(
+                HistogramOpts::new(
+                    "crabpot_detection_latency_seconds",
+                    "Kernel event time to alert dispatched.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+                ]),
+            ))),
+            cpu: r.add(must(Gauge::new(
+                "crabpot_container_cpu_percent",
+                "Container CPU %.",
+            ))),
+            memory_used: r.int_gauge(
+                "crabpot_container_memory_used_bytes",
+                "Memory used (minus inactive file cache).",
+            ),
+            memory_limit: r.int_gauge("crabpot_container_memory_limit_bytes", "Memory limit."),
+            pids: r.int_gauge("crabpot_container_pids", "Processes in the container."),
+            network: r.gauge_vec(
+                "crabpot_container_network_bytes",
+                "Network bytes since start.",
+                &["direction"],
+            ),
+            paused: r.int_gauge(
+                "crabpot_container_paused",
+                "1 while the container is frozen.",
+            ),
+            quarantined: r.int_gauge(
+                "crabpot_container_quarantined",
+                "1 once trust fell below the threshold.",
+            ),
+            trust: r.int_gauge("crabpot_trust_score", "Trust score (100 = no violation)."),
+            last_tick: r.gauge_vec(
+                "crabpot_channel_last_tick_timestamp_seconds",
+                "Unix time of each channel's last completed tick.",
+                &["channel"],
+            ),
+            layers: r.gauge_vec(
+                "crabpot_enforcement_layer",
+                "1 for the layer enforcing each rule.",
+                &["rule", "layer"],
+            ),
+            registry: r.0,
+        }
     }
 
     pub fn alert(&self, alert: &Alert, monotonic_now_ns: u64) {
