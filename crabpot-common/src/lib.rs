@@ -37,15 +37,62 @@ pub mod names {
     pub const LSM_ENFORCED: &str = "LSM_ENFORCED";
 }
 
-/// Index of a policy rule in the `RULE_MODES` array map.
+/// A policy rule of ASF-42, for the kernel and the agent alike: its discriminant is its
+/// index in the `RULE_MODES` array map.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
+pub enum RuleName {
+    Mount = 0,
+    Exec = 1,
+    Ptrace = 2,
+    ProcOpen = 3,
+    Socket = 4,
+    Connect = 5,
+}
+
+impl RuleName {
+    pub const ALL: [RuleName; 6] = [
+        RuleName::Mount,
+        RuleName::Exec,
+        RuleName::Ptrace,
+        RuleName::ProcOpen,
+        RuleName::Socket,
+        RuleName::Connect,
+    ];
+
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.id() == raw)
+    }
+
+    /// Index in the kernel's `RULE_MODES`.
+    pub const fn id(self) -> u32 {
+        self as u32
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleName::Mount => "mount",
+            RuleName::Exec => "exec",
+            RuleName::Ptrace => "ptrace",
+            RuleName::ProcOpen => "proc_open",
+            RuleName::Socket => "socket",
+            RuleName::Connect => "connect",
+        }
+    }
+}
+
+/// The rule indexes as the kernel programs spell them, from [`RuleName`].
 pub mod rule {
-    pub const MOUNT: u32 = 0;
-    pub const EXEC: u32 = 1;
-    pub const PTRACE: u32 = 2;
-    pub const PROC_OPEN: u32 = 3;
-    pub const SOCKET: u32 = 4;
-    pub const CONNECT: u32 = 5;
-    pub const COUNT: u32 = 6;
+    use super::RuleName;
+    pub const MOUNT: u32 = RuleName::Mount.id();
+    pub const EXEC: u32 = RuleName::Exec.id();
+    pub const PTRACE: u32 = RuleName::Ptrace.id();
+    pub const PROC_OPEN: u32 = RuleName::ProcOpen.id();
+    pub const SOCKET: u32 = RuleName::Socket.id();
+    pub const CONNECT: u32 = RuleName::Connect.id();
+    pub const COUNT: u32 = RuleName::ALL.len() as u32;
 }
 
 /// Value of a rule in `RULE_MODES`: what the kernel side does on a match.
@@ -110,18 +157,60 @@ impl EventKind {
     }
 }
 
-/// What the kernel side did about an event (`verdict` fields).
-pub mod verdict {
+/// What the kernel side did about an event (the `verdict` fields carry its discriminant).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
+pub enum Verdict {
     /// Observed only.
-    pub const NONE: u32 = 0;
-    pub const LOG: u32 = 1;
-    pub const ALERT: u32 = 2;
+    None = 0,
+    Log = 1,
+    Alert = 2,
     /// Would have been blocked; let through (audit mode).
-    pub const AUDIT: u32 = 3;
+    Audit = 3,
     /// Stopped before it took effect.
-    pub const BLOCKED: u32 = 4;
+    Blocked = 4,
     /// No layer could stop it: the caller was sent SIGKILL (the call may have completed).
-    pub const KILLED: u32 = 5;
+    Killed = 5,
+}
+
+impl Verdict {
+    /// An unknown value reads as observed-only.
+    pub fn from_raw(raw: u32) -> Self {
+        [
+            Verdict::Log,
+            Verdict::Alert,
+            Verdict::Audit,
+            Verdict::Blocked,
+            Verdict::Killed,
+        ]
+        .into_iter()
+        .find(|v| *v as u32 == raw)
+        .unwrap_or(Verdict::None)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::None => "observed",
+            Verdict::Log => "logged",
+            Verdict::Alert => "alert",
+            Verdict::Audit => "audit",
+            Verdict::Blocked => "blocked",
+            Verdict::Killed => "killed",
+        }
+    }
+}
+
+/// The verdict values as the kernel programs spell them, from [`Verdict`].
+pub mod verdict {
+    use super::Verdict;
+    pub const NONE: u32 = Verdict::None as u32;
+    pub const LOG: u32 = Verdict::Log as u32;
+    pub const ALERT: u32 = Verdict::Alert as u32;
+    pub const AUDIT: u32 = Verdict::Audit as u32;
+    pub const BLOCKED: u32 = Verdict::Blocked as u32;
+    pub const KILLED: u32 = Verdict::Killed as u32;
 }
 
 /// Which cgroup hook a [`NetPolicyEvent`] came from.

@@ -58,18 +58,14 @@ impl fmt::Display for Action {
     }
 }
 
-impl FromStr for RuleName {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        RuleName::ALL
-            .into_iter()
-            .find(|r| r.as_str() == text)
-            .ok_or_else(|| {
-                format!(
-                    "unknown rule `{text}`: use mount, exec, ptrace, proc_open, socket or connect"
-                )
-            })
-    }
+/// A rule by its name, or an error that lists the names.
+pub(crate) fn parse_rule(text: &str) -> Result<RuleName, String> {
+    RuleName::ALL
+        .into_iter()
+        .find(|r| r.as_str() == text)
+        .ok_or_else(|| {
+            format!("unknown rule `{text}`: use mount, exec, ptrace, proc_open, socket or connect")
+        })
 }
 
 /// `RULE=ACTION` as given on the command line.
@@ -77,7 +73,7 @@ pub(crate) fn parse_override(text: &str) -> Result<(RuleName, Action), String> {
     let (rule, action) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not RULE=ACTION (e.g. connect=audit)"))?;
-    Ok((rule.trim().parse()?, action.trim().parse()?))
+    Ok((parse_rule(rule.trim())?, action.trim().parse()?))
 }
 
 /// What the OpenClaw gateway itself talks to (its skill catalog, telemetry and ClawHub),

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
     ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent,
-    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
+    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, net_op,
 };
 use serde::Serialize;
 
@@ -123,91 +123,7 @@ fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok
     serializer.serialize_u64(bytes.len() as u64)
 }
 
-/// What the kernel did, as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    None,
-    Log,
-    Alert,
-    Audit,
-    Blocked,
-    Killed,
-}
-
-impl Verdict {
-    pub fn from_raw(raw: u32) -> Self {
-        match raw {
-            verdict::LOG => Verdict::Log,
-            verdict::ALERT => Verdict::Alert,
-            verdict::AUDIT => Verdict::Audit,
-            verdict::BLOCKED => Verdict::Blocked,
-            verdict::KILLED => Verdict::Killed,
-            _ => Verdict::None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::None => "observed",
-            Verdict::Log => "logged",
-            Verdict::Alert => "alert",
-            Verdict::Audit => "audit",
-            Verdict::Blocked => "blocked",
-            Verdict::Killed => "killed",
-        }
-    }
-}
-
-/// A policy rule, as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleName {
-    Mount,
-    Exec,
-    Ptrace,
-    ProcOpen,
-    Socket,
-    Connect,
-}
-
-impl RuleName {
-    pub const ALL: [RuleName; 6] = [
-        RuleName::Mount,
-        RuleName::Exec,
-        RuleName::Ptrace,
-        RuleName::ProcOpen,
-        RuleName::Socket,
-        RuleName::Connect,
-    ];
-
-    pub fn from_raw(raw: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.id() == raw)
-    }
-
-    /// Index in the kernel's `RULE_MODES`.
-    pub fn id(self) -> u32 {
-        match self {
-            RuleName::Mount => rule::MOUNT,
-            RuleName::Exec => rule::EXEC,
-            RuleName::Ptrace => rule::PTRACE,
-            RuleName::ProcOpen => rule::PROC_OPEN,
-            RuleName::Socket => rule::SOCKET,
-            RuleName::Connect => rule::CONNECT,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleName::Mount => "mount",
-            RuleName::Exec => "exec",
-            RuleName::Ptrace => "ptrace",
-            RuleName::ProcOpen => "proc_open",
-            RuleName::Socket => "socket",
-            RuleName::Connect => "connect",
-        }
-    }
-}
+pub(crate) use crabpot_common::{RuleName, Verdict};
 
 impl KernelEvent {
     pub fn kind(&self) -> EventKind {
