@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::{
+    model::event::RuleName,
     policy::{
         allow::AllowSpec,
         rules::{Action, parse_override},
     },
     sinks::event_printer::EventFormat,
-    sources::bpf::decode::RuleName,
 };
 
 #[derive(Debug, Clone, Parser)]

@@ -3,7 +3,7 @@ use std::{path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 
-use crate::alert::Severity;
+use crate::model::alert::Severity;
 
 /// One log pattern: a name, a regular expression and the severity of a match.
 #[derive(Debug, Clone, PartialEq)]

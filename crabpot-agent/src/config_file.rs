@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::{
-    alert::Severity,
+    model::alert::Severity,
     policy::{allow::AllowSpec, rules::Action},
 };
 

@@ -5,8 +5,9 @@ use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use crate::{
     actions::enforcer::{self, Enforcer},
     cli::AgentArgs,
+    model::event::RuleName,
     policy::rules::Policy,
-    sources::bpf::{self, BpfOptions, decode::RuleName, lsm::LsmOutcome},
+    sources::bpf::{self, BpfOptions, lsm::LsmOutcome},
 };
 
 pub(crate) struct KernelSide {

@@ -9,13 +9,13 @@
 //! starts and stops the tasks.
 mod actions;
 mod agent;
-mod alert;
 mod cli;
 mod config;
 mod config_file;
 pub mod control;
 mod install;
 mod kernel_side;
+mod model;
 mod pipeline;
 mod policy;
 mod preflight;
@@ -39,8 +39,9 @@ pub use install::{Layout as InstallLayout, install};
 pub use sinks::{alert_log::reader, http::Status, terminal::format_alert};
 
 // The alert path under load (tests/load.rs).
-pub use alert::{Alert, AlertSource, Severity, now_rfc3339};
 pub use config::MonitorConfig;
+pub use model::alert::{Alert, AlertSource, Severity, now_rfc3339};
+pub use model::{container::GuardedContainer, sender::AlertSender};
 pub use policy::trust::TrustScore;
 pub use sinks::{
     alert_log::{AlertLogWriter, reader::read_alerts},
@@ -49,10 +50,7 @@ pub use sinks::{
     metrics::{Metrics, StateViews},
     router::AlertRouter,
 };
-pub use sources::{
-    container::GuardedContainer,
-    watchers::{AlertSender, ChannelTicks},
-};
+pub use sources::watchers::ChannelTicks;
 
 // The BPF LSM layer in a VM (tests/lsm_vm.rs).
 pub use sources::bpf::{loader, lsm};

@@ -11,10 +11,13 @@ use crabpot_common::EventKind;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::model::container::GuardedContainer;
+use crate::model::sender::AlertSender;
 use crate::{
     actions::undo::{UndoOutcome, unmount_in_container},
-    alert::{Alert, AlertSource, Severity},
     cli::AgentArgs,
+    model::alert::{Alert, AlertSource, Severity},
+    model::event::KernelEvent,
     policy::{
         kernel_rules::KernelRules,
         repeats::Repeats,
@@ -27,9 +30,7 @@ use crate::{
         metrics::Metrics,
     },
     sources::bpf::bus::BusMessage,
-    sources::{
-        bpf::KernelEvent, container::GuardedContainer, lineage::ProcessTable, watchers::AlertSender,
-    },
+    sources::lineage::ProcessTable,
 };
 
 pub(crate) struct KernelLoop {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    alert::{Alert, AlertSource, Severity},
     cli::AgentArgs,
+    model::alert::{Alert, AlertSource, Severity},
+    model::sender::AlertSender,
     policy::rules::Policy,
     settings,
-    sources::watchers::AlertSender,
 };
 
 /// One reload per request (a SIGHUP, passed on by the agent's signal handler).

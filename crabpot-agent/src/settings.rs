@@ -5,8 +5,8 @@ use crate::{
     cli::AgentArgs,
     config::{LogPattern, MonitorConfig},
     config_file::{self, ConfigError, FileConfig},
+    model::event::RuleName,
     policy::{rules::Policy, trust::TrustScore},
-    sources::bpf::decode::RuleName,
 };
 
 #[derive(Debug, Clone)]

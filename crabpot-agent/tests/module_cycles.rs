@@ -109,13 +109,14 @@ fn has_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> 
         .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
 }
 
-#[test]
-fn no_file_imports_a_file_that_imports_it_back() {
+/// File-level graph: each module and the modules of ours it names.
+fn file_graph() -> BTreeMap<String, BTreeSet<String>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut modules = BTreeMap::new();
     sources(&root, &root, &mut modules);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (module, code) in &modules {
+        graph.entry(module.clone()).or_default();
         for path in crate_paths(code) {
             let parts: Vec<&str> = path.split("::").collect();
             // The longest prefix of the path that is a module of ours.
@@ -132,5 +133,28 @@ fn no_file_imports_a_file_that_imports_it_back() {
         graph.len() > 20,
         "the scan found too few modules: {graph:?}"
     );
-    assert_eq!(has_cycle(&graph), None, "an import cycle between files");
+    graph
+}
+
+#[test]
+fn no_file_imports_a_file_that_imports_it_back() {
+    assert_eq!(
+        has_cycle(&file_graph()),
+        None,
+        "an import cycle between files"
+    );
+}
+
+#[test]
+fn the_model_depends_on_nothing_else() {
+    let graph = file_graph();
+    let model: Vec<_> = graph.keys().filter(|m| m.starts_with("model")).collect();
+    assert!(!model.is_empty(), "no model module found");
+    for module in model {
+        let outside: Vec<_> = graph[module]
+            .iter()
+            .filter(|t| !t.starts_with("model"))
+            .collect();
+        assert!(outside.is_empty(), "{module} imports {outside:?}");
+    }
 }

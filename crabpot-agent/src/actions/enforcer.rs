@@ -12,16 +12,15 @@ use aya::{
 };
 use tokio::sync::watch;
 
+use crate::model::container::GuardedContainer;
 use crate::{
     actions::{
         kernel_allow::{KernelAllow, SharedAllow},
         pins, resolvers,
     },
+    model::event::RuleName,
     policy::rules::{Action, Policy},
-    sources::{
-        bpf::{decode::RuleName, loader::PolicyMaps},
-        container::GuardedContainer,
-    },
+    sources::bpf::loader::PolicyMaps,
 };
 
 const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];

@@ -11,10 +11,9 @@ use std::time::Duration;
 use bollard::{Docker, errors::Error as DockerError};
 use tokio::sync::{mpsc, watch};
 
-use crate::{
-    alert::{Alert, AlertSource, Severity},
-    sources::{container::GuardedContainer, watchers::AlertSender},
-};
+use crate::model::alert::{Alert, AlertSource, Severity};
+use crate::model::container::GuardedContainer;
+use crate::model::sender::AlertSender;
 
 /// How long after Docker was asked to stop a run it counts as stopping. Longer than
 /// Docker's default 10 s stop timeout (after which it sends SIGKILL); bounded so a
@@ -105,7 +104,7 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::cgroup::ProcessCgroup;
+    use crate::model::container::ProcessCgroup;
 
     fn container(paused: bool, started_secs: i64) -> GuardedContainer {
         GuardedContainer {

@@ -8,9 +8,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::model::sender::AlertSender;
 use crate::{
     cli::{AgentArgs, Toasts},
     kernel_side,
+    model::event::RuleName,
     pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
@@ -31,10 +33,10 @@ use crate::{
         systemd, toast,
     },
     sources::{
-        bpf::{self, bus::BusMessage, decode::RuleName, drops},
+        bpf::{self, bus::BusMessage, drops},
         container::ContainerTracker,
         watchers::{
-            self, AlertSender, ChannelTicks, WatchContext,
+            self, ChannelTicks, WatchContext,
             health::HealthWatcher,
             logs::{LogScanner, LogsWatcher},
             network::NetworkPoll,
@@ -180,7 +182,7 @@ struct Sources {
     dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
     base_tx: watch::Sender<Arc<Policy>>,
     policy_rx: watch::Receiver<Arc<Policy>>,
-    guarded: watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
+    guarded: watch::Receiver<Option<crate::model::container::GuardedContainer>>,
     docker_events: broadcast::Sender<crate::sources::container::DockerEvent>,
 }
 
@@ -262,7 +264,7 @@ fn static_info(settings: &settings::Settings, layers: Vec<(String, String)>) -> 
         profiles: settings.profiles.clone(),
         layers,
         dashboard_url: String::new(),
-        started_at: crate::alert::now_rfc3339(),
+        started_at: crate::model::alert::now_rfc3339(),
     })
 }
 
@@ -272,7 +274,7 @@ fn start_router(
     args: &AgentArgs,
     config: &crate::config::MonitorConfig,
     docker: &bollard::Docker,
-    guarded: &watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
+    guarded: &watch::Receiver<Option<crate::model::container::GuardedContainer>>,
     metrics: &Arc<Metrics>,
     hub: &dashboard::Hub,
     log_writer: AlertLogWriter,
@@ -285,9 +287,9 @@ fn start_router(
     let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
     let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
     if let Some(reason) = poll_only_reason {
-        let alert = crate::alert::Alert::new(
-            crate::alert::Severity::Warning,
-            crate::alert::AlertSource::Policy,
+        let alert = crate::model::alert::Alert::new(
+            crate::model::alert::Severity::Warning,
+            crate::model::alert::AlertSource::Policy,
             format!(
                 "eBPF unavailable, poll-only mode: no kernel events and no in-kernel blocking \
                  ({reason})"
@@ -403,7 +405,7 @@ fn start_http(
     args: &AgentArgs,
     mut http_state: HttpState,
     hub: dashboard::Hub,
-    guarded: &watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
+    guarded: &watch::Receiver<Option<crate::model::container::GuardedContainer>>,
     metrics: &Arc<Metrics>,
 ) {
     let dashboard_url = format!("http://{}/?token={}", args.listen, http_state.token);

@@ -24,14 +24,14 @@ use ipnet::IpNet;
 
 use crate::{
     actions::kernel_allow::SharedAllow,
-    alert::Severity,
+    model::alert::Severity,
+    model::event::{EventBody, KernelEvent, RuleName, Verdict},
     policy::{
         allow::{AllowEntry, HostEntry},
         dns::parse_reply,
         learned::{Learn, clamp_ttl},
         violations::{Judgement, net_message},
     },
-    sources::bpf::decode::{EventBody, KernelEvent, RuleName, Verdict},
 };
 
 /// How long after a reply a block of its allowed address counts as a race.

@@ -1,7 +1,7 @@
 use super::*;
 use crate::{
-    alert::{Alert, AlertSource},
-    sources::bpf::decode::Header,
+    model::alert::{Alert, AlertSource},
+    model::event::Header,
 };
 
 fn hosts(list: &[&str]) -> Vec<HostEntry> {

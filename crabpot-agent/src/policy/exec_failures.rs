@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::alert::{Alert, AlertSource, Severity};
+use crate::model::alert::{Alert, AlertSource, Severity};
 
 /// How long after its last failed attempt a name is reported (a PATH walk takes
 /// microseconds; this leaves room for the success that would make it moot).

@@ -10,8 +10,10 @@ use std::{
 use ipnet::IpNet;
 use serde_json::json;
 
+use crate::model::container::GuardedContainer;
 use crate::{
-    alert::{Alert, AlertSource, Severity},
+    model::alert::{Alert, AlertSource, Severity},
+    model::event::{EventBody, KernelEvent},
     policy::{
         denylist::{Denylist, executable_name},
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
@@ -19,12 +21,7 @@ use crate::{
         network_allow::is_allowed,
         origin::{self, Candidate, Origin, Probes},
     },
-    sources::{
-        bpf::{EventBody, KernelEvent},
-        container::GuardedContainer,
-        lineage::Ancestor,
-        watchers::processes::AlertedPids,
-    },
+    sources::{lineage::Ancestor, watchers::processes::AlertedPids},
 };
 
 /// A repeated connect to the same destination within this window raises no new alert.
@@ -289,7 +286,7 @@ impl KernelRules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::MonitorConfig, sources::bpf::decode::Header};
+    use crate::{config::MonitorConfig, model::event::Header};
 
     fn rules() -> KernelRules {
         let config = MonitorConfig::default();

@@ -15,9 +15,9 @@ use std::{
 
 use crabpot_common::{ARG_LEN, ARGV_COUNT};
 
-use crate::{
+use crate::model::{
     alert::{Alert, AlertSource, Severity},
-    sources::container::GuardedContainer,
+    container::GuardedContainer,
 };
 
 /// Trusted health-probe processes kept at most (bounds memory; probes are short-lived).
@@ -333,7 +333,7 @@ mod tests {
             name: "c".into(),
             id: "id".into(),
             pid,
-            cgroup: crate::sources::cgroup::ProcessCgroup {
+            cgroup: crate::model::container::ProcessCgroup {
                 directory: "/x".into(),
                 id: 1,
             },

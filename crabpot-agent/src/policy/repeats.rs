@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::alert::{Alert, Severity};
+use crate::model::alert::{Alert, Severity};
 
 /// How long repeats of one act are folded into its first report.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
@@ -130,7 +130,7 @@ fn summary(open: Open, key: &ActKey) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertSource;
+    use crate::model::alert::AlertSource;
 
     fn blocked(address: &str, port: u16) -> Alert {
         Alert::new(Severity::Warning, AlertSource::Network, "connect blocked")

@@ -2,8 +2,8 @@
 use std::{fmt, str::FromStr};
 
 use crate::{
+    model::event::RuleName,
     policy::allow::{AllowEntry, AllowSpec, HostEntry},
-    sources::bpf::decode::RuleName,
 };
 use crabpot_common::mode;
 

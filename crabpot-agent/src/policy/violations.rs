@@ -5,16 +5,14 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use crate::{
-    alert::{Alert, AlertSource, Severity},
+    model::alert::{Alert, AlertSource, Severity},
+    model::event::{EventBody, KernelEvent, RuleName, Verdict},
     policy::{
         open_path,
         rules::{Action, Policy},
         sensitive,
     },
-    sources::{
-        bpf::decode::{EventBody, KernelEvent, RuleName, Verdict},
-        lineage::Ancestor,
-    },
+    sources::lineage::Ancestor,
 };
 
 /// Device and display paths the moltbot profile watches.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::sources::bpf::decode::Header;
+use crate::model::event::Header;
 
 fn event(pid: u32, body: EventBody) -> KernelEvent {
     KernelEvent {

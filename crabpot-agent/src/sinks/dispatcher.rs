@@ -9,7 +9,7 @@ use std::sync::{
 
 use tokio::sync::mpsc;
 
-use crate::alert::Alert;
+use crate::model::alert::Alert;
 
 pub(crate) struct SinkHandle {
     name: &'static str,
@@ -86,7 +86,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertSource, Severity};
+    use crate::model::alert::{AlertSource, Severity};
 
     #[tokio::test]
     async fn a_stuck_lossy_sink_drops_and_counts_while_others_get_everything() {

@@ -4,11 +4,9 @@ use std::io::Write as _;
 use serde::Serialize;
 
 use crate::{
+    model::event::{EventBody, KernelEvent},
     sinks::terminal_text::escape_for_terminal,
-    sources::{
-        bpf::{EventBody, KernelEvent},
-        lineage::Ancestor,
-    },
+    sources::lineage::Ancestor,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

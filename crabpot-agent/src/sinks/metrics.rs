@@ -10,13 +10,11 @@ use prometheus::{
 };
 use tokio::sync::watch;
 
+use crate::model::container::GuardedContainer;
 use crate::{
-    alert::Alert,
+    model::alert::Alert,
     policy::trust::TrustScore,
-    sources::{
-        container::GuardedContainer,
-        watchers::{ChannelTicks, stats::StatsSample},
-    },
+    sources::watchers::{ChannelTicks, stats::StatsSample},
 };
 
 pub struct Metrics {

@@ -8,9 +8,11 @@ use tokio::{
     task::JoinHandle,
 };
 
+use crate::model::container::GuardedContainer;
+use crate::model::sender::AlertSender;
 use crate::{
     actions,
-    alert::{Alert, Severity},
+    model::alert::{Alert, Severity},
     sinks::{
         alert_log::{self, AlertLogWriter},
         dashboard,
@@ -18,7 +20,6 @@ use crate::{
         metrics::{Metrics, monotonic_ns},
         terminal, toast, webhook,
     },
-    sources::{container::GuardedContainer, watchers::AlertSender},
 };
 
 pub struct AlertRouter {

@@ -5,7 +5,7 @@ use std::{io::Write as _, sync::Arc};
 use tokio::sync::mpsc;
 
 use crate::{
-    alert::{Alert, Severity},
+    model::alert::{Alert, Severity},
     sinks::terminal_text::escape_for_terminal,
 };
 
@@ -43,7 +43,7 @@ pub(crate) async fn run(mut alerts: mpsc::Receiver<Arc<Alert>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertSource;
+    use crate::model::alert::AlertSource;
 
     #[test]
     fn formats_like_the_guide_and_escapes_hostile_text() {

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc};
 
 use tokio::sync::mpsc;
 
-use crate::alert::{Alert, Severity};
+use crate::model::alert::{Alert, Severity};
 
 /// The fixed script: it reads the title and text from the environment.
 const SCRIPT: &str = r#"$ErrorActionPreference = 'Stop'

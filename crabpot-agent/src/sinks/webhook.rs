@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::{
-    alert::{Alert, Severity},
+    model::alert::{Alert, Severity},
     sinks::terminal_text::escape_for_terminal,
 };
 
@@ -109,7 +109,7 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertSource;
+    use crate::model::alert::AlertSource;
 
     #[test]
     fn payload_shapes() {

@@ -5,6 +5,7 @@
 //! cgroup2 tree, e.g. `0::/docker/<id>` under `/sys/fs/cgroup/unified`) or on a pure v2 host
 //! with the systemd driver (`0::/system.slice/docker-<id>.scope`). The path is always read
 //! from `/proc/<pid>/cgroup`, never guessed.
+use crate::model::container::ProcessCgroup;
 use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
@@ -75,13 +76,6 @@ fn read(path: &Path) -> Result<String, CgroupError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Where a process lives in the cgroup2 tree, and that directory's id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessCgroup {
-    pub directory: PathBuf,
-    pub id: u64,
 }
 
 /// Resolve the cgroup v2 directory and id of `pid` as seen from this (host) process.

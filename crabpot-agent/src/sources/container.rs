@@ -14,31 +14,8 @@ use bollard::{
 use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
 
-use crate::sources::{
-    cgroup::{ProcessCgroup, cgroup_of_pid},
-    docker::is_not_found,
-};
-
-/// The container as last resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuardedContainer {
-    pub name: String,
-    pub id: String,
-    pub pid: u32,
-    pub cgroup: ProcessCgroup,
-    /// Frozen by `docker pause` (ours or anyone's).
-    pub paused: bool,
-    /// Docker's `State.StartedAt` of this run.
-    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The configured main process: `Path` then `Args` (Entrypoint + Cmd, shell form
-    /// included).
-    pub command: Vec<String>,
-    /// The argv Docker runs as the health probe (`Config.Healthcheck.Test`), if any.
-    pub health_probe: Option<Vec<String>>,
-    /// When Docker was asked to stop, restart, kill or remove this run (a `kill` event with
-    /// a terminating signal); nothing may freeze it then.
-    pub stopping_since: Option<Instant>,
-}
+use crate::model::container::GuardedContainer;
+use crate::sources::{cgroup::cgroup_of_pid, docker::is_not_found};
 
 /// Signals with which a Docker `kill` event means the container is being stopped (stop,
 /// restart and `rm -f` send TERM then KILL; INT and QUIT are common stop signals).

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::sources::bpf::{EventBody, KernelEvent};
+use crate::model::event::{EventBody, KernelEvent};
 
 /// Ancestors kept per event.
 pub(crate) const MAX_DEPTH: usize = 4;
@@ -118,7 +118,7 @@ impl ProcessTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::bpf::decode::Header;
+    use crate::model::event::Header;
 
     fn exec(tgid: u32, ppid: u32, filename: &str) -> KernelEvent {
         KernelEvent {

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::{alert::Alert, alert::Severity, sinks::alert_log::writer::rotated};
+use crate::{
+    model::alert::{Alert, Severity},
+    sinks::alert_log::writer::rotated,
+};
 
 #[derive(Debug, Default)]
 pub struct ReadReport {
@@ -91,7 +94,7 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{alert::AlertSource, sinks::alert_log::AlertLogWriter};
+    use crate::{model::alert::AlertSource, sinks::alert_log::AlertLogWriter};
 
     #[test]
     fn reads_rotated_files_in_order_and_reports_bad_lines() {

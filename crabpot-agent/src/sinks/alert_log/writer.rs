@@ -13,7 +13,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use crate::alert::Alert;
+use crate::model::alert::Alert;
 
 pub struct AlertLogWriter {
     path: PathBuf,

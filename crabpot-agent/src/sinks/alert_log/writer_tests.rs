@@ -1,5 +1,5 @@
 use super::*;
-use crate::alert::{AlertSource, Severity};
+use crate::model::alert::{AlertSource, Severity};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -9,10 +9,9 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::model::container::GuardedContainer;
 use crate::{
-    alert::Alert,
-    policy::trust::TrustScore,
-    sources::{container::GuardedContainer, watchers::stats::StatsSample},
+    model::alert::Alert, policy::trust::TrustScore, sources::watchers::stats::StatsSample,
 };
 
 /// About 10 minutes of 2-second samples.

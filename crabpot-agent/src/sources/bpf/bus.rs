@@ -2,7 +2,7 @@
 //! source never imports its consumers).
 use serde::Serialize;
 
-use crate::sources::bpf::decode::{DecodeError, KernelEvent};
+use crate::{model::event::KernelEvent, sources::bpf::decode::DecodeError};
 
 /// Records the kernel could not reserve, in total and by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -7,5 +7,5 @@ pub mod lsm;
 pub(crate) mod ring;
 pub(crate) mod tracefs;
 
-pub(crate) use decode::{EventBody, KernelEvent, decode};
+pub(crate) use decode::decode;
 pub(crate) use loader::{BpfOptions, KernelPipeline, load};

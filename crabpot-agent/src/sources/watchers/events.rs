@@ -6,7 +6,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     actions::pause::STOP_GRACE,
-    alert::{Alert, AlertSource, Severity},
+    model::alert::{Alert, AlertSource, Severity},
     sources::{
         container::{DockerEvent, is_stop_request},
         watchers::WatchContext,

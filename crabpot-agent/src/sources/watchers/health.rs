@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    alert::{Alert, AlertSource, Severity},
+    model::alert::{Alert, AlertSource, Severity},
     sources::watchers::WatchContext,
 };
 

@@ -6,13 +6,11 @@ use bollard::{container::LogOutput, query_parameters::LogsOptionsBuilder};
 use futures_util::Stream;
 use regex::RegexSet;
 
+use crate::model::container::GuardedContainer;
 use crate::{
-    alert::{Alert, AlertSource, Severity},
     config::LogPattern,
-    sources::{
-        container::GuardedContainer,
-        watchers::{StreamWatcher, WatchContext},
-    },
+    model::alert::{Alert, AlertSource, Severity},
+    sources::watchers::{StreamWatcher, WatchContext},
 };
 
 /// Longest partial line kept while waiting for its newline.
@@ -59,7 +57,7 @@ impl LogScanner {
 
 /// The first `max` characters of `line`, with a marker when more was cut.
 pub fn cut(line: &str, max: usize) -> String {
-    crate::alert::truncate_marked(line, max)
+    crate::model::alert::truncate_marked(line, max)
 }
 
 /// Splits a byte stream into lines, per output stream.

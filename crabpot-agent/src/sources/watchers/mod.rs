@@ -12,54 +12,11 @@ use std::{collections::BTreeMap, future::Future, sync::Arc, sync::Mutex, time::D
 
 use bollard::Docker;
 use futures_util::{Stream, StreamExt as _};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 
-use crate::{
-    alert::Alert,
-    config::MonitorConfig,
-    sources::container::{DockerEvent, GuardedContainer},
-};
-
-/// Raises alerts, stamped with the guarded container's name and id.
-#[derive(Clone)]
-pub struct AlertSender {
-    tx: mpsc::Sender<Alert>,
-    container: watch::Receiver<Option<GuardedContainer>>,
-    name: String,
-}
-
-impl AlertSender {
-    pub fn new(
-        tx: mpsc::Sender<Alert>,
-        container: watch::Receiver<Option<GuardedContainer>>,
-        name: String,
-    ) -> Self {
-        AlertSender {
-            tx,
-            container,
-            name,
-        }
-    }
-
-    pub async fn raise(&self, alert: Alert) {
-        // A closed channel means the agent is shutting down.
-        let _ = self.tx.send(self.stamp(alert)).await;
-    }
-
-    /// `alert` with the guarded container's name and id (for records that bypass the
-    /// alert router, such as audit records).
-    pub fn stamp(&self, mut alert: Alert) -> Alert {
-        if alert.container.is_empty() {
-            alert.container = self.name.clone();
-        }
-        if alert.container_id.is_empty()
-            && let Some(current) = self.container.borrow().as_ref()
-        {
-            alert.container_id = current.id.clone();
-        }
-        alert
-    }
-}
+use crate::model::container::GuardedContainer;
+use crate::model::sender::AlertSender;
+use crate::{config::MonitorConfig, sources::container::DockerEvent};
 
 /// When each channel last completed a tick (RFC 3339), for status and metrics.
 #[derive(Debug, Default)]
@@ -68,7 +25,7 @@ pub struct ChannelTicks(Mutex<BTreeMap<&'static str, String>>);
 impl ChannelTicks {
     pub fn record(&self, channel: &'static str) {
         if let Ok(mut ticks) = self.0.lock() {
-            ticks.insert(channel, crate::alert::now_rfc3339());
+            ticks.insert(channel, crate::model::alert::now_rfc3339());
         }
     }
 

@@ -7,14 +7,12 @@ use std::{
     time::Duration,
 };
 
+use crate::model::container::GuardedContainer;
 use crate::{
     actions::kernel_allow::SharedAllow,
-    alert::{Alert, AlertSource, Severity},
+    model::alert::{Alert, AlertSource, Severity},
     policy::network_allow::is_allowed,
-    sources::{
-        container::GuardedContainer,
-        watchers::{PollingWatcher, WatchContext},
-    },
+    sources::watchers::{PollingWatcher, WatchContext},
 };
 
 const TCP_ESTABLISHED: u8 = 0x01;

@@ -9,17 +9,15 @@ use std::{
 
 use bollard::query_parameters::TopOptionsBuilder;
 
+use crate::model::container::GuardedContainer;
 use crate::{
-    alert::{Alert, AlertSource, Severity},
+    model::alert::{Alert, AlertSource, Severity},
     policy::{
         denylist::{Denylist, executable_name},
         exe_identity::ExeIdentity,
         origin::{self, Candidate, Origin, Probes},
     },
-    sources::{
-        container::GuardedContainer,
-        watchers::{PollingWatcher, WatchContext},
-    },
+    sources::watchers::{PollingWatcher, WatchContext},
 };
 
 /// Host pids already alerted on, shared by the kernel path and the poll so one process

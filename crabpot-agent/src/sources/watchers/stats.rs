@@ -9,12 +9,10 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::model::container::GuardedContainer;
 use crate::{
-    alert::{Alert, AlertSource, Severity},
-    sources::{
-        container::GuardedContainer,
-        watchers::{StreamWatcher, WatchContext},
-    },
+    model::alert::{Alert, AlertSource, Severity},
+    sources::watchers::{StreamWatcher, WatchContext},
 };
 
 /// The latest sample, kept for the dashboard and metrics.

@@ -1,0 +1,108 @@
+//! A kernel event as the agent sees it: decoded from its ring-buffer record, typed.
+use std::net::IpAddr;
+
+pub(crate) use crabpot_common::{EventKind, RuleName, Verdict};
+use serde::Serialize;
+
+/// Fields every kernel event carries.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Header {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub cgroup_id: u64,
+    pub comm: String,
+}
+
+/// One event from the kernel, decoded.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KernelEvent {
+    #[serde(flatten)]
+    pub header: Header,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    Exec {
+        syscall: &'static str,
+        dirfd: i32,
+        flags: u32,
+        filename: String,
+        argv: Vec<String>,
+        /// 0 when the program was executed, else the negative errno the exec failed with.
+        ret: i32,
+    },
+    Open {
+        dirfd: i32,
+        flags: i32,
+        mode: u32,
+        path: String,
+    },
+    Connect {
+        fd: i32,
+        family: u16,
+        address: Option<IpAddr>,
+        port: u16,
+    },
+    Ptrace {
+        request: i64,
+        target_pid: i64,
+        addr: u64,
+        data: u64,
+        verdict: Verdict,
+    },
+    Mount {
+        source: String,
+        target: String,
+        fstype: String,
+        flags: u64,
+        verdict: Verdict,
+    },
+    NetPolicy {
+        rule: RuleName,
+        verdict: Verdict,
+        op: &'static str,
+        family: u32,
+        sock_type: u32,
+        protocol: u32,
+        address: Option<IpAddr>,
+        port: u16,
+    },
+    Refused {
+        rule: RuleName,
+        ret: i64,
+    },
+    /// A DNS reply delivered to the container (the message bytes, up to 512).
+    DnsReply {
+        resolver: Option<IpAddr>,
+        /// Came in over loopback (a loopback resolver, or the container talking to itself).
+        via_loopback: bool,
+        /// Printed as its length only: the agent reports what it learned, not raw bytes.
+        #[serde(rename = "payload_len", serialize_with = "byte_count")]
+        payload: Vec<u8>,
+    },
+}
+
+fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(bytes.len() as u64)
+}
+
+impl KernelEvent {
+    pub fn kind(&self) -> EventKind {
+        match self.body {
+            EventBody::Exec { .. } => EventKind::Exec,
+            EventBody::Open { .. } => EventKind::Open,
+            EventBody::Connect { .. } => EventKind::Connect,
+            EventBody::Ptrace { .. } => EventKind::Ptrace,
+            EventBody::Mount { .. } => EventKind::Mount,
+            EventBody::NetPolicy { .. } => EventKind::NetPolicy,
+            EventBody::Refused { .. } => EventKind::Refused,
+            EventBody::DnsReply { .. } => EventKind::DnsReply,
+        }
+    }
+}
