@@ -1,14 +1,17 @@
 //! CrabPot host agent.
 //!
-//! Architecture, by role: [`sources`] (kernel programs and their bus, Docker engine and its
-//! watchers) → [`policy`] (what deserves an alert: one judge function per kernel event kind,
-//! trust and its repeats, DNS learning, who started a process) → [`actions`] (enforcement,
-//! auto-pause) and [`sinks`] (terminal, alerts log, dashboard, webhook, metrics). An
-//! [`alert::Alert`] carries its control data typed ([`alert::Control`]: quarantine, follow-up,
-//! kernel timestamp, decision). [`pipeline`] is the kernel-event loop; [`agent`] prepares,
-//! starts and stops the tasks.
+//! Data flows one way, and imports follow it (tests/module_cycles.rs keeps them so):
+//! [`model`] (the core: alert, kernel event, guarded container, alert sender; it names
+//! nothing else) ← [`sources`] (kernel programs and their ring buffer, the Docker engine,
+//! the container tracker, process lineage) ← [`policy`] (what deserves an alert and what is
+//! a violation; trust) ← [`actions`] (in-kernel enforcement, DNS-learned allows, auto-pause,
+//! mount undo) ← [`channels`] (the Docker-side channels, which judge and act on their own)
+//! ← [`sinks`] (terminal, alerts log, dashboard, webhook, metrics). [`pipeline`] is the
+//! kernel-event loop that hands each event from source to policy to action; [`agent`]
+//! prepares, starts (tasks with one cancellation token) and stops.
 mod actions;
 mod agent;
+mod channels;
 mod cli;
 mod config;
 mod config_file;
@@ -39,6 +42,7 @@ pub use install::{Layout as InstallLayout, install};
 pub use sinks::{alert_log::reader, http::Status, terminal::format_alert};
 
 // The alert path under load (tests/load.rs).
+pub use channels::ChannelTicks;
 pub use config::MonitorConfig;
 pub use model::alert::{Alert, AlertSource, Severity, now_rfc3339};
 pub use model::{container::GuardedContainer, sender::AlertSender};
@@ -50,12 +54,12 @@ pub use sinks::{
     metrics::{Metrics, StateViews},
     router::AlertRouter,
 };
-pub use sources::watchers::ChannelTicks;
 
 // The BPF LSM layer in a VM (tests/lsm_vm.rs).
 pub use sources::bpf::{loader, lsm};
 
 // The fuzz targets.
+pub use channels::logs::{LineSplitter, LogScanner, cut};
 pub use config::default_log_patterns;
 pub use config_file::{ConfigError, parse as parse_config_file};
 pub use policy::{
@@ -63,7 +67,4 @@ pub use policy::{
     rules::Policy,
 };
 pub use settings::apply_file;
-pub use sources::{
-    bpf::decode::decode,
-    watchers::logs::{LineSplitter, LogScanner, cut},
-};
+pub use sources::bpf::decode::decode;

@@ -45,7 +45,7 @@ pub(crate) struct KernelLoop {
     pub trust_resets: mpsc::Receiver<TrustReset>,
     pub metrics: Arc<Metrics>,
     /// Learns allowed addresses and names from the container's DNS replies.
-    pub dns: crate::policy::dns_learn::DnsLearner,
+    pub dns: crate::actions::dns_learn::DnsLearner,
 }
 
 /// What the loop keeps between events beyond the kernel's process table.
@@ -87,7 +87,7 @@ impl KernelLoop {
         let mut guarded = self.guarded.clone();
         let mut following = true;
         let mut sweep = tokio::time::interval(REPEAT_SWEEP);
-        let mut dns_expiry = tokio::time::interval(crate::policy::dns_learn::EXPIRE_EVERY);
+        let mut dns_expiry = tokio::time::interval(crate::actions::dns_learn::EXPIRE_EVERY);
         // Failed exec attempts are summarised once they settle, even when no event follows.
         let mut settle = tokio::time::interval(crate::policy::exec_failures::SETTLE);
         loop {
@@ -295,7 +295,7 @@ impl KernelLoop {
     fn print_event(
         &self,
         event: &KernelEvent,
-        lineage: &[crate::sources::lineage::Ancestor],
+        lineage: &[crate::model::event::Ancestor],
     ) -> anyhow::Result<()> {
         if let Some(format) = self.args.events {
             let current = self.guarded.borrow().clone();

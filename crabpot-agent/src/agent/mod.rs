@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::logs::LogScanner;
 use crate::model::sender::AlertSender;
 use crate::{
     cli::AgentArgs,
@@ -14,7 +15,7 @@ use crate::{
     preflight::{self, KernelFeatures},
     settings,
     sinks::{alert_log::AlertLogWriter, http, systemd},
-    sources::{bpf, docker, watchers::logs::LogScanner},
+    sources::{bpf, docker},
 };
 
 mod signals;

@@ -10,13 +10,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::sender::AlertSender;
 use crate::{
+    actions::dns_learn::DnsLearner,
+    channels::{
+        self as watchers, ChannelTicks, WatchContext,
+        health::HealthWatcher,
+        logs::{LogScanner, LogsWatcher},
+        network::NetworkPoll,
+        processes::ProcessPoll,
+        stats::StatsWatcher,
+    },
+    policy::alerted::AlertedPids,
+};
+use crate::{
     cli::{AgentArgs, Toasts},
     kernel_side,
     model::event::RuleName,
     pipeline::KernelLoop,
     policy::{
         denylist::Denylist,
-        dns_learn::DnsLearner,
         exe_identity::ExeIdentity,
         hosts,
         kernel_rules::KernelRules,
@@ -35,14 +46,6 @@ use crate::{
     sources::{
         bpf::{self, bus::BusMessage, drops},
         container::ContainerTracker,
-        watchers::{
-            self, ChannelTicks, WatchContext,
-            health::HealthWatcher,
-            logs::{LogScanner, LogsWatcher},
-            network::NetworkPoll,
-            processes::{AlertedPids, ProcessPoll},
-            stats::StatsWatcher,
-        },
     },
 };
 
@@ -337,7 +340,7 @@ fn start_channels(
     scanner: LogScanner,
 ) -> (
     Shared,
-    watch::Receiver<Option<crate::sources::watchers::stats::StatsSample>>,
+    watch::Receiver<Option<crate::channels::stats::StatsSample>>,
 ) {
     let shared = Shared {
         denylist: Arc::new(Denylist::new(&config.process_denylist)),

@@ -106,3 +106,10 @@ impl KernelEvent {
         }
     }
 }
+
+/// One process in an event's lineage (the caller first, then its parents).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Ancestor {
+    pub pid: u32,
+    pub name: String,
+}

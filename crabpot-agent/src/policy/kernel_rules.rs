@@ -13,7 +13,9 @@ use serde_json::json;
 use crate::model::container::GuardedContainer;
 use crate::{
     model::alert::{Alert, AlertSource, Severity},
+    model::event::Ancestor,
     model::event::{EventBody, KernelEvent},
+    policy::alerted::AlertedPids,
     policy::{
         denylist::{Denylist, executable_name},
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
@@ -21,7 +23,6 @@ use crate::{
         network_allow::is_allowed,
         origin::{self, Candidate, Origin, Probes},
     },
-    sources::{lineage::Ancestor, watchers::processes::AlertedPids},
 };
 
 /// A repeated connect to the same destination within this window raises no new alert.

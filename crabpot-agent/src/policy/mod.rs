@@ -1,8 +1,8 @@
 //! Deciding what is worth an alert, and what the kernel must stop.
+pub(crate) mod alerted;
 pub(crate) mod allow;
 pub(crate) mod denylist;
 pub(crate) mod dns;
-pub(crate) mod dns_learn;
 pub(crate) mod exe_files;
 pub(crate) mod exe_identity;
 pub(crate) mod exec_failures;

@@ -6,13 +6,13 @@ use serde_json::json;
 
 use crate::{
     model::alert::{Alert, AlertSource, Severity},
+    model::event::Ancestor,
     model::event::{EventBody, KernelEvent, RuleName, Verdict},
     policy::{
         open_path,
         rules::{Action, Policy},
         sensitive,
     },
-    sources::lineage::Ancestor,
 };
 
 /// Device and display paths the moltbot profile watches.

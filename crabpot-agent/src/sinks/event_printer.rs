@@ -4,9 +4,8 @@ use std::io::Write as _;
 use serde::Serialize;
 
 use crate::{
-    model::event::{EventBody, KernelEvent},
+    model::event::{Ancestor, EventBody, KernelEvent},
     sinks::terminal_text::escape_for_terminal,
-    sources::lineage::Ancestor,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

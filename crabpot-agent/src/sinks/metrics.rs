@@ -12,9 +12,9 @@ use tokio::sync::watch;
 
 use crate::model::container::GuardedContainer;
 use crate::{
+    channels::{ChannelTicks, stats::StatsSample},
     model::alert::Alert,
     policy::trust::TrustScore,
-    sources::watchers::{ChannelTicks, stats::StatsSample},
 };
 
 pub struct Metrics {

@@ -6,20 +6,12 @@
 //! `/proc/<pid>/stat` and cached.
 use std::collections::HashMap;
 
-use serde::Serialize;
-
-use crate::model::event::{EventBody, KernelEvent};
+use crate::model::event::{Ancestor, EventBody, KernelEvent};
 
 /// Ancestors kept per event.
 pub(crate) const MAX_DEPTH: usize = 4;
 /// Entries kept before the table is emptied (bounds memory under pid churn).
 const MAX_ENTRIES: usize = 32 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Ancestor {
-    pub pid: u32,
-    pub name: String,
-}
 
 #[derive(Debug, Clone)]
 struct Entry {

@@ -4,4 +4,3 @@ pub(crate) mod cgroup;
 pub(crate) mod container;
 pub(crate) mod docker;
 pub(crate) mod lineage;
-pub(crate) mod watchers;

@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::model::container::GuardedContainer;
-use crate::{
-    model::alert::Alert, policy::trust::TrustScore, sources::watchers::stats::StatsSample,
-};
+use crate::{channels::stats::StatsSample, model::alert::Alert, policy::trust::TrustScore};
 
 /// About 10 minutes of 2-second samples.
 const STATS_HISTORY: usize = 300;

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
+    channels::WatchContext,
     model::alert::{Alert, AlertSource, Severity},
-    sources::watchers::WatchContext,
 };
 
 /// Consecutive failed probes at the end of `log` that started after `since`.
@@ -127,7 +127,7 @@ impl HealthWatcher {
         .with("consecutive_failures", failures)
         .with(
             "last_output",
-            crate::sources::watchers::logs::cut(last_output.trim(), 200),
+            crate::channels::logs::cut(last_output.trim(), 200),
         );
         ctx.alerts.raise(alert).await;
         Ok(())

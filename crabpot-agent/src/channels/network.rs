@@ -10,9 +10,9 @@ use std::{
 use crate::model::container::GuardedContainer;
 use crate::{
     actions::kernel_allow::SharedAllow,
+    channels::{PollingWatcher, WatchContext},
     model::alert::{Alert, AlertSource, Severity},
     policy::network_allow::is_allowed,
-    sources::watchers::{PollingWatcher, WatchContext},
 };
 
 const TCP_ESTABLISHED: u8 = 0x01;

@@ -3,7 +3,7 @@
 //! started before the agent.
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
@@ -11,18 +11,15 @@ use bollard::query_parameters::TopOptionsBuilder;
 
 use crate::model::container::GuardedContainer;
 use crate::{
+    channels::{PollingWatcher, WatchContext},
     model::alert::{Alert, AlertSource, Severity},
     policy::{
+        alerted::AlertedPids,
         denylist::{Denylist, executable_name},
         exe_identity::ExeIdentity,
         origin::{self, Candidate, Origin, Probes},
     },
-    sources::watchers::{PollingWatcher, WatchContext},
 };
-
-/// Host pids already alerted on, shared by the kernel path and the poll so one process
-/// raises one alert.
-pub(crate) type AlertedPids = Arc<Mutex<HashSet<u32>>>;
 
 pub(crate) struct ProcessPoll {
     denylist: Arc<Denylist>,

@@ -8,9 +8,9 @@ use regex::RegexSet;
 
 use crate::model::container::GuardedContainer;
 use crate::{
+    channels::{StreamWatcher, WatchContext},
     config::LogPattern,
     model::alert::{Alert, AlertSource, Severity},
-    sources::watchers::{StreamWatcher, WatchContext},
 };
 
 /// Longest partial line kept while waiting for its newline.

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use crate::model::container::GuardedContainer;
 use crate::{
+    channels::{StreamWatcher, WatchContext},
     model::alert::{Alert, AlertSource, Severity},
-    sources::watchers::{StreamWatcher, WatchContext},
 };
 
 /// The latest sample, kept for the dashboard and metrics.

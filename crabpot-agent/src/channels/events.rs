@@ -6,11 +6,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     actions::pause::STOP_GRACE,
+    channels::WatchContext,
     model::alert::{Alert, AlertSource, Severity},
-    sources::{
-        container::{DockerEvent, is_stop_request},
-        watchers::WatchContext,
-    },
+    sources::container::{DockerEvent, is_stop_request},
 };
 
 /// What the events channel remembers between events: a stop (or kill) requested through
