@@ -1,8 +1,6 @@
 //! Monitor settings: the guide's defaults, overridable from the command line.
 use std::{path::PathBuf, time::Duration};
 
-use ipnet::IpNet;
-
 use crate::model::alert::Severity;
 
 /// One log pattern: a name, a regular expression and the severity of a match.
@@ -24,8 +22,6 @@ pub struct MonitorConfig {
     /// Executable names whose start in the container is CRITICAL.
     pub process_denylist: Vec<String>,
     pub network_poll: Duration,
-    /// Destinations that raise no network alert.
-    pub network_allow: Vec<IpNet>,
     pub log_patterns: Vec<LogPattern>,
     /// Characters of a log line kept in an alert.
     pub log_line_max: usize,
@@ -46,8 +42,6 @@ pub(crate) const DEFAULT_DENYLIST: &[&str] = &[
     "nc", "ncat", "netcat", "socat", "nmap", "telnet", // compilers and linkers
     "gcc", "cc", "make", "ld",
 ];
-
-pub(crate) const DEFAULT_ALLOW: &[&str] = &["127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"];
 
 /// The guide's patterns plus the signs of a steered AI agent.
 pub fn default_log_patterns() -> Vec<LogPattern> {
@@ -169,10 +163,6 @@ impl Default for MonitorConfig {
             process_poll: Duration::from_secs(15),
             process_denylist: DEFAULT_DENYLIST.iter().map(|s| s.to_string()).collect(),
             network_poll: Duration::from_secs(30),
-            network_allow: DEFAULT_ALLOW
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
             log_patterns: default_log_patterns(),
             log_line_max: 200,
             health_poll: Duration::from_secs(30),
@@ -195,7 +185,6 @@ mod tests {
         assert_eq!(config.cpu_threshold, 80.0);
         assert_eq!(config.cpu_sustain, Duration::from_secs(30));
         assert_eq!(config.memory_threshold, 85.0);
-        assert_eq!(config.network_allow.len(), DEFAULT_ALLOW.len());
         for name in ["sh", "bash", "python3", "nc", "gcc"] {
             assert!(config.process_denylist.iter().any(|d| d == name), "{name}");
         }

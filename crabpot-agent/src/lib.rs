@@ -16,6 +16,7 @@ mod cli;
 mod config;
 mod config_file;
 pub mod control;
+mod events;
 mod install;
 mod kernel_side;
 mod model;
@@ -62,9 +63,9 @@ pub use sources::bpf::{loader, lsm};
 pub use channels::logs::{LineSplitter, LogScanner, cut};
 pub use config::default_log_patterns;
 pub use config_file::{ConfigError, parse as parse_config_file};
+pub use events::decode;
 pub use policy::{
     dns::{RecordData, parse_reply},
     rules::Policy,
 };
 pub use settings::apply_file;
-pub use sources::bpf::decode::decode;

@@ -11,19 +11,21 @@ use crabpot_common::EventKind;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::container::GuardedContainer;
-use crate::model::sender::AlertSender;
 use crate::{
     actions::undo::{UndoOutcome, unmount_in_container},
     cli::AgentArgs,
-    model::alert::{Alert, AlertSource, Severity},
-    model::event::KernelEvent,
+    events::Judges,
+    model::{
+        alert::{Alert, AlertSource, Severity},
+        container::GuardedContainer,
+        event::KernelEvent,
+        sender::AlertSender,
+    },
     policy::{
-        kernel_rules::KernelRules,
         repeats::Repeats,
         rules::Policy,
         trust::{TrustReset, TrustScore},
-        violations::ViolationJudge,
+        violations::Judgement,
     },
     sinks::{
         event_printer::{EventFormat, ObservedEvent, format_line, print_line},
@@ -36,7 +38,8 @@ use crate::{
 pub(crate) struct KernelLoop {
     pub args: AgentArgs,
     pub guarded: watch::Receiver<Option<GuardedContainer>>,
-    pub rules: KernelRules,
+    /// One judge per event kind (events/).
+    pub judges: Judges,
     pub policy: watch::Receiver<Arc<Policy>>,
     pub alerts: AlertSender,
     pub audit: mpsc::Sender<Arc<Alert>>,
@@ -52,7 +55,6 @@ pub(crate) struct KernelLoop {
 #[derive(Default)]
 struct LoopState {
     table: ProcessTable,
-    judge: ViolationJudge,
     repeats: Repeats,
     overrun_alerted: bool,
     /// The container instance (Docker id) the trust score belongs to.
@@ -110,7 +112,7 @@ impl KernelLoop {
                     }
                 }
                 _ = settle.tick() => {
-                    for alert in self.rules.due_failures() {
+                    for alert in self.judges.rules.due_failures() {
                         self.alerts.raise(alert).await;
                     }
                 }
@@ -245,15 +247,30 @@ impl KernelLoop {
         } else {
             Vec::new()
         };
-        self.rules.set_container(self.guarded.borrow().as_ref());
-        if let Some(alert) = self.rules.evaluate(&event, &lineage) {
+        self.judges
+            .rules
+            .set_container(self.guarded.borrow().as_ref());
+        let mut judgement = self.judges.judge(&event, &lineage, &policy);
+        self.dns.annotate(&event, &mut judgement);
+        self.carry_out(judgement, &event, &lineage, state).await;
+        self.print_event(&event, &lineage)
+    }
+
+    /// Carry out what a judgement says, in order: the watchdog's alert, the audit record,
+    /// the alert (a repeat inside its window only counted), the violation, the undo.
+    async fn carry_out(
+        &mut self,
+        mut judgement: Judgement,
+        event: &KernelEvent,
+        lineage: &[crate::model::event::Ancestor],
+        state: &mut LoopState,
+    ) {
+        if let Some(alert) = judgement.watchdog.take() {
             self.alerts.raise(alert).await;
         }
-        let mut judgement = state.judge.judge(&event, &lineage, &policy);
-        self.dns.annotate(&event, &mut judgement);
         if lineage.is_empty() && (judgement.audit.is_some() || judgement.alert.is_some()) {
             // Opens skip the lineage walk on the hot path; a record needs it.
-            let walked = serde_json::json!(state.table.lineage(&event));
+            let walked = serde_json::json!(state.table.lineage(event));
             for record in [&mut judgement.audit, &mut judgement.alert]
                 .into_iter()
                 .flatten()
@@ -288,7 +305,6 @@ impl KernelLoop {
         if let Some(target) = judgement.undo_mount {
             self.undo_mount(target);
         }
-        self.print_event(&event, &lineage)
     }
 
     /// `--events`: print the event with its container and lineage.

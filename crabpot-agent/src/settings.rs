@@ -169,9 +169,6 @@ pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     for (rule, action) in &args.rules {
         policy.set(*rule, *action);
     }
-    monitor
-        .network_allow
-        .extend(policy.allow.iter().map(|entry| entry.net));
     Ok(Settings {
         monitor,
         policy,

@@ -160,12 +160,14 @@ fn the_model_depends_on_nothing_else() {
     }
 }
 
-/// Data flows one way: model ← sources ← policy ← actions ← channels ← sinks. Each stage
+/// Data flows one way: model ← sources ← policy ← events ← actions ← channels ← sinks. Each stage
 /// names only the stages before it (the channels are the Docker-side sources that judge and
 /// act on their own, so they come after actions).
 #[test]
 fn the_stages_import_only_earlier_stages() {
-    const STAGES: [&str; 6] = ["model", "sources", "policy", "actions", "channels", "sinks"];
+    const STAGES: [&str; 7] = [
+        "model", "sources", "policy", "events", "actions", "channels", "sinks",
+    ];
     let stage = |module: &str| {
         let top = module.split("::").next().unwrap_or(module);
         STAGES.iter().position(|s| *s == top)

@@ -19,19 +19,16 @@ use crate::{
         processes::ProcessPoll,
         stats::StatsWatcher,
     },
+    events::Judges,
     policy::alerted::AlertedPids,
 };
 use crate::{
     cli::{AgentArgs, Toasts},
     kernel_side,
-    model::event::RuleName,
     pipeline::KernelLoop,
     policy::{
-        denylist::Denylist,
-        exe_identity::ExeIdentity,
-        hosts,
-        kernel_rules::KernelRules,
-        rules::{Action, Policy},
+        denylist::Denylist, exe_identity::ExeIdentity, hosts, kernel_rules::KernelRules,
+        rules::Policy,
     },
     reload, settings,
     sinks::{
@@ -121,7 +118,7 @@ pub(super) fn start(
     let kernel_loop = KernelLoop {
         args: args.clone(),
         guarded: sources.guarded,
-        rules: kernel_rules(&config, &policy, shared),
+        judges: judges(shared),
         policy: sources.policy_rx,
         alerts: alerts.clone(),
         audit: audit_tx,
@@ -240,25 +237,13 @@ fn start_sources(
     }
 }
 
-/// The exec/connect rules of the kernel-event loop, sharing the denylist and identities
-/// with the `docker top` backstop.
-fn kernel_rules(
-    config: &crate::config::MonitorConfig,
-    policy: &Policy,
-    shared: Shared,
-) -> KernelRules {
-    let rules = KernelRules::new(
-        shared.denylist,
-        shared.identity,
-        config.network_allow.clone(),
-        shared.alerted_pids,
+/// The kernel-event judges, sharing the denylist, the identities, what was alerted and
+/// the health probes with the `docker top` backstop.
+fn judges(shared: Shared) -> Judges {
+    Judges::new(
+        KernelRules::new(shared.denylist, shared.identity, shared.alerted_pids)
+            .with_probes(shared.probes),
     )
-    .with_probes(shared.probes);
-    if policy.action(RuleName::Connect) != Action::Off {
-        rules.without_connect_alerts()
-    } else {
-        rules
-    }
 }
 
 fn static_info(settings: &settings::Settings, layers: Vec<(String, String)>) -> Arc<StaticInfo> {
@@ -364,7 +349,8 @@ fn start_channels(
         "process channel",
         watchers::run_polling(processes, ctx.clone()),
     );
-    let network = NetworkPoll::new(config.network_poll).with_dynamic_allow(sources.allow.clone());
+    let network = NetworkPoll::new(config.network_poll, sources.policy_rx.clone())
+        .with_dynamic_allow(sources.allow.clone());
     tasks.spawn(
         "network channel",
         watchers::run_polling(network, ctx.clone()),
@@ -389,7 +375,7 @@ fn start_drain(
     let (bus_tx, bus) = mpsc::channel(BUS_CAPACITY);
     let watch_tx = bus_tx.clone();
     tasks.spawn("ring-buffer drain", async move {
-        if let Err(error) = bpf::ring::drain(events, bus_tx).await {
+        if let Err(error) = bpf::ring::drain(events, bus_tx, crate::events::decode).await {
             tracing::error!("ring buffer drain stopped: {error:#}");
         }
     });

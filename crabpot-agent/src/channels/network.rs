@@ -4,15 +4,18 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
     time::Duration,
 };
+
+use tokio::sync::watch;
 
 use crate::model::container::GuardedContainer;
 use crate::{
     actions::kernel_allow::SharedAllow,
     channels::{PollingWatcher, WatchContext},
     model::alert::{Alert, AlertSource, Severity},
-    policy::network_allow::is_allowed,
+    policy::{network_allow::is_allowed, rules::Policy},
 };
 
 const TCP_ESTABLISHED: u8 = 0x01;
@@ -95,14 +98,17 @@ pub(crate) struct NetworkPoll {
     /// The kernel allowlist's resolvers and DNS-learned addresses, when there is one: a
     /// connection the cgroup hooks let through for them is not news.
     dynamic: Option<SharedAllow>,
+    /// The running policy (reloaded on SIGHUP): its allowlist.
+    policy: watch::Receiver<Arc<Policy>>,
 }
 
 impl NetworkPoll {
-    pub(crate) fn new(every: Duration) -> Self {
+    pub(crate) fn new(every: Duration, policy: watch::Receiver<Arc<Policy>>) -> Self {
         NetworkPoll {
             every,
             alerted: HashSet::new(),
             dynamic: None,
+            policy,
         }
     }
 
@@ -151,8 +157,9 @@ impl PollingWatcher for NetworkPoll {
         let current: HashSet<_> = peers.iter().copied().collect();
         self.alerted.retain(|peer| current.contains(peer));
         let dynamic = self.dynamic_nets();
+        let policy = self.policy.borrow().clone();
         for (peer, protocol) in peers {
-            if is_allowed(peer.ip(), &ctx.config.network_allow)
+            if policy.allows(peer.ip())
                 || is_allowed(peer.ip(), &dynamic)
                 || !self.alerted.insert((peer, protocol))
             {

@@ -7,21 +7,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ipnet::IpNet;
 use serde_json::json;
 
 use crate::model::container::GuardedContainer;
 use crate::{
     model::alert::{Alert, AlertSource, Severity},
     model::event::Ancestor,
-    model::event::{EventBody, KernelEvent},
+    model::event::{EventBody, KernelEvent, RuleName},
     policy::alerted::AlertedPids,
     policy::{
         denylist::{Denylist, executable_name},
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
         exec_failures::{ExecFailures, Failure},
-        network_allow::is_allowed,
         origin::{self, Candidate, Origin, Probes},
+        rules::{Action, Policy},
     },
 };
 
@@ -32,11 +31,8 @@ const MAX_REMEMBERED_DESTINATIONS: usize = 4096;
 pub(crate) struct KernelRules {
     denylist: Arc<Denylist>,
     identity: Arc<ExeIdentity>,
-    allow: Vec<IpNet>,
     alerted_pids: AlertedPids,
     recent_connects: HashMap<(IpAddr, u16), Instant>,
-    /// Alert on connects from the tracepoint; off when the cgroup connect rule reports them.
-    connect_alerts: bool,
     /// The guarded container as last seen: its main process (for execs whose process is
     /// already gone), configured command and health probe.
     container: Option<GuardedContainer>,
@@ -62,16 +58,13 @@ impl KernelRules {
     pub(crate) fn new(
         denylist: Arc<Denylist>,
         identity: Arc<ExeIdentity>,
-        allow: Vec<IpNet>,
         alerted_pids: AlertedPids,
     ) -> Self {
         KernelRules {
             denylist,
             identity,
-            allow,
             alerted_pids,
             recent_connects: HashMap::new(),
-            connect_alerts: true,
             container: None,
             probes: Probes::default(),
             failures: ExecFailures::default(),
@@ -101,12 +94,6 @@ impl KernelRules {
     /// Summaries of failed exec attempts that have settled.
     pub(crate) fn due_failures(&mut self) -> Vec<Alert> {
         self.failures.due(Instant::now())
-    }
-
-    /// Leave connect alerts to the cgroup connect rule (which also knows the verdict).
-    pub(crate) fn without_connect_alerts(mut self) -> Self {
-        self.connect_alerts = false;
-        self
     }
 
     /// The denylisted name an exec ran as, judged by the name it shows and by the file it
@@ -172,7 +159,11 @@ impl KernelRules {
     /// The alert an executed program deserves: CRITICAL for a denylisted one, unless Docker
     /// started it as the health probe (INFO) or it is the container's configured main
     /// process (one posture WARNING).
-    fn exec_alert(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
+    pub(crate) fn exec_alert(
+        &mut self,
+        event: &KernelEvent,
+        lineage: &[Ancestor],
+    ) -> Option<Alert> {
         let EventBody::Exec {
             filename,
             argv,
@@ -245,42 +236,47 @@ impl KernelRules {
         Some(common_details(alert, event, lineage))
     }
 
-    pub(crate) fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
-        match &event.body {
-            EventBody::Exec { .. } => self.exec_alert(event, lineage),
-            EventBody::Connect {
-                address: Some(address),
-                port,
-                ..
-            } => {
-                if !self.connect_alerts || is_allowed(*address, &self.allow) {
-                    return None;
-                }
-                let now = Instant::now();
-                let key = (*address, *port);
-                if self
-                    .recent_connects
-                    .get(&key)
-                    .is_some_and(|last| now.duration_since(*last) < CONNECT_REPEAT_WINDOW)
-                {
-                    return None;
-                }
-                if self.recent_connects.len() >= MAX_REMEMBERED_DESTINATIONS {
-                    self.recent_connects
-                        .retain(|_, last| now.duration_since(*last) < CONNECT_REPEAT_WINDOW);
-                }
-                self.recent_connects.insert(key, now);
-                let alert = Alert::new(
-                    Severity::Warning,
-                    AlertSource::Network,
-                    format!("Outbound connection to non-whitelisted address {address} port {port}"),
-                )
-                .with("address", address.to_string())
-                .with("port", *port);
-                Some(common_details(alert, event, lineage))
-            }
-            _ => None,
+    /// A connect outside the policy's allowlist, once per destination per window; only
+    /// while the connect rule is off (otherwise its cgroup hook decides and reports).
+    pub(crate) fn connect_alert(
+        &mut self,
+        event: &KernelEvent,
+        lineage: &[Ancestor],
+        policy: &Policy,
+    ) -> Option<Alert> {
+        let EventBody::Connect {
+            address: Some(address),
+            port,
+            ..
+        } = &event.body
+        else {
+            return None;
+        };
+        if policy.action(RuleName::Connect) != Action::Off || policy.allows(*address) {
+            return None;
         }
+        let now = Instant::now();
+        let key = (*address, *port);
+        if self
+            .recent_connects
+            .get(&key)
+            .is_some_and(|last| now.duration_since(*last) < CONNECT_REPEAT_WINDOW)
+        {
+            return None;
+        }
+        if self.recent_connects.len() >= MAX_REMEMBERED_DESTINATIONS {
+            self.recent_connects
+                .retain(|_, last| now.duration_since(*last) < CONNECT_REPEAT_WINDOW);
+        }
+        self.recent_connects.insert(key, now);
+        let alert = Alert::new(
+            Severity::Warning,
+            AlertSource::Network,
+            format!("Outbound connection to non-whitelisted address {address} port {port}"),
+        )
+        .with("address", address.to_string())
+        .with("port", *port);
+        Some(common_details(alert, event, lineage))
     }
 }
 
@@ -294,7 +290,6 @@ mod tests {
         KernelRules::new(
             Arc::new(Denylist::new(&config.process_denylist)),
             Arc::new(ExeIdentity::new(&config.process_denylist)),
-            config.network_allow,
             AlertedPids::default(),
         )
     }
@@ -337,20 +332,24 @@ mod tests {
     fn failed_candidates_are_no_alerts_and_a_miss_is_one_summary() {
         let mut rules = rules();
         for path in ["/nope1/sh", "/nope2/sh"] {
-            assert!(rules.evaluate(&failed_exec(path, &["sh"]), &[]).is_none());
+            assert!(rules.exec_alert(&failed_exec(path, &["sh"]), &[]).is_none());
         }
         let ran = rules
-            .evaluate(&exec("/bin/sh", &["sh"]), &[])
+            .exec_alert(&exec("/bin/sh", &["sh"]), &[])
             .expect("what ran is judged");
         assert_eq!(ran.details["filename"], "/bin/sh");
         assert_eq!(ran.details["failed_path_candidates"], 2);
         for path in ["/a/perl", "/b/perl", "/c/perl"] {
-            assert!(rules.evaluate(&failed_exec(path, &["perl"]), &[]).is_none());
+            assert!(
+                rules
+                    .exec_alert(&failed_exec(path, &["perl"]), &[])
+                    .is_none()
+            );
         }
         // A name that is not denylisted is not even remembered.
         assert!(
             rules
-                .evaluate(&failed_exec("/a/cat", &["cat"]), &[])
+                .exec_alert(&failed_exec("/a/cat", &["cat"]), &[])
                 .is_none()
         );
         std::thread::sleep(crate::policy::exec_failures::SETTLE);
@@ -374,22 +373,22 @@ mod tests {
     fn shells_are_critical_by_what_is_executed() {
         let mut rules = rules();
         let alert = rules
-            .evaluate(&exec("/bin/sh", &["sh"]), &[])
+            .exec_alert(&exec("/bin/sh", &["sh"]), &[])
             .expect("alert");
         assert_eq!(alert.severity, Severity::Critical);
         assert_eq!(alert.details["executable"], "sh");
         assert!(
             rules
-                .evaluate(&exec("/bin/busybox", &["nc", "-l"]), &[])
+                .exec_alert(&exec("/bin/busybox", &["nc", "-l"]), &[])
                 .is_some()
         );
         assert!(
             rules
-                .evaluate(&exec("/usr/bin/node", &["node", "sh"]), &[])
+                .exec_alert(&exec("/usr/bin/node", &["node", "sh"]), &[])
                 .is_none()
         );
         assert!(
-            rules.evaluate(&exec("/bin/cat", &["sh"]), &[]).is_none(),
+            rules.exec_alert(&exec("/bin/cat", &["sh"]), &[]).is_none(),
             "argv[0] alone lies"
         );
         assert!(rules.alerted_pids.lock().expect("lock").contains(&10));
@@ -398,13 +397,26 @@ mod tests {
     #[test]
     fn connects_outside_the_allowlist_warn_once_per_destination() {
         let mut rules = rules();
-        assert!(rules.evaluate(&connect("127.0.0.1", 80), &[]).is_none());
-        let alert = rules
-            .evaluate(&connect("172.17.0.1", 18790), &[])
-            .expect("alert");
+        let mut policy = Policy::default();
+        policy.set(RuleName::Connect, Action::Off);
+        let mut judge = |address, port| rules.connect_alert(&connect(address, port), &[], &policy);
+        assert!(judge("127.0.0.1", 80).is_none());
+        let alert = judge("172.17.0.1", 18790).expect("alert");
         assert_eq!(alert.severity, Severity::Warning);
         assert_eq!(alert.details["port"], 18790);
-        assert!(rules.evaluate(&connect("172.17.0.1", 18790), &[]).is_none());
-        assert!(rules.evaluate(&connect("172.17.0.1", 18791), &[]).is_some());
+        assert!(judge("172.17.0.1", 18790).is_none());
+        assert!(judge("172.17.0.1", 18791).is_some());
+    }
+
+    #[test]
+    fn with_the_connect_rule_on_its_cgroup_hook_reports_instead() {
+        let mut rules = rules();
+        let policy = Policy::default();
+        assert_ne!(policy.action(RuleName::Connect), Action::Off);
+        assert!(
+            rules
+                .connect_alert(&connect("172.17.0.1", 18790), &[], &policy)
+                .is_none()
+        );
     }
 }

@@ -126,6 +126,16 @@ impl Policy {
             .unwrap_or(Action::Off)
     }
 
+    /// Whether a destination is in the allowlist (ports aside: the per-port entries are
+    /// enforced by the kernel's hooks): always-allowed nets, then the configured ones.
+    pub(crate) fn allows(&self, address: std::net::IpAddr) -> bool {
+        let nets: Vec<ipnet::IpNet> = crate::policy::network_allow::always_allowed()
+            .into_iter()
+            .chain(self.allow.iter().map(|entry| entry.net))
+            .collect();
+        crate::policy::network_allow::is_allowed(address, &nets)
+    }
+
     pub fn set(&mut self, rule: RuleName, action: Action) {
         for entry in &mut self.actions {
             if entry.0 == rule {

@@ -1,32 +1,24 @@
-//! Judging the kernel's policy events: the alert (or audit record) each deserves, whether
-//! it is a violation that costs trust, and what must be undone.
+//! What judging a kernel event yields (events/ has one judge per kind) and the pieces those
+//! judges share: the record of a rule's decision, its routing by verdict, the process
+//! details, and the entry verdicts a refusal at exit is paired with.
 use std::collections::HashMap;
 
 use serde_json::json;
 
 use crate::{
-    model::alert::{Alert, AlertSource, Severity},
-    model::event::Ancestor,
-    model::event::{EventBody, KernelEvent, RuleName, Verdict},
-    policy::{
-        open_path,
-        rules::{Action, Policy},
-        sensitive,
+    model::{
+        alert::{Alert, AlertSource, Severity},
+        event::{Ancestor, KernelEvent, RuleName, Verdict},
     },
+    policy::rules::Action,
 };
 
-/// Device and display paths the moltbot profile watches.
-const DEVICE_PREFIXES: &[&str] = &[
-    "/dev/input/",
-    "/dev/snd/",
-    "/dev/video",
-    "/dev/dri/",
-    "/dev/fb",
-    "/tmp/.X11-unix/",
-];
-
+/// What an event deserves, carried out in one place by the kernel-event loop.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Judgement {
+    /// The watchdog's alert (a denylisted program, a connect outside the allowlist): raised
+    /// as it is, never a violation in itself.
+    pub watchdog: Option<Alert>,
     /// Goes through the alert dispatcher.
     pub alert: Option<Alert>,
     /// Goes to the audit log only ("log" actions).
@@ -37,13 +29,33 @@ pub(crate) struct Judgement {
     pub undo_mount: Option<String>,
 }
 
+/// Entry verdicts of mount/ptrace calls by thread, to pair with their exit.
 #[derive(Default)]
-pub(crate) struct ViolationJudge {
-    /// Entry verdicts of mount/ptrace calls by thread, to pair with their exit.
-    entries: HashMap<(u32, RuleName), Verdict>,
+pub(crate) struct EntryVerdicts(HashMap<(u32, RuleName), Verdict>);
+
+impl EntryVerdicts {
+    pub(crate) fn remember(&mut self, tid: u32, rule: RuleName, verdict: Verdict) {
+        self.0.insert((tid, rule), verdict);
+    }
+
+    pub(crate) fn take(&mut self, tid: u32, rule: RuleName) -> Option<Verdict> {
+        self.0.remove(&(tid, rule))
+    }
+
+    /// Exits that never came (the caller was killed) must not grow the table forever.
+    pub(crate) fn bound(&mut self) {
+        if self.0.len() > 4096 {
+            self.0.clear();
+        }
+    }
 }
 
-fn record(severity: Severity, rule: RuleName, verdict: &'static str, message: String) -> Alert {
+pub(crate) fn record(
+    severity: Severity,
+    rule: RuleName,
+    verdict: &'static str,
+    message: String,
+) -> Alert {
     let source = match rule {
         RuleName::Connect | RuleName::Socket => AlertSource::Network,
         _ => AlertSource::Syscalls,
@@ -51,7 +63,7 @@ fn record(severity: Severity, rule: RuleName, verdict: &'static str, message: St
     Alert::new(severity, source, message).decision(rule.as_str(), verdict)
 }
 
-fn with_process(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
+pub(crate) fn with_process(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Alert {
     let h = &event.header;
     alert
         .with("pid", h.tgid)
@@ -81,7 +93,7 @@ pub(crate) fn net_message(
 }
 
 /// Route a verdict: "log" goes to the audit log, anything stronger is an alert.
-fn route(verdict: Verdict, alert: Alert) -> Judgement {
+pub(crate) fn route(verdict: Verdict, alert: Alert) -> Judgement {
     match verdict {
         Verdict::None => Judgement::default(),
         Verdict::Log => Judgement {
@@ -100,235 +112,10 @@ fn route(verdict: Verdict, alert: Alert) -> Judgement {
     }
 }
 
-fn verdict_for_action(action: Action) -> Verdict {
+pub(crate) fn verdict_for_action(action: Action) -> Verdict {
     match action {
         Action::Off => Verdict::None,
         Action::Log => Verdict::Log,
         _ => Verdict::Alert, // opens cannot be stopped by any layer here
     }
 }
-
-impl ViolationJudge {
-    /// The record each kernel event deserves, one function per event kind.
-    pub(crate) fn judge(
-        &mut self,
-        event: &KernelEvent,
-        lineage: &[Ancestor],
-        policy: &Policy,
-    ) -> Judgement {
-        let tid = event.header.pid;
-        let mut judgement = match &event.body {
-            EventBody::Mount {
-                source,
-                target,
-                fstype,
-                verdict,
-                ..
-            } => self.mount(tid, source, target, fstype, *verdict),
-            EventBody::Ptrace {
-                request,
-                target_pid,
-                verdict,
-                ..
-            } => self.ptrace(tid, *request, *target_pid, *verdict),
-            EventBody::NetPolicy { .. } => net_policy(&event.body),
-            EventBody::Refused { rule, ret } => self.refused(tid, *rule, *ret),
-            EventBody::Open {
-                path, flags, dirfd, ..
-            } => open(event.header.tgid, path, *flags, *dirfd, policy),
-            // Failed attempts (PATH candidates) ran nothing; the kernel rules summarise them.
-            EventBody::Exec { ret, .. } if *ret < 0 => Judgement::default(),
-            EventBody::Exec { filename, argv, .. } => exec(filename, argv, policy),
-            // Learned from by the DNS table before judging; never an alert in itself.
-            EventBody::Connect { .. } | EventBody::DnsReply { .. } => Judgement::default(),
-        };
-        if self.entries.len() > 4096 {
-            self.entries.clear();
-        }
-        judgement.alert = judgement.alert.map(|a| with_process(a, event, lineage));
-        judgement.audit = judgement.audit.map(|a| with_process(a, event, lineage));
-        judgement
-    }
-
-    fn mount(
-        &mut self,
-        tid: u32,
-        source: &str,
-        target: &str,
-        fstype: &str,
-        verdict: Verdict,
-    ) -> Judgement {
-        self.entries.insert((tid, RuleName::Mount), verdict);
-        let message = format!(
-            "mount of {fstype} `{source}` on `{target}` {}",
-            verdict.as_str()
-        );
-        let alert = record(
-            Severity::Critical,
-            RuleName::Mount,
-            verdict.as_str(),
-            message,
-        )
-        .with("source", source)
-        .with("target", target)
-        .with("fstype", fstype);
-        let mut judgement = route(verdict, alert);
-        if verdict == Verdict::Killed && !target.is_empty() {
-            judgement.undo_mount = Some(target.to_string());
-        }
-        judgement
-    }
-
-    fn ptrace(&mut self, tid: u32, request: i64, target_pid: i64, verdict: Verdict) -> Judgement {
-        if verdict != Verdict::None {
-            self.entries.insert((tid, RuleName::Ptrace), verdict);
-        }
-        let message = format!(
-            "ptrace request {request} on pid {target_pid} {}",
-            verdict.as_str()
-        );
-        let alert = record(
-            Severity::Critical,
-            RuleName::Ptrace,
-            verdict.as_str(),
-            message,
-        )
-        .with("request", request)
-        .with("target_pid", target_pid);
-        route(verdict, alert)
-    }
-
-    fn refused(&mut self, tid: u32, rule: RuleName, ret: i64) -> Judgement {
-        match self.entries.remove(&(tid, rule)) {
-            // Seen at entry: that report stands (a block there is already counted).
-            Some(_) => Judgement::default(),
-            // Refused before any entry hook ran (seccomp): still a violation.
-            None => {
-                let message = format!(
-                    "{} attempt refused by the kernel (errno {}), before any entry hook: \
-                     seccomp or capabilities",
-                    rule.as_str(),
-                    -ret
-                );
-                route(
-                    Verdict::Blocked,
-                    record(Severity::Critical, rule, "refused", message).with("ret", ret),
-                )
-            }
-        }
-    }
-}
-
-fn net_policy(body: &EventBody) -> Judgement {
-    let EventBody::NetPolicy {
-        rule,
-        verdict,
-        op,
-        family,
-        sock_type,
-        address,
-        port,
-        ..
-    } = body
-    else {
-        return Judgement::default();
-    };
-    let message = match address {
-        Some(address) => net_message(op, *address, *port, None, *verdict),
-        None => format!(
-            "socket of family {family} type {sock_type} {}",
-            verdict.as_str()
-        ),
-    };
-    let mut alert = record(Severity::Warning, *rule, verdict.as_str(), message)
-        .with("op", *op)
-        .with("family", *family)
-        .with("sock_type", *sock_type);
-    if let Some(address) = address {
-        alert = alert
-            .with("address", address.to_string())
-            .with("port", *port);
-    }
-    route(*verdict, alert)
-}
-
-/// Opens are judged on the path they name, not the spelling they were given in.
-fn open(tgid: u32, requested: &str, flags: i32, dirfd: i32, policy: &Policy) -> Judgement {
-    let effective = open_path::effective(tgid, dirfd, requested);
-    let path = &effective.path;
-    let mut judgement = open_of(tgid, path, flags, policy);
-    if path != requested {
-        let note = |a: Alert| {
-            a.with("requested_path", requested)
-                .with("dirfd", dirfd)
-                .with("base_unknown", effective.base_unknown)
-        };
-        judgement.alert = judgement.alert.map(note);
-        judgement.audit = judgement.audit.map(note);
-    }
-    judgement
-}
-
-fn open_of(tgid: u32, path: &str, flags: i32, policy: &Policy) -> Judgement {
-    let device = policy.watch_devices
-        && DEVICE_PREFIXES
-            .iter()
-            .any(|prefix| path.starts_with(prefix));
-    if device {
-        let message = format!("device or display opened: {path}");
-        return route(
-            Verdict::Alert,
-            record(Severity::Warning, RuleName::ProcOpen, "alert", message)
-                .with("rule", "device_open")
-                .with("path", path),
-        );
-    }
-    let watching = policy.action(RuleName::ProcOpen) != Action::Off;
-    if let Some(why) = watching
-        .then(|| sensitive::reason(path, || sensitive::ns_tgid(tgid)))
-        .flatten()
-    {
-        // A warning, not a violation: nothing refused it, but someone should look.
-        return route(
-            Verdict::Alert,
-            record(Severity::Warning, RuleName::ProcOpen, "alert", why)
-                .with("rule", "sensitive_read")
-                .with("path", path)
-                .with("flags", flags),
-        );
-    }
-    if !path.starts_with("/proc/") {
-        return Judgement::default();
-    }
-    let verdict = verdict_for_action(policy.action(RuleName::ProcOpen));
-    route(
-        verdict,
-        record(
-            Severity::Info,
-            RuleName::ProcOpen,
-            verdict.as_str(),
-            format!("open of {path}"),
-        )
-        .with("path", path)
-        .with("flags", flags),
-    )
-}
-
-fn exec(filename: &str, argv: &[String], policy: &Policy) -> Judgement {
-    let verdict = verdict_for_action(policy.action(RuleName::Exec));
-    route(
-        verdict,
-        record(
-            Severity::Info,
-            RuleName::Exec,
-            verdict.as_str(),
-            format!("exec of {filename}"),
-        )
-        .with("filename", filename)
-        .with("argv", json!(argv)),
-    )
-}
-
-#[cfg(test)]
-#[path = "violations_tests.rs"]
-mod tests;

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use serde::Serialize;
 
 use crate::{
-    model::event::{Ancestor, EventBody, KernelEvent},
+    model::event::{Ancestor, KernelEvent},
     sinks::terminal_text::escape_for_terminal,
 };
 
@@ -22,80 +22,6 @@ pub(crate) struct ObservedEvent<'a> {
     #[serde(flatten)]
     pub event: &'a KernelEvent,
     pub lineage: &'a [Ancestor],
-}
-
-fn describe(body: &EventBody) -> String {
-    match body {
-        EventBody::Exec {
-            syscall,
-            filename,
-            argv,
-            ret,
-            ..
-        } if *ret < 0 => format!("{syscall} {filename} argv={argv:?} failed ({ret})"),
-        EventBody::Exec {
-            syscall,
-            filename,
-            argv,
-            ..
-        } => format!("{syscall} {filename} argv={argv:?}"),
-        EventBody::Open { path, flags, .. } => format!("openat {path} flags={flags:#x}"),
-        EventBody::Connect {
-            family,
-            address,
-            port,
-            ..
-        } => match address {
-            Some(address) => format!("connect {address} port {port}"),
-            None => format!("connect family={family}"),
-        },
-        EventBody::Ptrace {
-            request,
-            target_pid,
-            verdict,
-            ..
-        } => format!(
-            "ptrace request={request} target={target_pid} {}",
-            verdict.as_str()
-        ),
-        EventBody::Mount {
-            source,
-            target,
-            fstype,
-            flags,
-            verdict,
-        } => format!(
-            "mount {source} on {target} type {fstype} flags={flags:#x} {}",
-            verdict.as_str()
-        ),
-        EventBody::NetPolicy {
-            rule,
-            verdict,
-            op,
-            address,
-            port,
-            family,
-            ..
-        } => match address {
-            Some(address) => format!(
-                "{} {op} {address} port {port} {}",
-                rule.as_str(),
-                verdict.as_str()
-            ),
-            None => format!(
-                "{} {op} family={family} {}",
-                rule.as_str(),
-                verdict.as_str()
-            ),
-        },
-        EventBody::Refused { rule, ret } => format!("{} refused ret={ret}", rule.as_str()),
-        EventBody::DnsReply {
-            resolver, payload, ..
-        } => match resolver {
-            Some(resolver) => format!("dns reply from {resolver} ({} bytes)", payload.len()),
-            None => format!("dns reply ({} bytes)", payload.len()),
-        },
-    }
 }
 
 /// The line printed for an event in `format`.
@@ -120,7 +46,7 @@ pub(crate) fn format_line(observed: &ObservedEvent<'_>, format: EventFormat) -> 
                 h.uid,
                 h.comm,
                 h.cgroup_id,
-                describe(&observed.event.body),
+                crate::events::describe(&observed.event.body),
                 if lineage.is_empty() {
                     String::new()
                 } else {

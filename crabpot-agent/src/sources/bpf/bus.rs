@@ -2,7 +2,11 @@
 //! source never imports its consumers).
 use serde::Serialize;
 
-use crate::{model::event::KernelEvent, sources::bpf::decode::DecodeError};
+use crate::{model::event::KernelEvent, sources::bpf::record::DecodeError};
+
+/// Turns a ring-buffer record into an event (events::decode, given at start-up: the sources
+/// do not depend on the stages after them).
+pub(crate) type Decoder = fn(&[u8]) -> Result<KernelEvent, DecodeError>;
 
 /// Records the kernel could not reserve, in total and by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

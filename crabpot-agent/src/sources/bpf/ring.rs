@@ -5,7 +5,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::sources::bpf::{bus::BusMessage, decode};
+use crate::sources::bpf::bus::{BusMessage, Decoder};
 
 /// Most records handed to the pipeline at once.
 pub(crate) const BATCH: usize = 256;
@@ -15,10 +15,11 @@ pub(crate) const LAZY_DRAIN: std::time::Duration = std::time::Duration::from_mil
 /// Decode every record as it arrives and pass it on. Backpressure is deliberate: when the
 /// consumers fall behind, this task waits, the ring buffer fills and the kernel counts the
 /// records it could not reserve (see [`super::drops`]) instead of the agent growing without
-/// bound.
+/// bound. Records are decoded by `decode` (each event kind's decoder, events/).
 pub(crate) async fn drain(
     ring: RingBuf<MapData>,
     bus: mpsc::Sender<BusMessage>,
+    decode: Decoder,
 ) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as
     // it lives; the AsyncFd owns the ring buffer.
@@ -31,13 +32,13 @@ pub(crate) async fn drain(
         match tokio::time::timeout(LAZY_DRAIN, fd.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
-                if !drain_ready(guard.get_inner_mut(), &bus, &mut decode_errors).await {
+                if !drain_ready(guard.get_inner_mut(), &bus, decode, &mut decode_errors).await {
                     return Ok(());
                 }
                 guard.clear_ready();
             }
             Err(_elapsed) => {
-                if !drain_ready(fd.get_mut(), &bus, &mut decode_errors).await {
+                if !drain_ready(fd.get_mut(), &bus, decode, &mut decode_errors).await {
                     return Ok(());
                 }
             }
@@ -49,6 +50,7 @@ pub(crate) async fn drain(
 async fn drain_ready(
     ring: &mut RingBuf<MapData>,
     bus: &mpsc::Sender<BusMessage>,
+    decode: Decoder,
     decode_errors: &mut u64,
 ) -> bool {
     loop {

@@ -1,6 +1,8 @@
-use std::mem::size_of;
+use std::{mem::size_of, net::IpAddr};
 
-use crabpot_common::{ARG_LEN, COMM_LEN, PATH_LEN};
+use crabpot_common::{
+    ARG_LEN, COMM_LEN, ConnectEvent, EventHeader, ExecEvent, OpenEvent, PATH_LEN,
+};
 
 use super::*;
 

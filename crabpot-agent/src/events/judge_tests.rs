@@ -1,5 +1,24 @@
+use std::sync::Arc;
+
 use super::*;
-use crate::model::event::Header;
+use crate::{
+    config::MonitorConfig,
+    model::{
+        alert::Severity,
+        event::{Header, RuleName, Verdict},
+    },
+    policy::{alerted::AlertedPids, denylist::Denylist, exe_identity::ExeIdentity},
+};
+
+/// The judges as the agent builds them, with the default denylist.
+fn judges() -> Judges {
+    let config = MonitorConfig::default();
+    Judges::new(KernelRules::new(
+        Arc::new(Denylist::new(&config.process_denylist)),
+        Arc::new(ExeIdentity::new(&config.process_denylist)),
+        AlertedPids::default(),
+    ))
+}
 
 fn event(pid: u32, body: EventBody) -> KernelEvent {
     KernelEvent {
@@ -28,7 +47,7 @@ fn mount(verdict: Verdict) -> EventBody {
 
 #[test]
 fn a_killed_mount_is_a_critical_violation_to_undo() {
-    let mut judge = ViolationJudge::default();
+    let mut judge = judges();
     let j = judge.judge(&event(5, mount(Verdict::Killed)), &[], &Policy::default());
     let alert = j.alert.expect("alert");
     assert_eq!(alert.severity, Severity::Critical);
@@ -49,7 +68,7 @@ fn a_killed_mount_is_a_critical_violation_to_undo() {
 
 #[test]
 fn audit_alerts_without_a_violation() {
-    let mut judge = ViolationJudge::default();
+    let mut judge = judges();
     let j = judge.judge(&event(5, mount(Verdict::Audit)), &[], &Policy::default());
     assert!(j.alert.expect("alert").message.contains("audit"));
     assert!(!j.violation);
@@ -58,7 +77,7 @@ fn audit_alerts_without_a_violation() {
 
 #[test]
 fn a_refusal_unseen_at_entry_is_a_violation() {
-    let mut judge = ViolationJudge::default();
+    let mut judge = judges();
     let exit = EventBody::Refused {
         rule: RuleName::Ptrace,
         ret: -1,
@@ -70,7 +89,7 @@ fn a_refusal_unseen_at_entry_is_a_violation() {
 
 #[test]
 fn proc_opens_are_logged_not_alerted() {
-    let mut judge = ViolationJudge::default();
+    let mut judge = judges();
     let open = EventBody::Open {
         dirfd: -100,
         flags: 0,
@@ -94,7 +113,7 @@ fn proc_opens_are_logged_not_alerted() {
 
 #[test]
 fn another_process_environ_is_a_warning_not_a_violation() {
-    let mut judge = ViolationJudge::default();
+    let mut judge = judges();
     let open = EventBody::Open {
         dirfd: -100,
         flags: 0,
@@ -112,7 +131,7 @@ fn another_process_environ_is_a_warning_not_a_violation() {
 
 #[test]
 fn moltbot_watches_devices() {
-    let mut judge = ViolationJudge::default();
+    let mut judge = judges();
     let open = EventBody::Open {
         dirfd: -100,
         flags: 0,

@@ -1,0 +1,74 @@
+//! `execve`/`execveat` (crabpot-ebpf/src/exec.rs): judged when the exec returns, so the
+//! program it names is the one that runs.
+use crabpot_common::{EXEC_VIA_EXECVEAT, ExecEvent};
+use serde_json::json;
+
+use crate::{
+    model::event::{Ancestor, EventBody, KernelEvent, RuleName},
+    policy::{
+        kernel_rules::KernelRules,
+        rules::Policy,
+        violations::{Judgement, record, route, verdict_for_action},
+    },
+    sources::bpf::record::text,
+};
+
+pub(super) fn decode(e: &ExecEvent) -> EventBody {
+    let argc = (e.argc as usize).min(e.argv.len());
+    EventBody::Exec {
+        syscall: if e.via == EXEC_VIA_EXECVEAT {
+            "execveat"
+        } else {
+            "execve"
+        },
+        dirfd: e.dirfd,
+        flags: e.flags,
+        filename: text(&e.filename, e.filename_len),
+        argv: (0..argc).map(|i| text(&e.argv[i], e.argv_len[i])).collect(),
+        ret: e.ret,
+    }
+}
+
+pub(super) fn describe(syscall: &str, filename: &str, argv: &[String], ret: i32) -> String {
+    if ret < 0 {
+        format!("{syscall} {filename} argv={argv:?} failed ({ret})")
+    } else {
+        format!("{syscall} {filename} argv={argv:?}")
+    }
+}
+
+/// The watchdog's verdict on the program (denylisted, the health probe, the main process)
+/// and the exec rule's record of it.
+pub(super) fn judge(
+    rules: &mut KernelRules,
+    event: &KernelEvent,
+    lineage: &[Ancestor],
+    policy: &Policy,
+) -> Judgement {
+    let watchdog = rules.exec_alert(event, lineage);
+    let EventBody::Exec {
+        filename,
+        argv,
+        ret,
+        ..
+    } = &event.body
+    else {
+        return Judgement::default();
+    };
+    let mut judgement = if *ret < 0 {
+        Judgement::default()
+    } else {
+        let verdict = verdict_for_action(policy.action(RuleName::Exec));
+        let alert = record(
+            crate::model::alert::Severity::Info,
+            RuleName::Exec,
+            verdict.as_str(),
+            format!("exec of {filename}"),
+        )
+        .with("filename", filename.as_str())
+        .with("argv", json!(argv));
+        route(verdict, alert)
+    };
+    judgement.watchdog = watchdog;
+    judgement
+}

@@ -1,0 +1,107 @@
+//! `openat`/`openat2` (crabpot-ebpf/src/open.rs): /proc reads, sensitive files, devices.
+use crabpot_common::OpenEvent;
+
+use crate::{
+    model::{
+        alert::{Alert, Severity},
+        event::{EventBody, RuleName, Verdict},
+    },
+    policy::{
+        open_path,
+        rules::{Action, Policy},
+        sensitive,
+        violations::{Judgement, record, route, verdict_for_action},
+    },
+    sources::bpf::record::text,
+};
+
+/// Device and display paths the moltbot profile watches.
+const DEVICE_PREFIXES: &[&str] = &[
+    "/dev/input/",
+    "/dev/snd/",
+    "/dev/video",
+    "/dev/dri/",
+    "/dev/fb",
+    "/tmp/.X11-unix/",
+];
+
+pub(super) fn decode(e: &OpenEvent) -> EventBody {
+    EventBody::Open {
+        dirfd: e.dirfd,
+        flags: e.flags,
+        mode: e.mode,
+        path: text(&e.path, e.path_len),
+    }
+}
+
+pub(super) fn describe(path: &str, flags: i32) -> String {
+    format!("openat {path} flags={flags:#x}")
+}
+
+/// Opens are judged on the path they name, not the spelling they were given in.
+pub(super) fn judge(
+    tgid: u32,
+    requested: &str,
+    flags: i32,
+    dirfd: i32,
+    policy: &Policy,
+) -> Judgement {
+    let effective = open_path::effective(tgid, dirfd, requested);
+    let path = &effective.path;
+    let mut judgement = open_of(tgid, path, flags, policy);
+    if path != requested {
+        let note = |a: Alert| {
+            a.with("requested_path", requested)
+                .with("dirfd", dirfd)
+                .with("base_unknown", effective.base_unknown)
+        };
+        judgement.alert = judgement.alert.map(note);
+        judgement.audit = judgement.audit.map(note);
+    }
+    judgement
+}
+
+fn open_of(tgid: u32, path: &str, flags: i32, policy: &Policy) -> Judgement {
+    let device = policy.watch_devices
+        && DEVICE_PREFIXES
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
+    if device {
+        let message = format!("device or display opened: {path}");
+        return route(
+            Verdict::Alert,
+            record(Severity::Warning, RuleName::ProcOpen, "alert", message)
+                .with("rule", "device_open")
+                .with("path", path),
+        );
+    }
+    let watching = policy.action(RuleName::ProcOpen) != Action::Off;
+    if let Some(why) = watching
+        .then(|| sensitive::reason(path, || sensitive::ns_tgid(tgid)))
+        .flatten()
+    {
+        // A warning, not a violation: nothing refused it, but someone should look.
+        return route(
+            Verdict::Alert,
+            record(Severity::Warning, RuleName::ProcOpen, "alert", why)
+                .with("rule", "sensitive_read")
+                .with("path", path)
+                .with("flags", flags),
+        );
+    }
+    if !path.starts_with("/proc/") {
+        return Judgement::default();
+    }
+    let verdict = verdict_for_action(policy.action(RuleName::ProcOpen));
+    route(
+        verdict,
+        record(
+            Severity::Info,
+            RuleName::ProcOpen,
+            verdict.as_str(),
+            format!("open of {path}"),
+        )
+        .with("path", path)
+        .with("flags", flags),
+    )
+}
