@@ -68,7 +68,7 @@ const REPEAT_SWEEP: Duration = Duration::from_secs(5);
 const QUARANTINE_SETTLE: Duration = Duration::from_secs(5);
 
 fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
-    printing || !matches!(event.kind(), EventKind::Open)
+    event.header.tgid != 0 && (printing || !matches!(event.kind(), EventKind::Open))
 }
 
 impl KernelLoop {
@@ -236,7 +236,10 @@ impl KernelLoop {
             // No process is behind a DNS reply (softirq): learned from, printed, no more.
             return self.print_event(&event, &[]);
         }
-        table.observe(&event);
+        if event.header.tgid != 0 {
+            // Packets are seen at egress, possibly in softirq context: no task behind them.
+            table.observe(&event);
+        }
         let lineage = if needs_lineage(&event, self.args.events.is_some()) {
             table.lineage(&event)
         } else {
@@ -284,6 +287,9 @@ impl KernelLoop {
         }
         if let Some(target) = judgement.undo_mount {
             self.undo_mount(target);
+        }
+        if let Some(pid) = judgement.kill_pid {
+            crate::actions::escape::kill_escaped(pid);
         }
         self.print_event(&event, &lineage)
     }

@@ -37,6 +37,9 @@ pub struct Judgement {
     pub violation: bool,
     /// A mount that completed before its caller was killed: unmount this target.
     pub undo_mount: Option<String>,
+    /// A process of the container that left its cgroup and that the kernel could not kill
+    /// itself (another process moved it): the agent kills it.
+    pub kill_pid: Option<u32>,
 }
 
 #[derive(Default)]
@@ -45,7 +48,7 @@ pub struct ViolationJudge {
     entries: HashMap<(u32, RuleName), Verdict>,
 }
 
-fn record(severity: Severity, rule: RuleName, verdict: &'static str, message: String) -> Alert {
+pub(crate) fn record(severity: Severity, rule: RuleName, verdict: &'static str, message: String) -> Alert {
     let source = match rule {
         RuleName::Connect | RuleName::Socket => AlertSource::Network,
         _ => AlertSource::Syscalls,
@@ -83,7 +86,7 @@ pub fn net_message(
 }
 
 /// Route a verdict: "log" goes to the audit log, anything stronger is an alert.
-fn route(verdict: Verdict, alert: Alert) -> Judgement {
+pub(crate) fn route(verdict: Verdict, alert: Alert) -> Judgement {
     match verdict {
         Verdict::None => Judgement::default(),
         Verdict::Log => Judgement {
@@ -141,6 +144,8 @@ impl ViolationJudge {
             // Failed attempts (PATH candidates) ran nothing; the kernel rules summarise them.
             EventBody::Exec { ret, .. } if *ret < 0 => Judgement::default(),
             EventBody::Exec { filename, argv, .. } => exec(filename, argv, policy),
+            EventBody::Escape { .. } => crate::policy::escape::judge(&event.body),
+            EventBody::Packet { .. } => crate::policy::packet::judge(&event.body),
             // Learned from by the DNS table before judging; never an alert in itself.
             EventBody::Connect { .. } | EventBody::DnsReply { .. } => Judgement::default(),
         };

@@ -98,6 +98,28 @@ fn describe(body: &EventBody) -> String {
             Some(resolver) => format!("dns reply from {resolver} ({} bytes)", payload.len()),
             None => format!("dns reply ({} bytes)", payload.len()),
         },
+        EventBody::Escape {
+            how,
+            moved_pid,
+            dst_path,
+            verdict,
+            ..
+        } => format!(
+            "cgroup escape ({how}) of pid {moved_pid} to `{dst_path}` {}",
+            verdict.as_str()
+        ),
+        EventBody::Packet {
+            verdict,
+            protocol,
+            address,
+            port,
+            ..
+        } => format!(
+            "packet {} to {} port {port} {}",
+            crate::sources::bpf::decode::protocol_name(*protocol),
+            address.map(|a| a.to_string()).unwrap_or_default(),
+            verdict.as_str()
+        ),
     }
 }
 

@@ -82,6 +82,8 @@ fn read(path: &Path) -> Result<String, CgroupError> {
 pub struct ProcessCgroup {
     pub directory: PathBuf,
     pub id: u64,
+    /// The path from the cgroup2 root (`/docker/<id>`), as the kernel names it.
+    pub relative: String,
 }
 
 /// Resolve the cgroup v2 directory and id of `pid` as seen from this (host) process.
@@ -98,6 +100,7 @@ pub fn cgroup_of_pid(pid: u32) -> Result<ProcessCgroup, CgroupError> {
     Ok(ProcessCgroup {
         directory,
         id: metadata.ino(),
+        relative: relative.to_string(),
     })
 }
 

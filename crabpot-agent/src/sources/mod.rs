@@ -3,5 +3,6 @@ pub mod bpf;
 pub mod cgroup;
 pub mod container;
 pub mod docker;
+pub mod guard;
 pub mod lineage;
 pub mod watchers;

@@ -5,8 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
-    ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent,
-    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
+    ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EscapeEvent, EventHeader, EventKind, ExecEvent,
+    MountEvent, NetPolicyEvent, OpenEvent, PacketEvent, PtraceEvent, RefusedEvent, escape_how,
+    net_op, rule, verdict,
 };
 use serde::Serialize;
 
@@ -117,6 +118,28 @@ pub enum EventBody {
         #[serde(rename = "payload_len", serialize_with = "byte_count")]
         payload: Vec<u8>,
     },
+    /// A process of the container found outside the guarded cgroup subtree.
+    Escape {
+        /// `attach` (the move itself), `syscall` (a watched call made outside), `socket`
+        /// (a socket refused outside).
+        how: &'static str,
+        moved_pid: u32,
+        guard_id: u64,
+        dst_id: u64,
+        dst_level: i32,
+        dst_path: String,
+        verdict: Verdict,
+    },
+    /// A packet to a destination outside the allowlist, seen at the container's egress.
+    Packet {
+        verdict: Verdict,
+        protocol: u32,
+        sock_type: u32,
+        address: Option<IpAddr>,
+        port: u16,
+        /// Packets to the same destination not reported since the previous record.
+        suppressed: u32,
+    },
 }
 
 fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -220,6 +243,8 @@ impl KernelEvent {
             EventBody::NetPolicy { .. } => EventKind::NetPolicy,
             EventBody::Refused { .. } => EventKind::Refused,
             EventBody::DnsReply { .. } => EventKind::DnsReply,
+            EventBody::Escape { .. } => EventKind::Escape,
+            EventBody::Packet { .. } => EventKind::Packet,
         }
     }
 }
@@ -366,6 +391,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             }
         }
         EventKind::DnsReply => dns_reply(checked(bytes, &raw, kind)?),
+        EventKind::Escape => escape(checked(bytes, &raw, kind)?),
+        EventKind::Packet => packet(checked(bytes, &raw, kind)?),
     };
     Ok(KernelEvent {
         header: header(&raw),
@@ -381,6 +408,50 @@ fn dns_reply(e: DnsReplyEvent) -> EventBody {
         resolver: ip_address(family, &e.source),
         via_loopback: e.ingress_ifindex == LOOPBACK_IFINDEX,
         payload: e.payload[..len].to_vec(),
+    }
+}
+
+fn escape(e: EscapeEvent) -> EventBody {
+    EventBody::Escape {
+        how: match e.how {
+            escape_how::ATTACH => "attach",
+            escape_how::SOCKET => "socket",
+            _ => "syscall",
+        },
+        moved_pid: e.moved_pid,
+        guard_id: e.guard_id,
+        dst_id: e.dst_id,
+        dst_level: e.dst_level,
+        dst_path: text(&e.dst_path, e.path_len),
+        verdict: Verdict::from_raw(e.verdict),
+    }
+}
+
+fn packet(e: PacketEvent) -> EventBody {
+    let family = if e.ip_version == 6 { AF_INET6 } else { AF_INET };
+    EventBody::Packet {
+        verdict: Verdict::from_raw(e.verdict),
+        protocol: e.protocol,
+        sock_type: e.sock_type,
+        address: ip_address(family, &e.addr),
+        port: e.port,
+        suppressed: e.suppressed,
+    }
+}
+
+/// The usual name of an IP protocol number.
+pub fn protocol_name(protocol: u32) -> String {
+    match protocol {
+        1 => "icmp".into(),
+        2 => "igmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        47 => "gre".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        136 => "udplite".into(),
+        255 => "raw".into(),
+        other => format!("ip-proto-{other}"),
     }
 }
 
