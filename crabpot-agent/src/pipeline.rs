@@ -352,11 +352,13 @@ impl KernelLoop {
         };
         let alerts = self.alerts.clone();
         tokio::spawn(async move {
-            let outcome = unmount_in_container(container.pid, target.clone()).await;
+            let outcome =
+                unmount_in_container(container.pid, &container.cgroup.directory, target.clone())
+                    .await;
             let (severity, message) = match &outcome {
                 UndoOutcome::Unmounted => (
                     Severity::Info,
-                    format!("mount on `{target}` undone in the container"),
+                    format!("mount on `{target}` undone in the container's mount namespaces"),
                 ),
                 UndoOutcome::NotMounted => (
                     Severity::Info,

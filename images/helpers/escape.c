@@ -3,6 +3,7 @@
  * image as /bin/crabpot-escape.
  *
  *   cgroup-move DIR MODE [ARG...]   write our pid to DIR/cgroup.procs, then run MODE
+ *   exec PATH ARGV0 [ARG...]        execv PATH (e.g. after cgroup-move)
  *   move-other DIR MODE [ARG...]    fork a child, move it to DIR (we write its pid), let it
  *                                   run MODE; exit with its status (128+signal if killed)
  *   connect4 IPV4 PORT              TCP connect, send "escape\n", close
@@ -209,6 +210,10 @@ static int run(int argc, char **argv) {
     if (!strcmp(mode, "cgroup-move") && argc >= 3) {
         if (move_pid(argv[1], getpid()) != 0) return 1;
         return run(argc - 2, argv + 2);
+    }
+    if (!strcmp(mode, "exec") && argc >= 3) {
+        execv(argv[1], argv + 2);
+        return fail("execv");
     }
     if (!strcmp(mode, "move-other") && argc >= 3) return do_move_other(argv[1], argc - 2, argv + 2);
     if (!strcmp(mode, "connect4") && argc == 3) return do_connect4(argv[1], atoi(argv[2]));

@@ -322,8 +322,9 @@ impl Enforcer {
         let mut fresh = Vec::new();
         for name in ROOT_SOCK_PROGRAMS {
             let program = program::<CgroupSock>(&mut self.ebpf, name)?;
+            // A cgroup bpf_link always runs beside others (the kernel refuses flags on it).
             let id = program
-                .attach(root, CgroupAttachMode::AllowMultiple)
+                .attach(root, CgroupAttachMode::Single)
                 .map_err(program_error(name))?;
             let link = program.take_link(id).map_err(program_error(name))?;
             fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
