@@ -111,7 +111,12 @@ fn sending_socket(ctx: &SkBuffContext) -> (u32, bool) {
 fn allowed(packet: &Packet) -> bool {
     if packet.version == 4 {
         return v4_allowed(
-            [packet.addr[0], packet.addr[1], packet.addr[2], packet.addr[3]],
+            [
+                packet.addr[0],
+                packet.addr[1],
+                packet.addr[2],
+                packet.addr[3],
+            ],
             packet.port,
         );
     }

@@ -38,8 +38,7 @@ pub(crate) fn judge(body: &EventBody) -> Judgement {
         Verdict::Blocked => "refused",
         _ => "killed by the agent",
     };
-    let message =
-        format!("Process {moved_pid} left the container's cgroup: {what}; {outcome}");
+    let message = format!("Process {moved_pid} left the container's cgroup: {what}; {outcome}");
     let alert = Alert::new(Severity::Critical, AlertSource::Syscalls, message)
         .decision(RULE, outcome_verdict(*verdict))
         .with("how", *how)
@@ -85,7 +84,11 @@ mod tests {
         let j = judge(&escape("attach", Verdict::Killed));
         let alert = j.alert.expect("alert");
         assert_eq!(alert.severity, Severity::Critical);
-        assert!(alert.message.contains("moved to cgroup `/`"), "{}", alert.message);
+        assert!(
+            alert.message.contains("moved to cgroup `/`"),
+            "{}",
+            alert.message
+        );
         assert_eq!(alert.details["rule"], RULE);
         assert!(j.violation);
         assert_eq!(j.kill_pid, None, "the kernel killed it already");

@@ -63,7 +63,10 @@ mod tests {
             suppressed: 3,
         });
         let alert = j.alert.expect("alert");
-        assert_eq!(alert.message, "icmp packet to 192.0.2.7 blocked (not in the allowlist)");
+        assert_eq!(
+            alert.message,
+            "icmp packet to 192.0.2.7 blocked (not in the allowlist)"
+        );
         assert_eq!(alert.details["protocol"], "icmp");
         assert_eq!(alert.details["address"], "192.0.2.7");
         assert_eq!(alert.details["rule"], "connect");

@@ -48,7 +48,12 @@ pub struct ViolationJudge {
     entries: HashMap<(u32, RuleName), Verdict>,
 }
 
-pub(crate) fn record(severity: Severity, rule: RuleName, verdict: &'static str, message: String) -> Alert {
+pub(crate) fn record(
+    severity: Severity,
+    rule: RuleName,
+    verdict: &'static str,
+    message: String,
+) -> Alert {
     let source = match rule {
         RuleName::Connect | RuleName::Socket => AlertSource::Network,
         _ => AlertSource::Syscalls,

@@ -262,7 +262,10 @@ impl ContainerTracker {
             && let Some(cgroups) = self.cgroups.as_mut()
             && let Err(error) = cgroups.add(cgroup)
         {
-            tracing::error!("cannot add cgroup {} to the kernel filter: {error}", cgroup.id);
+            tracing::error!(
+                "cannot add cgroup {} to the kernel filter: {error}",
+                cgroup.id
+            );
         }
         if let Some(old) = previous
             && Some(old) != next_id

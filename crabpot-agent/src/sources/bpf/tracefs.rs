@@ -83,7 +83,10 @@ fn field_layout(format: &str, field: &str) -> Option<(u32, u32)> {
         if declaration.split_whitespace().last()? != field {
             return None;
         }
-        let offset = parts.find_map(|p| p.strip_prefix("offset:"))?.parse().ok()?;
+        let offset = parts
+            .find_map(|p| p.strip_prefix("offset:"))?
+            .parse()
+            .ok()?;
         let size = parts.find_map(|p| p.strip_prefix("size:"))?.parse().ok()?;
         Some((offset, size))
     })
@@ -156,7 +159,9 @@ format:
 \tfield:__data_loc char[] dst_path;\toffset:28;\tsize:4;\tsigned:0;
 ";
         assert!(attach_task_layout_ok(format));
-        assert!(!attach_task_layout_ok(&format.replace("offset:16;", "offset:20;")));
+        assert!(!attach_task_layout_ok(
+            &format.replace("offset:16;", "offset:20;")
+        ));
         assert!(!attach_task_layout_ok(""));
     }
 
