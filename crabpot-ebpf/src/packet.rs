@@ -160,7 +160,7 @@ fn due(packet: &Packet) -> Option<u32> {
     key[16] = packet.version as u8;
     key[17] = packet.protocol as u8;
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(slot) = PACKET_REPORTS.get_ptr_mut(&key) {
+    if let Some(slot) = PACKET_REPORTS.get_ptr_mut(key) {
         unsafe {
             if now.wrapping_sub((*slot).last_ns) < REPORT_EVERY_NS {
                 (*slot).suppressed = (*slot).suppressed.saturating_add(1);
@@ -177,7 +177,7 @@ fn due(packet: &Packet) -> Option<u32> {
         suppressed: 0,
         _pad: 0,
     };
-    let _ = PACKET_REPORTS.insert(&key, &slot, 0);
+    let _ = PACKET_REPORTS.insert(key, slot, 0);
     Some(0)
 }
 
