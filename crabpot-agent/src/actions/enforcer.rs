@@ -236,8 +236,12 @@ impl Enforcer {
         let mut held = Vec::new();
         let mut kept: Vec<PathBuf> = Vec::new();
         for (name, link) in fresh {
+            // The escape guard lives with the agent: its process table is kept by tracepoints
+            // that end with the agent, and stale entries must not outlive them.
+            let pinnable = !ROOT_SOCK_PROGRAMS.contains(&name);
             let path = pin_dir
                 .as_ref()
+                .filter(|_| pinnable)
                 .and_then(|dir| pins::pin_path(dir, container.cgroup.id, name).ok());
             match path {
                 Some(path) => match link.pin(&path) {
