@@ -3,7 +3,8 @@
 //! the connect allowlist. The connect and sendmsg hooks judge TCP and UDP sockets when they
 //! pick a destination (their later packets, replies to inbound connections included, pass
 //! here untouched so established flows keep working); everything else is judged per packet:
-//! ICMP through ping sockets, raw IP sockets, SCTP, other protocols. Loopback always passes.
+//! ICMP through ping sockets, raw IP sockets, SCTP, other protocols. Loopback (the device,
+//! so the container's own addresses too, and the 127/8 and ::1 destinations) always passes.
 //! A refused destination is reported at most once a second (with the count in between).
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_sk_fullsock, bpf_skb_cgroup_id},
@@ -29,6 +30,7 @@ const SOCK_STREAM: u32 = 1;
 const SOCK_DGRAM: u32 = 2;
 const IPV6_HEADER: usize = 40;
 const REPORT_EVERY_NS: u64 = 1_000_000_000;
+const LOOPBACK_IFINDEX: u32 = 1;
 
 struct Packet {
     version: u32,
@@ -131,6 +133,11 @@ fn allowed(packet: &Packet) -> bool {
 pub fn packet_egress(ctx: SkBuffContext) -> i32 {
     let (sock_type, judged) = sending_socket(&ctx);
     if judged {
+        return PASS;
+    }
+    // Out through the loopback device (index 1 in every network namespace): delivered
+    // inside the container, to 127/8, ::1 or one of its own addresses; nothing leaves.
+    if unsafe { (*ctx.skb.skb).ifindex } == LOOPBACK_IFINDEX {
         return PASS;
     }
     let Some(packet) = parse(&ctx) else {
