@@ -47,7 +47,7 @@ fn blocked_connects_stay_blocked_after_kill_9_until_unload() {
     let blocked = connect_outcome(&container);
     assert!(blocked.contains("Operation not permitted"), "{blocked}");
     let first_pins = pins(&container.name);
-    assert_eq!(first_pins.len(), 6, "six hooks pinned: {first_pins:?}");
+    assert_eq!(first_pins.len(), 7, "seven hooks pinned: {first_pins:?}");
 
     // SAFETY: SIGKILL to the agent we started.
     unsafe { libc_kill(agent.pid() as i32, 9) };
@@ -61,9 +61,9 @@ fn blocked_connects_stay_blocked_after_kill_9_until_unload() {
 
     // A new agent attaches its own hooks, then drops the old pins.
     let second = Agent::start(&container.name, &["--no-auto-pause"]);
-    second.wait_for_log(&["replaced 6 hooks pinned by a previous agent"], DEADLINE);
+    second.wait_for_log(&["replaced 7 hooks pinned by a previous agent"], DEADLINE);
     let now = pins(&container.name);
-    assert_eq!(now.len(), 6, "{now:?}");
+    assert_eq!(now.len(), 7, "{now:?}");
     assert!(now.iter().all(|p| !first_pins.contains(p)), "{now:?}");
     let still = connect_outcome(&container);
     assert!(still.contains("Operation not permitted"), "{still}");
@@ -83,7 +83,7 @@ fn blocked_connects_stay_blocked_after_kill_9_until_unload() {
         .expect("crabpot unload");
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("removed 6 pinned hook(s)"),
+        String::from_utf8_lossy(&out.stdout).contains("removed 7 pinned hook(s)"),
         "{out:?}"
     );
     assert!(pins(&container.name).is_empty());

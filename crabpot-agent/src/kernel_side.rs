@@ -1,6 +1,6 @@
 //! The kernel side of the agent: programs loaded and attached, the policy applied, BPF LSM
 //! used where the kernel allows it. Absent in poll-only mode.
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 
 use crate::{
     actions::enforcer::{self, Enforcer},
@@ -13,7 +13,7 @@ use crate::{
 pub(crate) struct KernelSide {
     pub events: RingBuf<MapData>,
     pub dropped: PerCpuArray<MapData, u64>,
-    pub cgroups: HashMap<MapData, u64, u32>,
+    pub guard: crate::sources::guard::GuardMaps,
     pub enforcer: Enforcer,
 }
 
@@ -21,7 +21,7 @@ pub(crate) fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelS
     let bpf::KernelPipeline {
         mut ebpf,
         events,
-        monitored_cgroups,
+        guard,
         dropped,
         policy: policy_maps,
     } = bpf::load(&BpfOptions {
@@ -46,7 +46,7 @@ pub(crate) fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelS
     Ok(KernelSide {
         events,
         dropped,
-        cgroups: monitored_cgroups,
+        guard,
         enforcer,
     })
 }

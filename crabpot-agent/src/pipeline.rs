@@ -69,7 +69,7 @@ const REPEAT_SWEEP: Duration = Duration::from_secs(5);
 const QUARANTINE_SETTLE: Duration = Duration::from_secs(5);
 
 fn needs_lineage(event: &KernelEvent, printing: bool) -> bool {
-    printing || !matches!(event.kind(), EventKind::Open)
+    event.header.tgid != 0 && (printing || !matches!(event.kind(), EventKind::Open))
 }
 
 impl KernelLoop {
@@ -241,7 +241,10 @@ impl KernelLoop {
             // No process is behind a DNS reply (softirq): learned from, printed, no more.
             return self.print_event(&event, &[]);
         }
-        table.observe(&event);
+        if event.header.tgid != 0 {
+            // Packets are seen at egress, possibly in softirq context: no task behind them.
+            table.observe(&event);
+        }
         let lineage = if needs_lineage(&event, self.args.events.is_some()) {
             table.lineage(&event)
         } else {
@@ -305,6 +308,9 @@ impl KernelLoop {
         if let Some(target) = judgement.undo_mount {
             self.undo_mount(target);
         }
+        if let Some(pid) = judgement.kill_pid {
+            crate::actions::escape::kill_escaped(pid);
+        }
     }
 
     /// `--events`: print the event with its container and lineage.
@@ -365,11 +371,13 @@ impl KernelLoop {
         };
         let alerts = self.alerts.clone();
         tokio::spawn(async move {
-            let outcome = unmount_in_container(container.pid, target.clone()).await;
+            let outcome =
+                unmount_in_container(container.pid, &container.cgroup.directory, target.clone())
+                    .await;
             let (severity, message) = match &outcome {
                 UndoOutcome::Unmounted => (
                     Severity::Info,
-                    format!("mount on `{target}` undone in the container"),
+                    format!("mount on `{target}` undone in the container's mount namespaces"),
                 ),
                 UndoOutcome::NotMounted => (
                     Severity::Info,

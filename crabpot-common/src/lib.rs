@@ -17,6 +17,8 @@ pub const ARG_LEN: usize = 64;
 pub const MOUNT_STR_LEN: usize = 128;
 /// Bytes kept of a mount's filesystem type.
 pub const FSTYPE_LEN: usize = 32;
+/// Bytes kept of a cgroup path (the guarded cgroup's, and where a process moved to).
+pub const CGROUP_PATH_LEN: usize = 128;
 /// Bytes kept of a DNS reply's payload: the classic UDP DNS message limit (RFC 1035); the
 /// answers a resolver puts first fit in it, and a longer reply is parsed as far as it goes.
 pub const DNS_PAYLOAD_LEN: usize = 512;
@@ -35,6 +37,9 @@ pub mod names {
     pub const ALLOW_V4: &str = "ALLOW_V4";
     pub const ALLOW_V6: &str = "ALLOW_V6";
     pub const LSM_ENFORCED: &str = "LSM_ENFORCED";
+    pub const GUARD_LEVELS: &str = "GUARD_LEVELS";
+    pub const GUARD_PATHS: &str = "GUARD_PATHS";
+    pub const TRACKED: &str = "TRACKED";
 }
 
 /// A policy rule of ASF-42, for the kernel and the agent alike: its discriminant is its
@@ -125,10 +130,15 @@ pub enum EventKind {
     Refused = 7,
     /// A UDP datagram from port 53 delivered to the guarded container: a DNS reply.
     DnsReply = 8,
+    /// A process of the container left its cgroup subtree (moved to another cgroup).
+    Escape = 9,
+    /// A packet leaving the container to a destination outside the allowlist (seen at the
+    /// cgroup's egress, whatever socket sent it).
+    Packet = 10,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Exec,
         EventKind::Open,
         EventKind::Connect,
@@ -137,6 +147,8 @@ impl EventKind {
         EventKind::NetPolicy,
         EventKind::Refused,
         EventKind::DnsReply,
+        EventKind::Escape,
+        EventKind::Packet,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -153,6 +165,8 @@ impl EventKind {
             EventKind::NetPolicy => "net_policy",
             EventKind::Refused => "refused",
             EventKind::DnsReply => "dns_reply",
+            EventKind::Escape => "escape",
+            EventKind::Packet => "packet",
         }
     }
 }
@@ -220,6 +234,16 @@ pub mod net_op {
     pub const SENDMSG4: u32 = 2;
     pub const SENDMSG6: u32 = 3;
     pub const SOCK_CREATE: u32 = 4;
+}
+
+/// How an [`EscapeEvent`] was noticed.
+pub mod escape_how {
+    /// The `cgroup/cgroup_attach_task` tracepoint: the move itself.
+    pub const ATTACH: u32 = 0;
+    /// A watched syscall of a tracked process found outside the guarded subtree.
+    pub const SYSCALL: u32 = 1;
+    /// A socket created by a tracked process outside the guarded subtree (refused).
+    pub const SOCKET: u32 = 2;
 }
 
 /// Which syscall an exec event came from.
@@ -377,6 +401,65 @@ pub struct DnsReplyEvent {
     pub payload: [u8; DNS_PAYLOAD_LEN],
 }
 
+/// A guarded process found outside the guarded cgroup subtree. The header is the task that
+/// moved it (or, for [`escape_how::SYSCALL`]/[`escape_how::SOCKET`], the process itself).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EscapeEvent {
+    pub header: EventHeader,
+    /// An [`escape_how`] value.
+    pub how: u32,
+    /// The process that left (a tgid; the task id of a moved thread for `cgroup.threads`).
+    pub moved_pid: u32,
+    /// The guarded cgroup it belonged to.
+    pub guard_id: u64,
+    /// The cgroup it is in now (0 when unknown).
+    pub dst_id: u64,
+    /// Depth of that cgroup (root is 0), -1 when unknown.
+    pub dst_level: i32,
+    /// A [`verdict`] value: [`verdict::KILLED`] when the kernel sent SIGKILL itself.
+    pub verdict: u32,
+    pub path_len: u32,
+    pub _pad: u32,
+    /// The destination cgroup's path from the cgroup2 root (attach only).
+    pub dst_path: [u8; CGROUP_PATH_LEN],
+}
+
+/// A packet seen at the container's cgroup egress that the allowlist does not cover.
+/// Rate-limited in the kernel: one record per destination and protocol a second, with the
+/// number of packets not reported since the last one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PacketEvent {
+    pub header: EventHeader,
+    /// A [`verdict`] value (what the connect rule's mode made of it).
+    pub verdict: u32,
+    /// 4 or 6.
+    pub ip_version: u32,
+    /// IP protocol number (1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6, …).
+    pub protocol: u32,
+    /// Type of the sending socket (1 stream, 2 datagram, 3 raw), 0 when unknown.
+    pub sock_type: u32,
+    /// Destination port for TCP/UDP (host order), 0 otherwise.
+    pub port: u16,
+    pub _pad: u16,
+    /// Packets to this destination not reported since the previous record.
+    pub suppressed: u32,
+    /// IPv4 in the first 4 bytes or the IPv6 address, network order.
+    pub addr: [u8; 16],
+}
+
+/// The guarded cgroup's path as the kernel writes it in `cgroup_attach_task` records, for
+/// telling moves inside the guarded subtree from moves out of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GuardPath {
+    pub id: u64,
+    pub len: u32,
+    pub _pad: u32,
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     //! Every event is `#[repr(C)]`, `Copy`, made of integers and byte arrays with explicit
@@ -400,6 +483,12 @@ mod pod {
     unsafe impl aya::Pod for RefusedEvent {}
     // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for DnsReplyEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
+    unsafe impl aya::Pod for EscapeEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
+    unsafe impl aya::Pod for PacketEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
+    unsafe impl aya::Pod for GuardPath {}
 }
 
 #[cfg(test)]
@@ -420,6 +509,9 @@ mod tests {
         assert_eq!(size_of::<NetPolicyEvent>(), 56 + 48);
         assert_eq!(size_of::<RefusedEvent>(), 56 + 16);
         assert_eq!(size_of::<DnsReplyEvent>(), 56 + 32 + DNS_PAYLOAD_LEN);
+        assert_eq!(size_of::<EscapeEvent>(), 56 + 40 + CGROUP_PATH_LEN);
+        assert_eq!(size_of::<PacketEvent>(), 56 + 24 + 16);
+        assert_eq!(size_of::<GuardPath>(), 16 + CGROUP_PATH_LEN);
         assert_eq!(
             size_of::<MountEvent>(),
             56 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN

@@ -1,11 +1,14 @@
 //! The cgroup filter, header filling and drop accounting used by every program.
 use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_uid_gid, bpf_ktime_get_ns,
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+    bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
 };
 use crabpot_common::{EventHeader, EventKind};
 
-use crate::maps::{DROPPED, EVENTS, MONITORED_CGROUPS, PARENTS};
+use crate::maps::{DROPPED, EVENTS, GUARD_LEVELS, MONITORED_CGROUPS, PARENTS, TRACKED};
+
+/// Deepest cgroup2 level a guarded cgroup may sit at (Docker: 1-4).
+const MAX_GUARD_LEVEL: u32 = 16;
 
 /// Offsets of the argument slots in a `syscalls/sys_enter_*` record: the common fields take
 /// 8 bytes, `__syscall_nr` 8 more, then one 8-byte slot per argument.
@@ -13,15 +16,50 @@ pub const fn syscall_arg(index: usize) -> usize {
     16 + index * 8
 }
 
-/// The caller's cgroup id when it is one we guard, `None` otherwise. Must be the first thing a
-/// program does.
+/// The guarded cgroup the caller is in, itself or as a descendant (a child cgroup the
+/// container made), `None` otherwise.
 #[inline(always)]
-pub fn monitored_cgroup() -> Option<u64> {
+pub fn guarded_ancestor() -> Option<u64> {
     let id = unsafe { bpf_get_current_cgroup_id() };
     if unsafe { MONITORED_CGROUPS.get(id) }.is_some() {
-        Some(id)
-    } else {
-        None
+        return Some(id);
+    }
+    let levels = GUARD_LEVELS.get(0).copied().unwrap_or(0);
+    if levels == 0 {
+        return None;
+    }
+    let mut level = 1;
+    while level < MAX_GUARD_LEVEL {
+        if levels & (1u64 << level) != 0 {
+            let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            if ancestor != 0 && unsafe { MONITORED_CGROUPS.get(ancestor) }.is_some() {
+                return Some(ancestor);
+            }
+        }
+        level += 1;
+    }
+    None
+}
+
+/// The guarded cgroup the caller belongs to, `None` otherwise. Must be the first thing a
+/// program does. A process of the container found outside the guarded subtree (it moved
+/// itself or was moved to another cgroup) still belongs to it: it is reported and killed here.
+#[inline(always)]
+pub fn monitored_cgroup() -> Option<u64> {
+    if let Some(id) = guarded_ancestor() {
+        return Some(id);
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let guard = unsafe { TRACKED.get(tgid) }.copied()?;
+    crate::escape::outside(guard, crabpot_common::escape_how::SYSCALL, true);
+    Some(guard)
+}
+
+/// Remember the caller's process as one of guarded cgroup `guard`.
+#[inline(always)]
+pub fn track(tgid: u32, guard: u64) {
+    if unsafe { TRACKED.get(tgid) }.copied() != Some(guard) {
+        let _ = TRACKED.insert(tgid, guard, 0);
     }
 }
 

@@ -10,7 +10,9 @@ use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::Trace
 use crabpot_common::{ARGV_COUNT, EXEC_VIA_EXECVE, EXEC_VIA_EXECVEAT, EventKind, ExecEvent};
 
 use crate::{
-    common::{URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
+    common::{
+        URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg, track,
+    },
     maps::{EVENTS, EXEC_SCRATCH, PENDING_EXECS},
 };
 
@@ -60,9 +62,14 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
 /// The exec succeeded: send the stashed request of the thread that called it.
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    if monitored_cgroup().is_none() {
+    let Some(guard) = monitored_cgroup() else {
         return 0;
-    }
+    };
+    // A process `docker exec` started (forked outside, moved in) is tracked from here on.
+    track(
+        (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32,
+        guard,
+    );
     let Ok(old_pid) = (unsafe { ctx.read_at::<i32>(OLD_PID_OFFSET) }) else {
         return 0;
     };

@@ -6,7 +6,10 @@
 //! file and passes them in as globals.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
-use crate::{common::monitored_cgroup, maps::PARENTS};
+use crate::{
+    common::{monitored_cgroup, track},
+    maps::PARENTS,
+};
 
 /// Byte offset of `parent_pid` in the record; set by the agent at load time.
 #[unsafe(no_mangle)]
@@ -20,9 +23,9 @@ const PREFIX_WORDS: usize = 16;
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
-    if monitored_cgroup().is_none() {
+    let Some(guard) = monitored_cgroup() else {
         return 0;
-    }
+    };
     let Ok(prefix) = (unsafe { ctx.read_at::<[i32; PREFIX_WORDS]>(0) }) else {
         return 0;
     };
@@ -34,5 +37,8 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let parent = prefix[parent_at] as u32;
     let child = prefix[child_at] as u32;
     let _ = PARENTS.insert(child, parent, 0);
+    // The child belongs to the container wherever it goes (clone3 CLONE_INTO_CGROUP may
+    // start it in another cgroup already). A thread's id is tracked too, harmlessly.
+    track(child, guard);
     0
 }

@@ -10,6 +10,7 @@
 mod common;
 mod connect;
 mod dns;
+mod escape;
 mod exec;
 mod lineage;
 mod lsm;
@@ -17,6 +18,7 @@ mod maps;
 mod mount;
 mod net_policy;
 mod open;
+mod packet;
 mod ptrace;
 mod refused;
 

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use crabpot_common::{ExecEvent, rule};
+use crabpot_common::{ExecEvent, GuardPath, rule};
 
 /// Default ring-buffer size; the agent may override it at load time.
 pub const EVENTS_BYTES: u32 = 4 << 20;
@@ -12,9 +12,31 @@ pub const EVENTS_BYTES: u32 = 4 << 20;
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
-/// cgroup v2 ids of the guarded container(s) → reserved flags. Written by the agent.
+/// cgroup v2 ids of the guarded container(s) → their depth in the cgroup2 tree (root is 0).
+/// Written by the agent.
 #[map]
 pub static MONITORED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(64, 0);
+
+/// Bit L set when a guarded cgroup sits at depth L: the depths at which a task's ancestor is
+/// compared with `MONITORED_CGROUPS`, so that child cgroups of the container stay guarded.
+/// Written by the agent.
+#[map]
+pub static GUARD_LEVELS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Guarded cgroup id → its path from the cgroup2 root, to tell a move inside the guarded
+/// subtree from one out of it. Written by the agent.
+#[map]
+pub static GUARD_PATHS: HashMap<u64, GuardPath> = HashMap::with_max_entries(64, 0);
+
+/// Processes that belong to a guarded container, whatever cgroup they are in now: tgid →
+/// the guarded cgroup id. Filled at fork and exec (and by the agent from `cgroup.procs` when
+/// it starts guarding), emptied at exit. Not LRU: an entry must never be pushed out.
+#[map]
+pub static TRACKED: HashMap<u32, u64> = HashMap::with_max_entries(65536, 0);
+
+/// Tracked processes already reported outside their subtree (one record per process).
+#[map]
+pub static ESCAPE_REPORTED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(1024, 0);
 
 /// Ring-buffer reservation failures, indexed by `EventKind` value.
 #[map]
@@ -76,3 +98,17 @@ pub fn entry_verdict(rule: u32) -> (u32, bool) {
         _ => (verdict::KILLED, true),
     }
 }
+
+/// When a refused destination (address, IP version and protocol) was last reported, and
+/// how many of its packets went unreported since: one record a second per destination, so a
+/// flood does not flood the ring.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RateSlot {
+    pub last_ns: u64,
+    pub suppressed: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static PACKET_REPORTS: LruHashMap<[u8; 20], RateSlot> = LruHashMap::with_max_entries(4096, 0);

@@ -79,8 +79,9 @@ fn report(attempt: &Attempt, verdict: u32) {
     entry.submit(URGENT);
 }
 
+/// Whether the allowlist (or loopback) covers `ip` on `port`; shared with the egress hook.
 #[inline(always)]
-fn v4_allowed(ip: [u8; 4], port: u16) -> bool {
+pub(crate) fn v4_allowed(ip: [u8; 4], port: u16) -> bool {
     if ip[0] == 127 {
         return true; // loopback is always allowed
     }
@@ -137,26 +138,7 @@ fn check_v6(ctx: &SockAddrContext, op: u32) -> i32 {
         addr[i * 4 + 2] = bytes[2];
         addr[i * 4 + 3] = bytes[3];
     }
-    let mapped_v4 =
-        words[0] == 0 && words[1] == 0 && addr[8..10] == [0, 0] && addr[10..12] == [0xff, 0xff];
-    let allowed = if mapped_v4 {
-        v4_allowed([addr[12], addr[13], addr[14], addr[15]], port)
-    } else if words[0] == 0
-        && words[1] == 0
-        && words[2] == 0
-        && addr[12..15] == [0, 0, 0]
-        && addr[15] == 1
-    {
-        true // ::1
-    } else {
-        let p = port.to_be_bytes();
-        let mut data = [0u8; 18];
-        data[..16].copy_from_slice(&addr);
-        data[16] = p[0];
-        data[17] = p[1];
-        ALLOW_V6.get(Key::new(144, data)).is_some()
-    };
-    if allowed {
+    if v6_allowed(&addr, port) {
         return ALLOW;
     }
     judge(&Attempt {
@@ -168,6 +150,25 @@ fn check_v6(ctx: &SockAddrContext, op: u32) -> i32 {
         port,
         addr,
     })
+}
+
+/// Whether the allowlist (or loopback, or the IPv4 allowlist for a mapped address) covers
+/// the IPv6 `addr` on `port`; shared with the egress hook.
+#[inline(always)]
+pub(crate) fn v6_allowed(addr: &[u8; 16], port: u16) -> bool {
+    let zero_64 = addr[..8] == [0; 8];
+    if zero_64 && addr[8..12] == [0, 0, 0xff, 0xff] {
+        return v4_allowed([addr[12], addr[13], addr[14], addr[15]], port);
+    }
+    if zero_64 && addr[8..15] == [0; 7] && addr[15] == 1 {
+        return true; // ::1
+    }
+    let p = port.to_be_bytes();
+    let mut data = [0u8; 18];
+    data[..16].copy_from_slice(addr);
+    data[16] = p[0];
+    data[17] = p[1];
+    ALLOW_V6.get(Key::new(144, data)).is_some()
 }
 
 #[cgroup_sock_addr(connect4)]

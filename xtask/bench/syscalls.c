@@ -3,6 +3,9 @@
  *   crabpot-bench-syscalls open    N               openat+close of a file, N times
  *   crabpot-bench-syscalls exec    N TRUE_PATH     fork+execve(TRUE_PATH)+wait, N times
  *   crabpot-bench-syscalls connect N PORT          socket+connect(127.0.0.1:PORT)+close, N times
+ *   crabpot-bench-syscalls udp     N PORT          sendto(127.0.0.1:PORT) of 64 bytes from one
+ *                                                  UDP socket, N times (one packet each: the
+ *                                                  per-packet egress hook's cost)
  *   crabpot-bench-syscalls flood   SECONDS RATE    openat of a missing file paced at RATE/s (0: flat out)
  *
  * Loops print "ns_per_call <float>"; flood prints "calls <n> seconds <float>".
@@ -66,8 +69,24 @@ static int connect_closed(int port) {
     return 0;
 }
 
+static int udp_fd = -1;
+
+static int udp_send(int port) {
+    if (udp_fd < 0) udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (udp_fd < 0) return -1;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((unsigned short)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char payload[64] = {0};
+    /* An ICMP port unreachable may fail a later send with ECONNREFUSED: only the packet counts. */
+    sendto(udp_fd, payload, sizeof payload, 0, (struct sockaddr *)&addr, sizeof addr);
+    return 0;
+}
+
 static int usage(void) {
-    fprintf(stderr, "usage: crabpot-bench-syscalls open|exec|connect N [ARG] | flood SECONDS RATE\n");
+    fprintf(stderr, "usage: crabpot-bench-syscalls open|exec|connect|udp N [ARG] | flood SECONDS RATE\n");
     return 2;
 }
 
@@ -105,6 +124,7 @@ int main(int argc, char **argv) {
         if (strcmp(op, "open") == 0) rc = open_close();
         else if (strcmp(op, "exec") == 0) rc = argc > 3 ? exec_true(argv[3]) : (usage(), -1);
         else if (strcmp(op, "connect") == 0) rc = argc > 3 ? connect_closed(atoi(argv[3])) : (usage(), -1);
+        else if (strcmp(op, "udp") == 0) rc = argc > 3 ? udp_send(atoi(argv[3])) : (usage(), -1);
         else return usage();
         if (rc != 0) { perror(op); return 1; }
     }

@@ -40,6 +40,7 @@ pub(crate) fn build_demo_image_as(tag: &str) -> anyhow::Result<String> {
     install_busybox(rootfs.as_path())?;
     build_ptrace_helper(&rootfs.join("bin/crabpot-ptrace-attach"))?;
     build_helper("evade.c", &rootfs.join("bin/crabpot-evade"))?;
+    build_helper("escape.c", &rootfs.join("bin/crabpot-escape"))?;
     write(&rootfs.join("www/health"), "ok\n")?;
     write(
         &rootfs.join("etc/passwd"),

@@ -27,6 +27,10 @@ const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "send
 const SOCK_PROGRAMS: [&str; 1] = ["sock_create"];
 /// Copies the DNS replies the container receives (observes only; never drops).
 const SKB_INGRESS_PROGRAMS: [&str; 1] = ["dns_ingress"];
+/// Checks every packet leaving the container against the allowlist.
+const SKB_EGRESS_PROGRAMS: [&str; 1] = ["packet_egress"];
+/// On the cgroup2 root: no new socket for a process that left the container's cgroup.
+const ROOT_SOCK_PROGRAMS: [&str; 1] = ["escape_sock_create"];
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EnforceError {
@@ -50,6 +54,15 @@ pub(crate) enum EnforceError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// The cgroup2 root: `cgroup`'s directory without its path from the root.
+fn cgroup2_root(cgroup: &crate::model::container::ProcessCgroup) -> PathBuf {
+    let mut root = cgroup.directory.clone();
+    for _ in 0..crate::sources::guard::level(&cgroup.relative) {
+        root.pop();
+    }
+    root
 }
 
 /// Which layer enforces a rule, for the start-up line and status.
@@ -118,11 +131,11 @@ impl Enforcer {
             let loaded = program::<CgroupSockAddr>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
         }
-        for name in SOCK_PROGRAMS {
+        for name in SOCK_PROGRAMS.into_iter().chain(ROOT_SOCK_PROGRAMS) {
             let loaded = program::<CgroupSock>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
         }
-        for name in SKB_INGRESS_PROGRAMS {
+        for name in SKB_INGRESS_PROGRAMS.into_iter().chain(SKB_EGRESS_PROGRAMS) {
             let loaded = program::<CgroupSkb>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
         }
@@ -209,15 +222,25 @@ impl Enforcer {
                 path: container.cgroup.directory.display().to_string(),
                 source,
             })?;
+        let root_path = cgroup2_root(&container.cgroup);
+        let root = File::open(&root_path).map_err(|source| EnforceError::Cgroup {
+            path: root_path.display().to_string(),
+            source,
+        })?;
         // Cgroup links run side by side with any already attached (the previous agent's):
         // the new hooks are in force before the old ones go.
-        let fresh = self.attach_all(&dir)?;
+        let mut fresh = self.attach_all(&dir)?;
+        fresh.extend(self.attach_root(&root)?);
         let pin_dir = self.pin_dir(&container.name);
         let mut held = Vec::new();
         let mut kept: Vec<PathBuf> = Vec::new();
         for (name, link) in fresh {
+            // The escape guard lives with the agent: its process table is kept by tracepoints
+            // that end with the agent, and stale entries must not outlive them.
+            let pinnable = !ROOT_SOCK_PROGRAMS.contains(&name);
             let path = pin_dir
                 .as_ref()
+                .filter(|_| pinnable)
                 .and_then(|dir| pins::pin_path(dir, container.cgroup.id, name).ok());
             match path {
                 Some(path) => match link.pin(&path) {
@@ -252,7 +275,8 @@ impl Enforcer {
         self.attached_to = Some(container.cgroup.id);
         self.allow_resolvers(container);
         tracing::info!(
-            "enforcing on cgroup {} (connect, sendmsg, socket, DNS-reply hooks attached{})",
+            "enforcing on cgroup {} (connect, sendmsg, socket, egress, DNS-reply hooks attached, \
+             and the escape guard on the cgroup2 root{})",
             container.cgroup.directory.display(),
             match &pin_dir {
                 Some(dir) => format!("; pinned in {}, they outlive the agent", dir.display()),
@@ -281,10 +305,29 @@ impl Enforcer {
             let link = program.take_link(id).map_err(program_error(name))?;
             fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
         }
-        for name in SKB_INGRESS_PROGRAMS {
+        let skb = SKB_INGRESS_PROGRAMS
+            .map(|name| (name, CgroupSkbAttachType::Ingress))
+            .into_iter()
+            .chain(SKB_EGRESS_PROGRAMS.map(|name| (name, CgroupSkbAttachType::Egress)));
+        for (name, direction) in skb {
             let program = program::<CgroupSkb>(&mut self.ebpf, name)?;
             let id = program
-                .attach(dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+                .attach(dir, direction, CgroupAttachMode::Single)
+                .map_err(program_error(name))?;
+            let link = program.take_link(id).map_err(program_error(name))?;
+            fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));
+        }
+        Ok(fresh)
+    }
+
+    /// Attach the escape guard to the cgroup2 root (`root`), inherited by every cgroup.
+    fn attach_root(&mut self, root: &File) -> Result<Vec<(&'static str, FdLink)>, EnforceError> {
+        let mut fresh = Vec::new();
+        for name in ROOT_SOCK_PROGRAMS {
+            let program = program::<CgroupSock>(&mut self.ebpf, name)?;
+            // A cgroup bpf_link always runs beside others (the kernel refuses flags on it).
+            let id = program
+                .attach(root, CgroupAttachMode::Single)
                 .map_err(program_error(name))?;
             let link = program.take_link(id).map_err(program_error(name))?;
             fresh.push((name, FdLink::try_from(link).map_err(link_error(name))?));

@@ -1,6 +1,7 @@
 //! What the agent does: in-kernel enforcement, freezing, undoing.
 pub(crate) mod dns_learn;
 pub(crate) mod enforcer;
+pub(crate) mod escape;
 pub(crate) mod kernel_allow;
 pub(crate) mod pause;
 pub(crate) mod pins;

@@ -114,6 +114,7 @@ mod tests {
             cgroup: ProcessCgroup {
                 directory: "/x".into(),
                 id: 1,
+                relative: "/x".into(),
             },
             paused,
             started_at: chrono::DateTime::from_timestamp(started_secs, 0),

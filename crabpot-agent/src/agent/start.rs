@@ -198,7 +198,7 @@ fn start_sources(
         Some(k) => (
             Some(k.events),
             Some(k.dropped),
-            Some(k.cgroups),
+            Some(k.guard),
             Some(k.enforcer),
         ),
         None => (None, None, None, None),

@@ -6,10 +6,12 @@
 //! carry out what the judgement says).
 mod connect;
 mod dns_reply;
+mod escape;
 mod exec;
 mod mount;
 mod net_policy;
 mod open;
+mod packet;
 mod ptrace;
 mod refused;
 
@@ -38,6 +40,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         EventKind::NetPolicy => net_policy::decode(&checked(bytes, &raw, kind)?)?,
         EventKind::Refused => refused::decode(&checked(bytes, &raw, kind)?)?,
         EventKind::DnsReply => dns_reply::decode(&checked(bytes, &raw, kind)?),
+        EventKind::Escape => escape::decode(&checked(bytes, &raw, kind)?),
+        EventKind::Packet => packet::decode(&checked(bytes, &raw, kind)?),
     };
     Ok(KernelEvent {
         header: header(&raw),
@@ -82,6 +86,20 @@ pub(crate) fn describe(body: &EventBody) -> String {
         EventBody::DnsReply {
             resolver, payload, ..
         } => dns_reply::describe(*resolver, payload),
+        EventBody::Escape {
+            how,
+            moved_pid,
+            dst_path,
+            verdict,
+            ..
+        } => escape::describe(how, *moved_pid, dst_path, *verdict),
+        EventBody::Packet {
+            verdict,
+            protocol,
+            address,
+            port,
+            ..
+        } => packet::describe(*protocol, *address, *port, *verdict),
     }
 }
 
@@ -156,6 +174,8 @@ impl Judges {
                 net_policy(&event.body).map_or_else(Judgement::default, |n| net_policy::judge(&n))
             }
             EventBody::Refused { rule, ret } => refused::judge(&mut self.entries, tid, *rule, *ret),
+            EventBody::Escape { .. } => escape::judge(&event.body),
+            EventBody::Packet { .. } => packet::judge(&event.body),
             EventBody::DnsReply { .. } => Judgement::default(),
         };
         self.entries.bound();

@@ -27,4 +27,6 @@ pub struct GuardedContainer {
 pub struct ProcessCgroup {
     pub directory: PathBuf,
     pub id: u64,
+    /// The path from the cgroup2 root (`/docker/<id>`), as the kernel names it.
+    pub relative: String,
 }

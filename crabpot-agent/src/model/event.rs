@@ -86,6 +86,28 @@ pub enum EventBody {
         #[serde(rename = "payload_len", serialize_with = "byte_count")]
         payload: Vec<u8>,
     },
+    /// A process of the container found outside the guarded cgroup subtree.
+    Escape {
+        /// `attach` (the move itself), `syscall` (a watched call made outside), `socket`
+        /// (a socket refused outside).
+        how: &'static str,
+        moved_pid: u32,
+        guard_id: u64,
+        dst_id: u64,
+        dst_level: i32,
+        dst_path: String,
+        verdict: Verdict,
+    },
+    /// A packet to a destination outside the allowlist, seen at the container's egress.
+    Packet {
+        verdict: Verdict,
+        protocol: u32,
+        sock_type: u32,
+        address: Option<IpAddr>,
+        port: u16,
+        /// Packets to the same destination not reported since the previous record.
+        suppressed: u32,
+    },
 }
 
 fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -103,6 +125,8 @@ impl KernelEvent {
             EventBody::NetPolicy { .. } => EventKind::NetPolicy,
             EventBody::Refused { .. } => EventKind::Refused,
             EventBody::DnsReply { .. } => EventKind::DnsReply,
+            EventBody::Escape { .. } => EventKind::Escape,
+            EventBody::Packet { .. } => EventKind::Packet,
         }
     }
 }

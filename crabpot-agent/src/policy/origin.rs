@@ -336,6 +336,7 @@ mod tests {
             cgroup: crate::model::container::ProcessCgroup {
                 directory: "/x".into(),
                 id: 1,
+                relative: "/x".into(),
             },
             paused: false,
             started_at: None,

@@ -27,6 +27,9 @@ pub(crate) struct Judgement {
     pub violation: bool,
     /// A mount that completed before its caller was killed: unmount this target.
     pub undo_mount: Option<String>,
+    /// A process of the container that left its cgroup and that the kernel could not kill
+    /// itself (another process moved it): the agent kills it.
+    pub kill_pid: Option<u32>,
 }
 
 /// Entry verdicts of mount/ptrace calls by thread, to pair with their exit.

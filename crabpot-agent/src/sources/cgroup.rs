@@ -92,6 +92,7 @@ pub(crate) fn cgroup_of_pid(pid: u32) -> Result<ProcessCgroup, CgroupError> {
     Ok(ProcessCgroup {
         directory,
         id: metadata.ino(),
+        relative: relative.to_string(),
     })
 }
 

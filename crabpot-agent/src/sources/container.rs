@@ -5,7 +5,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{HashMap, MapData};
 use bollard::{
     Docker,
     models::ContainerInspectResponse,
@@ -15,7 +14,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
 
 use crate::model::container::GuardedContainer;
-use crate::sources::{cgroup::cgroup_of_pid, docker::is_not_found};
+use crate::sources::{cgroup::cgroup_of_pid, docker::is_not_found, guard::GuardMaps};
 
 /// Signals with which a Docker `kill` event means the container is being stopped (stop,
 /// restart and `rm -f` send TERM then KILL; INT and QUIT are common stop signals).
@@ -48,7 +47,7 @@ pub(crate) struct ContainerTracker {
     docker: Docker,
     name: String,
     /// The kernel's cgroup filter; absent in poll-only mode.
-    cgroups: Option<HashMap<MapData, u64, u32>>,
+    cgroups: Option<GuardMaps>,
     current: watch::Sender<Option<GuardedContainer>>,
     events: broadcast::Sender<DockerEvent>,
     said_missing: bool,
@@ -58,7 +57,7 @@ impl ContainerTracker {
     pub(crate) fn new(
         docker: Docker,
         name: String,
-        cgroups: Option<HashMap<MapData, u64, u32>>,
+        cgroups: Option<GuardMaps>,
         current: watch::Sender<Option<GuardedContainer>>,
         events: broadcast::Sender<DockerEvent>,
     ) -> Self {
@@ -234,16 +233,20 @@ impl ContainerTracker {
     fn set(&mut self, next: Option<GuardedContainer>) {
         let previous = self.current.borrow().as_ref().map(|c| c.cgroup.id);
         let next_id = next.as_ref().map(|c| c.cgroup.id);
-        if let Some(id) = next_id
+        if let Some(cgroup) = next.as_ref().map(|c| &c.cgroup)
+            && Some(cgroup.id) != previous
             && let Some(cgroups) = self.cgroups.as_mut()
-            && let Err(error) = cgroups.insert(id, 1, 0)
+            && let Err(error) = cgroups.add(cgroup)
         {
-            tracing::error!("cannot add cgroup {id} to the kernel filter: {error}");
+            tracing::error!(
+                "cannot add cgroup {} to the kernel filter: {error}",
+                cgroup.id
+            );
         }
         if let Some(old) = previous
             && Some(old) != next_id
             && let Some(cgroups) = self.cgroups.as_mut()
-            && let Err(error) = cgroups.remove(&old)
+            && let Err(error) = cgroups.remove(old)
         {
             tracing::warn!("cannot remove stale cgroup {old} from the kernel filter: {error}");
         }

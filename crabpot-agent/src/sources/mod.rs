@@ -3,4 +3,5 @@ pub(crate) mod bpf;
 pub(crate) mod cgroup;
 pub(crate) mod container;
 pub(crate) mod docker;
+pub(crate) mod guard;
 pub(crate) mod lineage;

@@ -42,6 +42,26 @@ pub(crate) struct BenchArgs {
     /// Concurrent flooding processes in the container.
     #[arg(long, default_value_t = 2)]
     pub flooders: usize,
+    /// Sections to run (default: all).
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = Section::ALL)]
+    pub sections: Vec<Section>,
+    /// Syscall loops of the overhead section (default: all).
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = overhead::Op::ALL)]
+    pub ops: Vec<overhead::Op>,
+    /// Leave out the bpftrace and auditd baselines of the overhead section.
+    #[arg(long)]
+    pub no_baselines: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Section {
+    Latency,
+    Overhead,
+    Throughput,
+}
+
+impl Section {
+    const ALL: [Section; 3] = [Section::Latency, Section::Overhead, Section::Throughput];
 }
 
 /// Everything the stages share.
@@ -57,6 +77,9 @@ pub(crate) struct Bench {
     pub ring_sizes: Vec<u32>,
     pub flood_rates: Vec<u64>,
     pub flooders: usize,
+    pub ops: Vec<overhead::Op>,
+    /// Measure the bpftrace and auditd baselines too.
+    pub baselines: bool,
 }
 
 /// The static load programs, built with gcc so they also run in the FROM-scratch image.
@@ -78,7 +101,9 @@ fn build_helpers(out: &std::path::Path) -> anyhow::Result<()> {
 pub(crate) fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let image = setup::setup()?;
-    setup::install_packages(BASELINE_PACKAGES)?;
+    if !args.no_baselines {
+        setup::install_packages(BASELINE_PACKAGES)?;
+    }
     let root = cmd::workspace_root();
     let agent = setup::build_release_agent()?;
     let dir = root.join("target/bench");
@@ -94,15 +119,23 @@ pub(crate) fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         ring_sizes: args.ring_sizes.clone(),
         flood_rates: args.flood_rates.clone(),
         flooders: args.flooders.max(1),
+        ops: args.ops.clone(),
+        baselines: !args.no_baselines,
     };
     build_helpers(&bench.helpers)?;
     let mut report = report::Report {
         machine: sys::machine(),
         ..Default::default()
     };
-    report.section("Detection and containment latency", latency::run(&bench)?);
-    report.section("Syscall overhead", overhead::run(&bench)?);
-    report.section("Event throughput and footprint", throughput::run(&bench)?);
+    if args.sections.contains(&Section::Latency) {
+        report.section("Detection and containment latency", latency::run(&bench)?);
+    }
+    if args.sections.contains(&Section::Overhead) {
+        report.section("Syscall overhead", overhead::run(&bench)?);
+    }
+    if args.sections.contains(&Section::Throughput) {
+        report.section("Event throughput and footprint", throughput::run(&bench)?);
+    }
     report.seconds = started.elapsed().as_secs_f64();
     println!("{}", report.markdown());
     report.save(&dir)

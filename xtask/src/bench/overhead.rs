@@ -1,5 +1,6 @@
-//! Syscall overhead: tight loops of openat+close, fork+execve of a static `true`, and
-//! connect to a closed loopback port, on the host and inside the container, with nothing,
+//! Syscall overhead: tight loops of openat+close, fork+execve of a static `true`, connect
+//! to a closed loopback port, and UDP sends to loopback (one packet each through the
+//! per-packet egress hook), on the host and inside the container, with nothing,
 //! our agent, bpftrace or auditd watching. Rounds interleave the tracers so drift hits all.
 use std::collections::HashMap;
 
@@ -18,21 +19,23 @@ const IN_CONTAINER_LOAD: &str = "/tmp/crabpot-bench-syscalls";
 const IN_CONTAINER_TRUE: &str = "/tmp/crabpot-true";
 const CLOSED_PORT: &str = "9";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Op {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub(crate) enum Op {
     Open,
     Exec,
     Connect,
+    Udp,
 }
 
 impl Op {
-    const ALL: [Op; 3] = [Op::Open, Op::Exec, Op::Connect];
+    pub(crate) const ALL: [Op; 4] = [Op::Open, Op::Exec, Op::Connect, Op::Udp];
 
     fn label(self) -> &'static str {
         match self {
             Op::Open => "openat+close",
             Op::Exec => "fork+execve+wait",
             Op::Connect => "connect (refused)",
+            Op::Udp => "UDP sendto loopback (1 packet)",
         }
     }
 
@@ -41,6 +44,7 @@ impl Op {
             Op::Open => 200_000.0,
             Op::Exec => 2_000.0,
             Op::Connect => 50_000.0,
+            Op::Udp => 200_000.0,
         };
         format!("{:.0}", (base * scale).max(100.0))
     }
@@ -71,6 +75,7 @@ fn run_op(bench: &Bench, container: &BenchContainer, place: Place, op: Op) -> an
         Op::Open => vec!["open", &n],
         Op::Exec => vec!["exec", &n],
         Op::Connect => vec!["connect", &n, CLOSED_PORT],
+        Op::Udp => vec!["udp", &n, CLOSED_PORT],
     };
     let output = match place {
         Place::Host => {
@@ -99,12 +104,15 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         &bench.image,
         &[(&load, IN_CONTAINER_LOAD), (&truth, IN_CONTAINER_TRUE)],
     )?;
-    let tracers = [
+    let tracers: Vec<Tracer> = [
         Tracer::None,
         Tracer::CrabPot,
         Tracer::Bpftrace,
         Tracer::Auditd,
-    ];
+    ]
+    .into_iter()
+    .filter(|t| bench.baselines || matches!(t, Tracer::None | Tracer::CrabPot))
+    .collect();
     let mut samples: HashMap<Key, Vec<f64>> = HashMap::new();
     for round in 0..bench.rounds {
         eprintln!("xtask bench: overhead round {}/{}", round + 1, bench.rounds);
@@ -114,7 +122,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             let running = Running::start(tracer, bench, &container)?;
             let mut result = Ok(());
             for place in [Place::Host, Place::Container] {
-                for op in Op::ALL {
+                for op in bench.ops.iter().copied() {
                     match run_op(bench, &container, place, op) {
                         Ok(ns) => samples.entry((tracer, place, op)).or_default().push(ns),
                         Err(e) => result = Err(e),
@@ -134,7 +142,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         Ok((s.p50, s.spread()))
     };
     let mut rows = Vec::new();
-    for op in Op::ALL {
+    for op in bench.ops.iter().copied() {
         let (none_host, _) = median((Tracer::None, Place::Host, op))?;
         let (none_ct, _) = median((Tracer::None, Place::Container, op))?;
         for place in [Place::Host, Place::Container] {
@@ -169,7 +177,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                         .against("no agent, on host (a)", none_host),
                 );
             }
-            for baseline in [Tracer::Bpftrace, Tracer::Auditd] {
+            for baseline in [Tracer::Bpftrace, Tracer::Auditd]
+                .into_iter()
+                .filter(|t| tracers.contains(t))
+            {
                 let (theirs, _) = median((baseline, place, op))?;
                 rows.push(
                     Row::new(format!("{}, {where_}", op.label()), "ns/call", ours)

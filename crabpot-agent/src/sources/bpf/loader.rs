@@ -35,6 +35,8 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sys_enter_open", "syscalls", "sys_enter_open"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("cgroup_attach_task", "cgroup", "cgroup_attach_task"),
 ];
 
 /// Tracepoints some architectures do not have (arm64 has no open(2)): skipped when absent.
@@ -83,7 +85,7 @@ pub struct KernelPipeline {
     /// Keeps the programs and their links alive.
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
-    pub monitored_cgroups: HashMap<MapData, u64, u32>,
+    pub guard: crate::sources::guard::GuardMaps,
     pub dropped: PerCpuArray<MapData, u64>,
     pub policy: PolicyMaps,
 }
@@ -113,6 +115,11 @@ pub fn check_ring_size(size: u32) -> Result<(), BpfError> {
     Ok(())
 }
 
+fn attach_task_readable(root: &std::path::Path) -> bool {
+    let path = root.join("events/cgroup/cgroup_attach_task/format");
+    std::fs::read_to_string(path).is_ok_and(|format| tracefs::attach_task_layout_ok(&format))
+}
+
 /// Load the object, set the globals the programs need and attach every tracepoint.
 pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
     check_ring_size(options.ring_buffer_bytes)?;
@@ -131,6 +138,13 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
             tracing::debug!("tracepoint {category}/{tracepoint} absent: `{program}` not attached");
             continue;
         }
+        if *program == "cgroup_attach_task" && !attach_task_readable(&root) {
+            tracing::warn!(
+                "tracepoint cgroup/cgroup_attach_task has another record layout: a move out \
+                 of the container's cgroup is caught at the moved process's next watched call"
+            );
+            continue;
+        }
         let attach_error = |source| BpfError::Attach {
             program,
             category,
@@ -146,7 +160,12 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         prog.attach(category, tracepoint).map_err(attach_error)?;
     }
     let events = take(&mut ebpf, names::EVENTS, RingBuf::try_from)?;
-    let monitored_cgroups = take(&mut ebpf, names::MONITORED_CGROUPS, HashMap::try_from)?;
+    let guard = crate::sources::guard::GuardMaps {
+        cgroups: take(&mut ebpf, names::MONITORED_CGROUPS, HashMap::try_from)?,
+        levels: take(&mut ebpf, names::GUARD_LEVELS, Array::try_from)?,
+        paths: take(&mut ebpf, names::GUARD_PATHS, HashMap::try_from)?,
+        tracked: take(&mut ebpf, names::TRACKED, HashMap::try_from)?,
+    };
     let dropped = take(&mut ebpf, names::DROPPED, PerCpuArray::try_from)?;
     let policy = PolicyMaps {
         rule_modes: take(&mut ebpf, names::RULE_MODES, Array::try_from)?,
@@ -157,7 +176,7 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
     Ok(KernelPipeline {
         ebpf,
         events,
-        monitored_cgroups,
+        guard,
         dropped,
         policy,
     })

@@ -75,6 +75,39 @@ pub(crate) fn field_offset(format: &str, field: &str) -> Option<u32> {
     })
 }
 
+/// Offset and size of the field named `field` in the text of a tracepoint `format` file.
+fn field_layout(format: &str, field: &str) -> Option<(u32, u32)> {
+    format.lines().find_map(|line| {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let declaration = parts.next()?.strip_prefix("field:")?;
+        if declaration.split_whitespace().last()? != field {
+            return None;
+        }
+        let offset = parts
+            .find_map(|p| p.strip_prefix("offset:"))?
+            .parse()
+            .ok()?;
+        let size = parts.find_map(|p| p.strip_prefix("size:"))?.parse().ok()?;
+        Some((offset, size))
+    })
+}
+
+/// The `cgroup/cgroup_attach_task` layout the kernel program reads (crabpot-ebpf escape.rs).
+const ATTACH_TASK_LAYOUT: [(&str, (u32, u32)); 5] = [
+    ("dst_root", (8, 4)),
+    ("dst_level", (12, 4)),
+    ("dst_id", (16, 8)),
+    ("pid", (24, 4)),
+    ("dst_path", (28, 4)),
+];
+
+/// Whether the `cgroup_attach_task` record has the layout the kernel program expects.
+pub(crate) fn attach_task_layout_ok(format: &str) -> bool {
+    ATTACH_TASK_LAYOUT
+        .iter()
+        .all(|(field, layout)| field_layout(format, field) == Some(*layout))
+}
+
 /// Read the fork tracepoint's layout; the kernel program reads the first 64 bytes.
 pub(crate) fn fork_pid_offsets(root: &Path) -> Result<ForkOffsets, TracefsError> {
     let path = root.join("events/sched/sched_process_fork/format");
@@ -116,6 +149,21 @@ format:
 \tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:1;
 \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;
 ";
+
+    #[test]
+    fn knows_the_attach_task_layout() {
+        let format = "\tfield:int dst_root;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int dst_level;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:u64 dst_id;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:int pid;\toffset:24;\tsize:4;\tsigned:1;
+\tfield:__data_loc char[] dst_path;\toffset:28;\tsize:4;\tsigned:0;
+";
+        assert!(attach_task_layout_ok(format));
+        assert!(!attach_task_layout_ok(
+            &format.replace("offset:16;", "offset:20;")
+        ));
+        assert!(!attach_task_layout_ok(""));
+    }
 
     #[test]
     fn reads_offsets_of_both_layouts() {
