@@ -362,6 +362,10 @@ fn start_channels(
             LogsWatcher::new(channels.scanner),
             ctx.clone(),
         )),
+        tokio::spawn(watchers::run_polling(
+            watchers::pids::PidsWatcher::default(),
+            ctx.clone(),
+        )),
         tokio::spawn(HealthWatcher::default().run(ctx.clone())),
         tokio::spawn(watchers::events::run(ctx)),
     ]

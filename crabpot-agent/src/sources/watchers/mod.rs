@@ -5,6 +5,7 @@ pub mod events;
 pub mod health;
 pub mod logs;
 pub mod network;
+pub mod pids;
 pub mod processes;
 pub mod stats;
 
