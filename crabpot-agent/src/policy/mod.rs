@@ -3,6 +3,7 @@ pub mod allow;
 pub mod denylist;
 pub mod dns;
 pub mod dns_learn;
+pub mod drift;
 pub mod exe_files;
 pub mod exe_identity;
 pub mod exec_failures;
