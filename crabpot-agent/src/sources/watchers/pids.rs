@@ -66,6 +66,15 @@ impl PidsBurst {
     }
 }
 
+/// "1 fork", "40 forks".
+fn forks(n: u64) -> String {
+    if n == 1 {
+        "1 fork".into()
+    } else {
+        format!("{n} forks")
+    }
+}
+
 /// The polling channel over the guarded container's `pids.events`.
 #[derive(Default)]
 pub struct PidsWatcher {
@@ -120,9 +129,10 @@ impl PollingWatcher for PidsWatcher {
                 Severity::Warning,
                 AlertSource::Stats,
                 format!(
-                    "Process limit hit: {} forks refused at the container's pids limit \
-                     ({} in total): a fork bomb or a runaway process",
-                    refused.new, refused.total
+                    "Process limit hit: {} refused at the container's pids limit ({} in \
+                     total): a fork bomb or a runaway process",
+                    forks(refused.new),
+                    refused.total
                 ),
             )
             .with("rule", "pids_limit")
