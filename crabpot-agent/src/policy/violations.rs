@@ -120,13 +120,7 @@ impl ViolationJudge {
     ) -> Judgement {
         let tid = event.header.pid;
         let mut judgement = match &event.body {
-            EventBody::Mount {
-                source,
-                target,
-                fstype,
-                verdict,
-                ..
-            } => self.mount(tid, source, target, fstype, *verdict),
+            EventBody::Mount { verdict, .. } => self.mount(tid, &event.body, *verdict),
             EventBody::Ptrace {
                 request,
                 target_pid,
@@ -152,30 +146,49 @@ impl ViolationJudge {
         judgement
     }
 
-    fn mount(
-        &mut self,
-        tid: u32,
-        source: &str,
-        target: &str,
-        fstype: &str,
-        verdict: Verdict,
-    ) -> Judgement {
+    fn mount(&mut self, tid: u32, body: &EventBody, verdict: Verdict) -> Judgement {
+        let EventBody::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            attr_flags,
+            from_fd,
+            to_fd,
+            ..
+        } = body
+        else {
+            return Judgement::default();
+        };
         self.entries.insert((tid, RuleName::Mount), verdict);
-        let message = format!(
-            "mount of {fstype} `{source}` on `{target}` {}",
-            verdict.as_str()
-        );
-        let alert = record(
+        let call = MountCall {
+            source,
+            target,
+            fstype,
+            flags: *flags,
+            attr_flags: *attr_flags,
+            from_fd: *from_fd,
+            to_fd: *to_fd,
+        };
+        let message = format!("{} {}", call.describe(), verdict.as_str());
+        let mut alert = record(
             Severity::Critical,
             RuleName::Mount,
             verdict.as_str(),
             message,
         )
-        .with("source", source)
-        .with("target", target)
-        .with("fstype", fstype);
+        .with("source", source.as_str())
+        .with("target", target.as_str())
+        .with("fstype", fstype.as_str())
+        .with("flags", *flags);
+        if fstype == "fsmount" || fstype == "move_mount" {
+            alert = alert
+                .with("from_fd", *from_fd)
+                .with("to_fd", *to_fd)
+                .with("attr_flags", *attr_flags);
+        }
         let mut judgement = route(verdict, alert);
-        if verdict == Verdict::Killed && !target.is_empty() {
+        if verdict == Verdict::Killed && !target.is_empty() && call.target_is_a_path() {
             judgement.undo_mount = Some(target.to_string());
         }
         judgement
@@ -218,6 +231,56 @@ impl ViolationJudge {
                 )
             }
         }
+    }
+}
+
+const AT_FDCWD: i32 = -100;
+
+/// A mount call as the kernel saw it, for its message. The new mount API names descriptors
+/// rather than paths (fsmount has no target at all), so those are what is shown.
+struct MountCall<'a> {
+    source: &'a str,
+    target: &'a str,
+    fstype: &'a str,
+    flags: u64,
+    attr_flags: u64,
+    from_fd: i32,
+    to_fd: i32,
+}
+
+/// `path` relative to `fd` as one would read it: "fd 4" (the fd itself), "`x` under fd 4",
+/// or "`/x`".
+fn at(path: &str, fd: i32) -> String {
+    if path.is_empty() {
+        format!("fd {fd}")
+    } else if path.starts_with('/') || fd == AT_FDCWD {
+        format!("`{path}`")
+    } else {
+        format!("`{path}` under fd {fd}")
+    }
+}
+
+impl MountCall<'_> {
+    fn describe(&self) -> String {
+        match self.fstype {
+            "fsmount" => format!(
+                "fsmount of filesystem context fd {} (flags {:#x}, mount attributes {:#x})",
+                self.from_fd, self.flags, self.attr_flags
+            ),
+            "move_mount" => format!(
+                "move_mount of {} to {} (flags {:#x})",
+                at(self.source, self.from_fd),
+                at(self.target, self.to_fd),
+                self.flags
+            ),
+            fstype => format!("mount of {fstype} `{}` on `{}`", self.source, self.target),
+        }
+    }
+
+    /// Whether the target names a place the agent can find in the container (absolute, or
+    /// relative to the working directory as mount(2) takes it).
+    fn target_is_a_path(&self) -> bool {
+        self.target.starts_with('/') || self.to_fd == AT_FDCWD
     }
 }
 

@@ -67,8 +67,12 @@ fn describe(body: &EventBody) -> String {
             fstype,
             flags,
             verdict,
+            from_fd,
+            to_fd,
+            ..
         } => format!(
-            "mount {source} on {target} type {fstype} flags={flags:#x} {}",
+            "mount {source} on {target} type {fstype} flags={flags:#x} from_fd={from_fd} \
+             to_fd={to_fd} {}",
             verdict.as_str()
         ),
         EventBody::NetPolicy {

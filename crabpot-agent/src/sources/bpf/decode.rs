@@ -92,6 +92,12 @@ pub enum EventBody {
         target: String,
         fstype: String,
         flags: u64,
+        /// fsmount's mount attributes.
+        attr_flags: u64,
+        /// move_mount's `from_dfd`, fsmount's `fs_fd`; AT_FDCWD for mount(2).
+        from_fd: i32,
+        /// move_mount's `to_dfd`; AT_FDCWD for mount(2), -1 for fsmount.
+        to_fd: i32,
         verdict: Verdict,
     },
     NetPolicy {
@@ -331,6 +337,9 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 target: text(&e.target, e.target_len),
                 fstype: text(&e.fstype, e.fstype_len),
                 flags: e.flags,
+                attr_flags: e.attr_flags,
+                from_fd: e.from_fd,
+                to_fd: e.to_fd,
                 verdict: Verdict::from_raw(e.verdict),
             }
         }
