@@ -43,13 +43,137 @@ pub(crate) const DEFAULT_DENYLIST: &[&str] = &[
     "gcc", "cc", "make", "ld",
 ];
 
-/// The guide's patterns plus the signs of a steered AI agent.
-pub fn default_log_patterns() -> Vec<LogPattern> {
-    let p = |name: &str, regex: &str, severity| LogPattern {
+fn pattern(name: &str, regex: &str, severity: Severity) -> LogPattern {
+    LogPattern {
         name: name.into(),
         regex: regex.into(),
         severity,
-    };
+    }
+}
+
+/// The guide's patterns plus the signs of a steered AI agent: prompt-injection phrases,
+/// downloads piped into an interpreter, credential shapes and long encoded blobs.
+pub fn default_log_patterns() -> Vec<LogPattern> {
+    let mut patterns = guide_patterns();
+    patterns.extend(steering_patterns());
+    patterns.extend(
+        SECRET_SHAPES
+            .iter()
+            .map(|(name, regex, severity)| pattern(name, regex, *severity)),
+    );
+    patterns
+}
+
+/// Name of the long-encoded-blob pattern, whose matches the scanner also checks for the
+/// mixed character classes of real base64 (hex digests and paths are not blobs).
+pub(crate) const ENCODED_BLOB: &str = "encoded_blob";
+
+/// Credential shapes after gitleaks' rules (config/gitleaks.toml: aws-access-token,
+/// github-pat/-fine-grained-pat/-oauth/-app-token, slack-bot/-user-token, openai-api-key,
+/// anthropic-api-key, gcp-api-key, private-key, jwt), widened a little in length so a
+/// truncated or reformatted key still counts. Every match is redacted in alert text.
+///
+/// A vendor-prefixed key or a private key in the container's output is CRITICAL: these
+/// shapes almost never occur by chance, and a credential printed by the agent is the step
+/// before it leaves; freezing stops the next one (the key must be rotated either way). A
+/// JWT or a long encoded blob is a WARNING: gateways handle session tokens and encoded
+/// data legitimately, so they are signs to look at, not grounds to freeze.
+pub(crate) const SECRET_SHAPES: &[(&str, &str, Severity)] = &[
+    (
+        "aws_access_key",
+        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
+        Severity::Critical,
+    ),
+    (
+        "github_token",
+        r"\b(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
+        Severity::Critical,
+    ),
+    (
+        "slack_token",
+        r"\bxox[bpaers]-[0-9A-Za-z-]{10,}",
+        Severity::Critical,
+    ),
+    (
+        "anthropic_api_key",
+        r"\bsk-ant-[A-Za-z0-9_-]{20,}",
+        Severity::Critical,
+    ),
+    (
+        "openai_api_key",
+        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+        Severity::Critical,
+    ),
+    (
+        "google_api_key",
+        r"\bAIza[0-9A-Za-z_-]{35}",
+        Severity::Critical,
+    ),
+    (
+        "private_key",
+        r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----",
+        Severity::Critical,
+    ),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*",
+        Severity::Warning,
+    ),
+    (
+        ENCODED_BLOB,
+        r"[A-Za-z0-9+/]{100,}={0,2}",
+        Severity::Warning,
+    ),
+];
+
+/// Signs that the agent is being steered: prompt-injection phrases (OWASP LLM01 examples:
+/// "ignore previous instructions", "disregard the system prompt", "you are now DAN", chat
+/// template tokens smuggled into content) are a WARNING: the text reached the agent, which
+/// is not yet an act, and freezing on text the gateway merely relays would let anyone stop
+/// it. A download piped into a shell or interpreter is CRITICAL: it is remote code
+/// execution, and that shape does not occur in ordinary gateway output.
+fn steering_patterns() -> Vec<LogPattern> {
+    const QUALIFIERS: &str = r"(?:(?:all|any|the|your|of|my|these|those|every)\s+)*";
+    vec![
+        pattern(
+            "prompt_injection",
+            &format!(
+                r"(?i)\b(?:ignore|disregard|forget|override|bypass)\s+{QUALIFIERS}(?:previous|prior|above|earlier|preceding|former|original|initial|system|safety|developer)\s+(?:instructions?|prompts?|directions?|rules|messages|context|guidelines|constraints|guardrails)\b"
+            ),
+            Severity::Warning,
+        ),
+        pattern(
+            "prompt_injection",
+            &format!(
+                r"(?i)\b(?:ignore|disregard|forget|override|bypass|reveal|print|repeat|leak|show)\s+(?:me\s+)?{QUALIFIERS}(?:system\s+prompt|hidden\s+instructions|guardrails|safety\s+(?:rules|filters|guidelines))\b"
+            ),
+            Severity::Warning,
+        ),
+        pattern(
+            "prompt_injection",
+            r"(?i)\byou\s+are\s+now\s+(?:DAN\b|in\s+(?:developer|god|jailbreak|unrestricted|sudo)\s+mode|an?\s+(?:unrestricted|unfiltered|uncensored|evil|jailbroken)\b|jailbroken|free\s+of\s+(?:all\s+)?(?:rules|restrictions))|\bdo\s+anything\s+now\b|\bDAN\s+mode\b|\bjailbr(?:eak|oken)\b|\bdeveloper\s+mode\s+(?:enabled|on)\b|\bpretend\s+(?:that\s+)?you\s+(?:are|have)\s+no\s+(?:rules|restrictions|guidelines)",
+            Severity::Warning,
+        ),
+        pattern(
+            "prompt_injection",
+            r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>",
+            Severity::Warning,
+        ),
+        pattern(
+            "pipe_to_shell",
+            r"(?i)\b(?:curl|wget|fetch|iwr|invoke-webrequest)\b[^|\n]*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:env\s+)?(?:/\S*/)?(?:(?:ba|da|z|k|a|c|tc|fi)?sh|python[0-9.]*|perl|ruby|node|php|iex|invoke-expression)\b",
+            Severity::Critical,
+        ),
+        pattern(
+            "pipe_to_shell",
+            r#"(?i)(?:\b(?:(?:ba|da|z|k|a)?sh|source|eval)|(?:^|\s)\.)\s+(?:-c\s+)?["']?(?:<\(|\$\(|`)\s*(?:curl|wget|fetch)\b"#,
+            Severity::Critical,
+        ),
+    ]
+}
+
+fn guide_patterns() -> Vec<LogPattern> {
+    let p = pattern;
     vec![
         p(
             "error_keyword",

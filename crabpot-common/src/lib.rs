@@ -344,6 +344,13 @@ pub struct MountEvent {
     pub fstype_len: u32,
     /// A [`verdict`] value.
     pub verdict: u32,
+    /// fsmount's mount attributes (`MOUNT_ATTR_*`); 0 for the other calls.
+    pub attr_flags: u64,
+    /// The descriptor the source is taken from: move_mount's `from_dfd`, fsmount's `fs_fd`;
+    /// `AT_FDCWD` (-100) for mount(2).
+    pub from_fd: i32,
+    /// move_mount's `to_dfd`; `AT_FDCWD` for mount(2), -1 for fsmount (no target yet).
+    pub to_fd: i32,
     pub source: [u8; MOUNT_STR_LEN],
     pub target: [u8; MOUNT_STR_LEN],
     pub fstype: [u8; FSTYPE_LEN],
@@ -514,7 +521,7 @@ mod tests {
         assert_eq!(size_of::<GuardPath>(), 16 + CGROUP_PATH_LEN);
         assert_eq!(
             size_of::<MountEvent>(),
-            56 + 24 + 2 * MOUNT_STR_LEN + FSTYPE_LEN
+            56 + 40 + 2 * MOUNT_STR_LEN + FSTYPE_LEN
         );
     }
 

@@ -18,6 +18,9 @@ struct MountCall {
     fstype: *const u8,
     fstype_literal: &'static [u8],
     flags: u64,
+    attr_flags: u64,
+    from_fd: i32,
+    to_fd: i32,
 }
 
 #[inline(always)]
@@ -42,6 +45,9 @@ fn emit(call: MountCall) -> u32 {
             cgroup_id,
         );
         (*event).flags = call.flags;
+        (*event).attr_flags = call.attr_flags;
+        (*event).from_fd = call.from_fd;
+        (*event).to_fd = call.to_fd;
         (*event).verdict = verdict;
         (*event).source_len = read_user_str(call.source, &mut (*event).source);
         (*event).target_len = read_user_str(call.target, &mut (*event).target);
@@ -65,6 +71,13 @@ fn arg_ptr(ctx: &TracePointContext, index: usize) -> *const u8 {
     unsafe { ctx.read_at(syscall_arg(index)) }.unwrap_or(core::ptr::null())
 }
 
+/// A descriptor argument (an `int` in a 64-bit syscall slot).
+fn arg_fd(ctx: &TracePointContext, index: usize) -> i32 {
+    unsafe { ctx.read_at::<u64>(syscall_arg(index)) }.map_or(-1, |v| v as i32)
+}
+
+const AT_FDCWD: i32 = -100;
+
 #[tracepoint]
 pub fn sys_enter_mount(ctx: TracePointContext) -> u32 {
     emit(MountCall {
@@ -73,6 +86,9 @@ pub fn sys_enter_mount(ctx: TracePointContext) -> u32 {
         fstype: arg_ptr(&ctx, 2),
         fstype_literal: b"",
         flags: unsafe { ctx.read_at(syscall_arg(3)) }.unwrap_or(0),
+        attr_flags: 0,
+        from_fd: AT_FDCWD,
+        to_fd: AT_FDCWD,
     })
 }
 
@@ -85,6 +101,9 @@ pub fn sys_enter_move_mount(ctx: TracePointContext) -> u32 {
         fstype: core::ptr::null(),
         fstype_literal: b"move_mount",
         flags: unsafe { ctx.read_at(syscall_arg(4)) }.unwrap_or(0),
+        attr_flags: 0,
+        from_fd: arg_fd(&ctx, 0),
+        to_fd: arg_fd(&ctx, 2),
     })
 }
 
@@ -97,5 +116,8 @@ pub fn sys_enter_fsmount(ctx: TracePointContext) -> u32 {
         fstype: core::ptr::null(),
         fstype_literal: b"fsmount",
         flags: unsafe { ctx.read_at(syscall_arg(1)) }.unwrap_or(0),
+        attr_flags: unsafe { ctx.read_at(syscall_arg(2)) }.unwrap_or(0),
+        from_fd: arg_fd(&ctx, 0),
+        to_fd: -1,
     })
 }

@@ -53,6 +53,24 @@ pub(crate) fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool 
     true
 }
 
+/// Whether Docker reports the container running (and not removed); true when Docker
+/// cannot be asked, so a real failure is still reported.
+async fn still_running(docker: &Docker, id: &str) -> bool {
+    match docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
+        Ok(found) => found.state.and_then(|state| state.running).unwrap_or(true),
+        Err(DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => false,
+        Err(_) => true,
+    }
+}
+
 pub(crate) async fn run(
     docker: Docker,
     mut criticals: mpsc::Receiver<Alert>,
@@ -64,6 +82,11 @@ pub(crate) async fn run(
             continue;
         };
         if !should_pause(&trigger, &current) {
+            continue;
+        }
+        // Dead already (`docker kill`, a crash): there is nothing left to freeze.
+        if !std::path::Path::new(&format!("/proc/{}", current.pid)).exists() {
+            tracing::debug!("`{}` is not running: no pause needed", current.name);
             continue;
         }
         match docker.pause_container(&current.id).await {
@@ -86,6 +109,10 @@ pub(crate) async fn run(
             Err(DockerError::DockerResponseServerError {
                 status_code: 409, ..
             }) => {}
+            // It died while Docker was freezing it (runc reports a failure then): done.
+            Err(error) if !still_running(&docker, &current.id).await => {
+                tracing::debug!("`{}` stopped while being paused ({error})", current.name);
+            }
             Err(error) => {
                 tracing::error!("auto-pause of `{}` failed: {error}", current.name);
                 let alert = Alert::new(

@@ -359,6 +359,10 @@ fn start_channels(
         "logs channel",
         watchers::run_stream(LogsWatcher::new(scanner), ctx.clone()),
     );
+    tasks.spawn(
+        "pids channel",
+        watchers::run_polling(watchers::pids::PidsWatcher::default(), ctx.clone()),
+    );
     tasks.spawn("health channel", HealthWatcher::default().run(ctx.clone()));
     tasks.spawn("events channel", watchers::events::run(ctx));
     (shared, stats_rx)

@@ -4,12 +4,12 @@ use std::pin::Pin;
 
 use bollard::{container::LogOutput, query_parameters::LogsOptionsBuilder};
 use futures_util::Stream;
-use regex::RegexSet;
+use regex::{Regex, RegexSet};
 
 use crate::model::container::GuardedContainer;
 use crate::{
     channels::{StreamWatcher, WatchContext},
-    config::LogPattern,
+    config::{ENCODED_BLOB, LogPattern, SECRET_SHAPES},
     model::alert::{Alert, AlertSource, Severity},
 };
 
@@ -23,6 +23,26 @@ pub struct PatternError(#[from] regex::Error);
 pub struct LogScanner {
     set: RegexSet,
     patterns: Vec<LogPattern>,
+    /// Per pattern: a regex whose matches must also pass [`looks_encoded`] (the blob one).
+    confirm: Vec<Option<Regex>>,
+    /// Credential shapes, always redacted in what an alert shows (whatever pattern matched).
+    secrets: Vec<Regex>,
+}
+
+/// Characters of a secret kept in alert text: enough to tell the kind of key, never
+/// enough to use it.
+const SHOWN_PREFIX: usize = 8;
+
+/// Whether a long run of base64 characters is encoded data rather than a hex digest, an
+/// identifier or a path: real base64 mixes upper case, lower case and digits, and has few
+/// slashes.
+pub(crate) fn looks_encoded(run: &str) -> bool {
+    let has = |f: fn(&u8) -> bool| run.as_bytes().iter().any(f);
+    let slashes = run.bytes().filter(|b| *b == b'/').count();
+    has(u8::is_ascii_uppercase)
+        && has(u8::is_ascii_lowercase)
+        && has(u8::is_ascii_digit)
+        && slashes * 16 <= run.len()
 }
 
 /// What a line matched: the highest severity and the names of every pattern.
@@ -34,9 +54,23 @@ pub struct LogMatch {
 
 impl LogScanner {
     pub fn new(patterns: &[LogPattern]) -> Result<Self, PatternError> {
+        let confirm = patterns
+            .iter()
+            .map(|p| {
+                (p.name == ENCODED_BLOB)
+                    .then(|| Regex::new(&p.regex))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        let secrets = SECRET_SHAPES
+            .iter()
+            .map(|(_, regex, _)| Regex::new(regex))
+            .collect::<Result<_, _>>()?;
         Ok(LogScanner {
             set: RegexSet::new(patterns.iter().map(|p| p.regex.as_str()))?,
             patterns: patterns.to_vec(),
+            confirm,
+            secrets,
         })
     }
 
@@ -45,13 +79,48 @@ impl LogScanner {
             .set
             .matches(line)
             .into_iter()
+            .filter(|i| match &self.confirm[*i] {
+                Some(regex) => regex.find_iter(line).any(|m| looks_encoded(m.as_str())),
+                None => true,
+            })
             .map(|i| &self.patterns[i])
             .collect();
         let severity = matched.iter().map(|p| p.severity).max()?;
+        let mut names: Vec<String> = Vec::new();
+        for pattern in matched {
+            if !names.contains(&pattern.name) {
+                names.push(pattern.name.clone());
+            }
+        }
         Some(LogMatch {
             severity,
-            patterns: matched.iter().map(|p| p.name.clone()).collect(),
+            patterns: names,
         })
+    }
+
+    /// `line` with every credential shape (and long encoded blob) cut to a short prefix:
+    /// alerts are stored and forwarded, a key in them would leak it further.
+    pub fn redact(&self, line: &str) -> String {
+        let mut shown = line.to_string();
+        for regex in &self.secrets {
+            if !regex.is_match(&shown) {
+                continue;
+            }
+            shown = regex
+                .replace_all(&shown, |caps: &regex::Captures| {
+                    let secret = &caps[0];
+                    if secret.starts_with("-----BEGIN") {
+                        return secret.to_string(); // the header is evidence, not the key
+                    }
+                    let kept: String = secret
+                        .chars()
+                        .take(SHOWN_PREFIX.min(secret.len() / 3))
+                        .collect();
+                    format!("{kept}…[redacted {} chars]", secret.len() - kept.len())
+                })
+                .into_owned();
+        }
+        shown
     }
 }
 
@@ -138,7 +207,8 @@ impl StreamWatcher for LogsWatcher {
             let Some(found) = self.scanner.scan(&line) else {
                 continue;
             };
-            let shown = cut(&line, ctx.config.log_line_max);
+            // Redacted before the cut, so a key split by the cut is still recognised.
+            let shown = cut(&self.scanner.redact(&line), ctx.config.log_line_max);
             let alert = Alert::new(
                 found.severity,
                 AlertSource::Logs,
@@ -201,6 +271,75 @@ mod tests {
             scan("require('child_process')").map(|m| m.severity),
             Some(Severity::Warning)
         );
+    }
+
+    fn corpus(text: &str) -> impl Iterator<Item = &str> {
+        text.lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+    }
+
+    #[test]
+    fn every_attack_line_hits_its_pattern_above_info() {
+        let mut hits = 0;
+        for entry in corpus(include_str!("log_corpus/attacks.txt")) {
+            let (expected, line) = entry.split_once('\t').expect("PATTERN<TAB>LINE");
+            let found = scan(line).unwrap_or_else(|| panic!("no match: {line}"));
+            assert!(
+                found.patterns.iter().any(|p| p == expected),
+                "{line}: expected {expected}, got {:?}",
+                found.patterns
+            );
+            assert!(found.severity >= Severity::Warning, "{line}: {found:?}");
+            hits += 1;
+        }
+        assert!(hits >= 30, "the corpus shrank: {hits}");
+    }
+
+    #[test]
+    fn ordinary_gateway_output_raises_nothing_above_info() {
+        let mut lines = 0;
+        for line in corpus(include_str!("log_corpus/ordinary.txt")) {
+            if let Some(found) = scan(line) {
+                assert!(found.severity <= Severity::Info, "{line}: {found:?}");
+            }
+            lines += 1;
+        }
+        assert!(lines >= 40, "the corpus shrank: {lines}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_to_a_prefix() {
+        let scanner = LogScanner::new(&default_log_patterns()).expect("compiles");
+        let key = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+        let shown = scanner.redact(&format!("GITHUB_TOKEN={key} and AKIAIOSFODNN7EXAMPLE"));
+        assert!(!shown.contains(key), "{shown}");
+        assert!(!shown.contains("AKIAIOSFODNN7EXAMPLE"), "{shown}");
+        assert!(
+            shown.contains("GITHUB_TOKEN=ghp_16C7…[redacted 32 chars]"),
+            "{shown}"
+        );
+        assert!(shown.contains("AKIAIO…[redacted 14 chars]"), "{shown}");
+        for entry in corpus(include_str!("log_corpus/attacks.txt")) {
+            let (name, line) = entry.split_once('\t').expect("PATTERN<TAB>LINE");
+            let shown = scanner.redact(line);
+            if name == "private_key" {
+                assert!(shown.contains("PRIVATE KEY-----"), "{shown}");
+            } else if SECRET_SHAPES.iter().any(|(n, ..)| *n == name) {
+                assert!(shown.contains("…[redacted"), "{shown}");
+            }
+        }
+        assert_eq!(scanner.redact("GET /health 200"), "GET /health 200");
+    }
+
+    #[test]
+    fn encoded_blobs_are_told_from_digests_and_paths() {
+        assert!(looks_encoded(
+            "UEsDBBQAAAAIAGV0hVdXq3k9Nw0AAEsgAAAKABwAc2VjcmV0cy5lbnZV"
+        ));
+        assert!(!looks_encoded(
+            &"9f86d081884c7d659a2feaa0c55ad015".repeat(4)
+        ));
+        assert!(!looks_encoded(&"/usr/Lib/x86/Node/Modules".repeat(5)));
     }
 
     #[test]

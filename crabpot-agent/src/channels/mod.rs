@@ -5,6 +5,7 @@ pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod network;
+pub(crate) mod pids;
 pub(crate) mod processes;
 pub(crate) mod stats;
 

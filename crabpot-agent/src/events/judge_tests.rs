@@ -41,8 +41,62 @@ fn mount(verdict: Verdict) -> EventBody {
         target: "/mnt".into(),
         fstype: "tmpfs".into(),
         flags: 0,
+        attr_flags: 0,
+        from_fd: -100,
+        to_fd: -100,
         verdict,
     }
+}
+
+fn new_api(fstype: &str, source: &str, target: &str, from_fd: i32, to_fd: i32) -> EventBody {
+    EventBody::Mount {
+        source: source.into(),
+        target: target.into(),
+        fstype: fstype.into(),
+        flags: 0x4,
+        attr_flags: 0x1,
+        from_fd,
+        to_fd,
+        verdict: Verdict::Killed,
+    }
+}
+
+#[test]
+fn new_mount_api_alerts_say_what_is_known() {
+    let mut judge = judges();
+    let policy = Policy::default();
+    let mut message = |body| {
+        let j = judge_of(&mut judge, body, &policy);
+        j.alert.expect("alert").message
+    };
+    let fsmount = message(new_api("fsmount", "", "", 3, -1));
+    assert_eq!(
+        fsmount,
+        "fsmount of filesystem context fd 3 (flags 0x4, mount attributes 0x1) killed"
+    );
+    let moved = message(new_api("move_mount", "", "/mnt", 4, -100));
+    assert_eq!(moved, "move_mount of fd 4 to `/mnt` (flags 0x4) killed");
+    let relative = message(new_api("move_mount", "sub", "dir", 5, 6));
+    assert_eq!(
+        relative,
+        "move_mount of `sub` under fd 5 to `dir` under fd 6 (flags 0x4) killed"
+    );
+    let j = judge_of(&mut judge, new_api("move_mount", "", "", 4, 7), &policy);
+    let alert = j.alert.expect("alert");
+    assert_eq!(
+        alert.message,
+        "move_mount of fd 4 to fd 7 (flags 0x4) killed"
+    );
+    assert_eq!(alert.details["from_fd"], 4);
+    assert_eq!(alert.details["to_fd"], 7);
+    assert_eq!(j.undo_mount, None, "no path to undo");
+}
+
+fn judge_of(judge: &mut Judges, body: EventBody, policy: &Policy) -> Judgement {
+    // A new thread each time, so no entry pairs with another.
+    static TID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
+    let tid = TID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    judge.judge(&event(tid, body), &[], policy)
 }
 
 #[test]

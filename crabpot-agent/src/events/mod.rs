@@ -72,13 +72,9 @@ pub(crate) fn describe(body: &EventBody) -> String {
             verdict,
             ..
         } => ptrace::describe(*request, *target_pid, *verdict),
-        EventBody::Mount {
-            source,
-            target,
-            fstype,
-            flags,
-            verdict,
-        } => mount::describe(source, target, fstype, *flags, *verdict),
+        EventBody::Mount { .. } => {
+            mount_call(body).map_or_else(String::new, |m| mount::describe(&m))
+        }
         EventBody::NetPolicy { .. } => {
             net_policy(body).map_or_else(String::new, |n| net_policy::describe(&n))
         }
@@ -101,6 +97,32 @@ pub(crate) fn describe(body: &EventBody) -> String {
             ..
         } => packet::describe(*protocol, *address, *port, *verdict),
     }
+}
+
+fn mount_call(body: &EventBody) -> Option<mount::MountCall<'_>> {
+    let EventBody::Mount {
+        source,
+        target,
+        fstype,
+        flags,
+        attr_flags,
+        from_fd,
+        to_fd,
+        verdict,
+    } = body
+    else {
+        return None;
+    };
+    Some(mount::MountCall {
+        source,
+        target,
+        fstype,
+        flags: *flags,
+        attr_flags: *attr_flags,
+        from_fd: *from_fd,
+        to_fd: *to_fd,
+        verdict: *verdict,
+    })
 }
 
 fn net_policy(body: &EventBody) -> Option<net_policy::NetPolicy<'_>> {
@@ -163,13 +185,10 @@ impl Judges {
                 verdict,
                 ..
             } => ptrace::judge(&mut self.entries, tid, *request, *target_pid, *verdict),
-            EventBody::Mount {
-                source,
-                target,
-                fstype,
-                verdict,
-                ..
-            } => mount::judge(&mut self.entries, tid, source, target, fstype, *verdict),
+            EventBody::Mount { .. } => mount_call(&event.body)
+                .map_or_else(Judgement::default, |m| {
+                    mount::judge(&mut self.entries, tid, &m)
+                }),
             EventBody::NetPolicy { .. } => {
                 net_policy(&event.body).map_or_else(Judgement::default, |n| net_policy::judge(&n))
             }

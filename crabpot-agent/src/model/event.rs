@@ -61,6 +61,12 @@ pub enum EventBody {
         target: String,
         fstype: String,
         flags: u64,
+        /// fsmount's mount attributes.
+        attr_flags: u64,
+        /// move_mount's `from_dfd`, fsmount's `fs_fd`; AT_FDCWD for mount(2).
+        from_fd: i32,
+        /// move_mount's `to_dfd`; AT_FDCWD for mount(2), -1 for fsmount.
+        to_fd: i32,
         verdict: Verdict,
     },
     NetPolicy {

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 
 /// The name a process really runs as: the basename of the executed path, or for a
 /// multi-call binary (and for `/proc/self/exe`, which busybox uses to run its own applets)
-/// the basename of argv[0].
+/// the basename of argv[0]. A leading `-` (the login-shell form) is dropped.
 pub(crate) fn executable_name(exec_path: &str, argv: &[String]) -> String {
     let base = basename(exec_path);
     let via_self = exec_path == "/proc/self/exe" || exec_path.starts_with("/proc/self/fd/");
@@ -14,7 +14,13 @@ pub(crate) fn executable_name(exec_path: &str, argv: &[String]) -> String {
             return name;
         }
     }
-    base.to_string()
+    login_form(base).to_string()
+}
+
+/// `name` without the leading dashes of the login-shell convention: `login(1)` runs a shell
+/// as `-sh`, and busybox and bash strip the dash to choose what to run, so `-sh` is `sh`.
+pub(crate) fn login_form(name: &str) -> &str {
+    name.trim_start_matches('-')
 }
 
 pub(crate) fn basename(path: &str) -> &str {
@@ -25,12 +31,13 @@ pub(crate) fn basename(path: &str) -> &str {
 pub(crate) const MULTICALL: &[&str] = &["busybox", "toybox"];
 
 /// The applet a multi-call binary runs: the basename of argv[0], or of argv[1] when argv[0]
-/// names the binary itself (busybox accepts any name starting with "busybox").
+/// names the binary itself (busybox accepts any name starting with "busybox"); a login
+/// shell's leading `-` is dropped, as busybox drops it.
 pub(crate) fn applet(argv: &[String]) -> String {
-    let first = argv.first().map(|a| basename(a)).unwrap_or("");
+    let first = login_form(argv.first().map(|a| basename(a)).unwrap_or(""));
     if first.is_empty() || MULTICALL.iter().any(|m| first.starts_with(m)) {
         return match argv.get(1) {
-            Some(next) if !next.starts_with('-') => basename(next).to_string(),
+            Some(next) if !next.starts_with('-') => login_form(basename(next)).to_string(),
             _ => first.to_string(),
         };
     }
@@ -66,8 +73,9 @@ impl Denylist {
     }
 
     /// The category of `name` when it is denied. Versioned runtimes (`python3.11`) count as
-    /// their family.
+    /// their family, and a login-shell name (`-sh`) as the name without its dash.
     pub(crate) fn category(&self, name: &str) -> Option<&'static str> {
+        let name = login_form(name);
         if let Some(category) = self.0.get(name) {
             return Some(category);
         }
@@ -114,5 +122,21 @@ mod tests {
         assert_eq!(denylist.category("node"), None);
         assert_eq!(denylist.category("cat"), None);
         assert_eq!(denylist.category("shx"), None);
+        assert_eq!(denylist.category("-sh"), Some("shell"));
+        assert_eq!(denylist.category("--bash"), Some("shell"));
+        assert_eq!(denylist.category("-python3.11"), Some("scripting runtime"));
+        assert_eq!(denylist.category("-"), None);
+    }
+
+    #[test]
+    fn login_shell_names_are_the_shell() {
+        assert_eq!(applet(&argv(&["-sh"])), "sh");
+        assert_eq!(applet(&argv(&["/bin/-ash", "-i"])), "ash");
+        assert_eq!(applet(&argv(&["busybox", "-sh"])), "busybox");
+        assert_eq!(applet(&argv(&["-busybox", "sh"])), "sh");
+        assert_eq!(executable_name("/bin/busybox", &argv(&["-sh"])), "sh");
+        assert_eq!(executable_name("/proc/self/exe", &argv(&["-bash"])), "bash");
+        assert_eq!(executable_name("/tmp/-sh", &argv(&["x"])), "sh");
+        assert_eq!(executable_name("/bin/sh", &argv(&["-sh"])), "sh");
     }
 }

@@ -21,6 +21,7 @@ use std::{
 
 use crate::policy::{
     denylist::{MULTICALL, applet, basename, builtin_category, executable_name},
+    drift::{Drift, DriftCheck},
     exe_files::{open_at_root, open_in_container, open_regular, open_root, shebang},
 };
 
@@ -63,6 +64,8 @@ pub(crate) struct ExecFiles {
     pub fileless: bool,
     /// Some file could be opened to judge (false: the process was gone already).
     pub opened: bool,
+    /// The executed file is not part of the container's image.
+    pub drift: Option<Drift>,
 }
 
 /// An exec as the kernel reported it at syscall entry.
@@ -111,6 +114,7 @@ pub(crate) struct ExeIdentity {
     names: Vec<String>,
     key: RandomState,
     state: Mutex<State>,
+    drift: DriftCheck,
 }
 
 /// What one exec's judging works with.
@@ -146,6 +150,7 @@ impl ExeIdentity {
             names: names.to_vec(),
             key: RandomState::new(),
             state: Mutex::default(),
+            drift: DriftCheck::default(),
         }
     }
 
@@ -247,6 +252,7 @@ impl ExeIdentity {
         let proc_dir = format!("/proc/{}", target.tgid);
         let mut files = Vec::new();
         let fileless = exec_fd(target).is_some();
+        let mut vanished = None;
         if let Some(fd) = exec_fd(target) {
             // Before the exec the descriptor names the file; after it, /proc/<pid>/exe does.
             files.extend(open_regular(&format!("{proc_dir}/fd/{fd}")));
@@ -257,12 +263,26 @@ impl ExeIdentity {
             match open_in_container(&proc_dir, target.container_pid, &path) {
                 Some(found) => files.push(found),
                 // Replaced or removed already: what the process runs now.
-                None => files.extend(open_regular(&format!("{proc_dir}/exe"))),
+                None => match open_regular(&format!("{proc_dir}/exe")) {
+                    Some(found) => files.push(found),
+                    None => vanished = Some(path),
+                },
             }
         }
+        let root_pid = target.container_pid.unwrap_or(target.tgid);
+        let drift = match files.first() {
+            Some((file, meta)) => self.drift.check(root_pid, file, meta),
+            // It ran, and neither it nor its process is there a moment later: a file deleted
+            // right after its exec is what a dropper does. Said only when the container's
+            // root could be looked in (not for a process gone with its own root).
+            None => vanished
+                .filter(|_| open_root(&format!("/proc/{root_pid}")).is_some())
+                .map(|path| Drift::Vanished { path }),
+        };
         let mut found = ExecFiles {
             fileless,
             opened: !files.is_empty(),
+            drift,
             ..ExecFiles::default()
         };
         let Ok(mut state) = self.state.lock() else {

@@ -16,7 +16,8 @@ use crate::{
     model::event::{EventBody, KernelEvent, RuleName},
     policy::alerted::AlertedPids,
     policy::{
-        denylist::{Denylist, executable_name},
+        denylist::{Denylist, applet, basename, executable_name, login_form},
+        drift::Drift,
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
         exec_failures::{ExecFailures, Failure},
         origin::{self, Candidate, Origin, Probes},
@@ -52,6 +53,35 @@ fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Al
         .with("lineage", json!(lineage))
         .kernel_ts(h.ts_ns)
         .with("detected_by", "ebpf")
+}
+
+/// Mark an exec alert as drift: "drift: executable not in the image" in the message (kept
+/// after what was there, so existing readers still match) and the why in details.
+fn with_drift(mut alert: Alert, drift: Option<&Drift>) -> Alert {
+    let Some(drift) = drift else {
+        return alert;
+    };
+    alert.message = format!(
+        "{}; drift: executable not in the image ({}: {})",
+        alert.message,
+        drift.reason(),
+        drift.path()
+    );
+    let mut alert = alert
+        .with("drift", true)
+        .with("drift_reason", drift.reason())
+        .with("drift_path", drift.path());
+    if let Drift::WritableMount {
+        mount_point,
+        fstype,
+        ..
+    } = drift
+    {
+        alert = alert
+            .with("drift_mount", mount_point.clone())
+            .with("drift_fstype", fstype.clone());
+    }
+    alert
 }
 
 impl KernelRules {
@@ -189,19 +219,24 @@ impl KernelRules {
             flags: *flags,
             argv,
         };
-        let (hit, files, identified_by_file) = self.identify(shown, target);
+        let (mut hit, files, identified_by_file) = self.identify(shown, target);
         let fileless = files.fileless && !files.opened;
+        if hit.is_none()
+            && let Some(drift) = &files.drift
+        {
+            hit = self.drift_name(drift, argv);
+        }
         let probe_like = self
             .container
             .as_ref()
             .and_then(|c| c.health_probe.as_deref())
             .is_some_and(|probe| origin::kernel_argv_matches(argv, probe));
-        if hit.is_none() && !fileless && !probe_like {
+        if hit.is_none() && !fileless && !probe_like && files.drift.is_none() {
             return None;
         }
         let origin = self.origin(event, argv, lineage);
         let alert = match (hit, origin) {
-            (None, _) if !fileless => return None,
+            (None, _) if !fileless && files.drift.is_none() => return None,
             (hit, Origin::HealthProbe) => origin::probe_alert(filename, hit.map(|h| h.0)),
             (Some((name, category)), Origin::MainProcess) => {
                 origin::main_process_alert(filename, &name, category)
@@ -213,6 +248,13 @@ impl KernelRules {
             )
             .with("executable", name)
             .with("category", category),
+            (None, _) if files.drift.is_some() => Alert::new(
+                Severity::Warning,
+                AlertSource::Processes,
+                format!("Exec of {filename:?}"),
+            )
+            .with("executable", "unknown")
+            .with("category", "drift"),
             (None, _) => Alert::new(
                 Severity::Warning,
                 AlertSource::Processes,
@@ -225,7 +267,7 @@ impl KernelRules {
         if let Ok(mut pids) = self.alerted_pids.lock() {
             pids.insert(event.header.tgid);
         }
-        let mut alert = alert
+        let mut alert = with_drift(alert, files.drift.as_ref())
             .with("filename", filename.clone())
             .with("argv", json!(argv))
             .with("identified_by_file", identified_by_file)
@@ -234,6 +276,16 @@ impl KernelRules {
             alert = alert.with("failed_path_candidates", failed_tries);
         }
         Some(common_details(alert, event, lineage))
+    }
+
+    /// The denylisted name a drifted file runs as, by what it can be told by alone: its own
+    /// name, or the applet argv[0] picks (an unknown binary may be a changed multi-call
+    /// one, which obeys argv[0]).
+    fn drift_name(&self, drift: &Drift, argv: &[String]) -> Option<(String, &'static str)> {
+        let own = login_form(basename(drift.path())).to_string();
+        [own, applet(argv)]
+            .into_iter()
+            .find_map(|n| self.denylist.category(&n).map(|c| (n, c)))
     }
 
     /// A connect outside the policy's allowlist, once per destination per window; only

@@ -3,6 +3,7 @@ pub(crate) mod alerted;
 pub(crate) mod allow;
 pub(crate) mod denylist;
 pub(crate) mod dns;
+pub(crate) mod drift;
 pub(crate) mod exe_files;
 pub(crate) mod exe_identity;
 pub(crate) mod exec_failures;

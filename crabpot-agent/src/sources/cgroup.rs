@@ -41,7 +41,7 @@ pub(crate) fn cgroup2_mount_point(mountinfo: &str) -> Option<PathBuf> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(field: &str) -> String {
+pub(crate) fn unescape_octal(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -96,9 +96,84 @@ pub(crate) fn cgroup_of_pid(pid: u32) -> Result<ProcessCgroup, CgroupError> {
     })
 }
 
+/// The mount point of the cgroup v1 hierarchy that carries `controller`, from the text of
+/// `/proc/self/mountinfo` (its super options name the controllers).
+pub(crate) fn v1_mount_point(mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mut fields = after.split_whitespace();
+        if fields.next()? != "cgroup" {
+            return None;
+        }
+        let options = fields.nth(1)?;
+        if !options.split(',').any(|o| o == controller) {
+            return None;
+        }
+        Some(PathBuf::from(unescape_octal(
+            before.split_whitespace().nth(4)?,
+        )))
+    })
+}
+
+/// The v1 path of `controller` (`N:pids:/docker/<id>` line) in `/proc/<pid>/cgroup`.
+pub(crate) fn v1_cgroup_path<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a str> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.trim_end())
+    })
+}
+
+/// The `pids.events` file of `pid`'s pids cgroup, which counts the forks refused at the
+/// limit (`max N`): in the v1 `pids` hierarchy when the host mounts one (Docker's cgroupfs
+/// driver on a hybrid host keeps the limit there), else in the cgroup2 directory.
+pub(crate) fn pids_events_path(pid: u32) -> Result<PathBuf, CgroupError> {
+    let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
+    let proc_cgroup = read(&PathBuf::from(format!("/proc/{pid}/cgroup")))?;
+    if let (Some(mount), Some(relative)) = (
+        v1_mount_point(&mountinfo, "pids"),
+        v1_cgroup_path(&proc_cgroup, "pids"),
+    ) {
+        return Ok(mount
+            .join(relative.trim_start_matches('/'))
+            .join("pids.events"));
+    }
+    Ok(cgroup_of_pid(pid)?.directory.join("pids.events"))
+}
+
+/// The `max` counter of a `pids.events` text.
+pub(crate) fn pids_max_events(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("max ")?.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_pids_cgroup_on_v1_and_reads_its_counter() {
+        let info = "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            v1_mount_point(info, "pids"),
+            Some(PathBuf::from("/sys/fs/cgroup/pids"))
+        );
+        assert_eq!(v1_mount_point(info, "memory"), None);
+        assert_eq!(v1_mount_point(HYBRID_MOUNTINFO, "pids"), None);
+        let cgroup = "8:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
+        assert_eq!(v1_cgroup_path(cgroup, "pids"), Some("/docker/abc"));
+        assert_eq!(v1_cgroup_path(cgroup, "cpuacct"), Some("/docker/abc"));
+        assert_eq!(v1_cgroup_path("0::/x\n", "pids"), None);
+        assert_eq!(pids_max_events("max 17\n"), Some(17));
+        assert_eq!(pids_max_events("max 0"), Some(0));
+        assert_eq!(pids_max_events("garbage"), None);
+        let own = pids_events_path(std::process::id()).expect("own pids cgroup");
+        assert!(own.ends_with("pids.events"), "{own:?}");
+    }
 
     const HYBRID_MOUNTINFO: &str = "\
 24 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
