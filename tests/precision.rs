@@ -4,7 +4,6 @@
 use std::{
     os::unix::fs::PermissionsExt as _,
     process::Command,
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -42,38 +41,36 @@ fn probe_records(agent: &Agent) -> usize {
 
 /// An image whose entrypoint is a `#!/bin/sh` script that stays PID 1 (it starts httpd in
 /// the background, ends on SIGTERM) with an exec-form health check that runs a shell.
-/// Built once per run from the test image, under a name no one else uses.
-fn script_image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let tag = "crabpot-it-precision-script:latest".to_string();
-        let dir = std::env::temp_dir().join(unique_name("image"));
-        std::fs::create_dir_all(&dir).expect("image context");
-        let script = dir.join("entrypoint.sh");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\nhttpd -p 18789 -h /www\ntrap 'exit 0' TERM\nwhile sleep 1; do :; done\n",
-        )
-        .expect("write entrypoint");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod entrypoint");
-        let dockerfile = format!(
-            "FROM {}\nCOPY entrypoint.sh /entrypoint.sh\n\
-             HEALTHCHECK --interval=1s --timeout=3s --retries=3 \
-             CMD [\"/bin/sh\", \"-c\", \"wget -q -O /dev/null http://127.0.0.1:18789/health\"]\n\
-             ENTRYPOINT [\"/entrypoint.sh\"]\nCMD []\n",
-            test_image()
-        );
-        std::fs::write(dir.join("Dockerfile"), dockerfile).expect("write Dockerfile");
-        docker(&["build", "--quiet", "-t", &tag, &dir.to_string_lossy()]);
-        let _ = std::fs::remove_dir_all(&dir);
-        tag
-    })
+/// Built per container under its own name, and removed with it.
+fn script_image(tag: &str) {
+    let dir = std::env::temp_dir().join(unique_name("image"));
+    std::fs::create_dir_all(&dir).expect("image context");
+    let script = dir.join("entrypoint.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nhttpd -p 18789 -h /www\ntrap 'exit 0' TERM\nwhile sleep 1; do :; done\n",
+    )
+    .expect("write entrypoint");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod entrypoint");
+    let dockerfile = format!(
+        "FROM {}\nCOPY entrypoint.sh /entrypoint.sh\n\
+         HEALTHCHECK --interval=1s --timeout=3s --retries=3 \
+         CMD [\"/bin/sh\", \"-c\", \"wget -q -O /dev/null http://127.0.0.1:18789/health\"]\n\
+         ENTRYPOINT [\"/entrypoint.sh\"]\nCMD []\n",
+        test_image()
+    );
+    std::fs::write(dir.join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    docker(&["build", "--quiet", "-t", tag, &dir.to_string_lossy()]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn script_container(prefix: &str) -> TestContainer {
     let container = TestContainer::named(prefix);
-    docker(&["run", "-d", "--name", &container.name, script_image()]);
+    let tag = format!("{}-image:latest", container.name);
+    script_image(&tag);
+    let container = container.owning_image(tag.clone());
+    docker(&["run", "-d", "--name", &container.name, &tag]);
     container
 }
 

@@ -1,10 +1,13 @@
-//! connect: the destination family, address and port.
+//! connect: the destination family, address and port. A connect the allowlist covers
+//! (loopback, allowlisted) is not news: it waits for the agent's next drain like an open;
+//! any other destination wakes the agent at once.
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use crabpot_common::{ConnectEvent, EventKind};
 
 use crate::{
-    common::{URGENT, count_drop, fill_header, monitored_cgroup, syscall_arg},
+    common::{URGENT, batched_wakeup, count_drop, fill_header, monitored_cgroup, syscall_arg},
     maps::EVENTS,
+    net_policy::{v4_allowed, v6_allowed},
 };
 
 const AF_INET: u16 = 2;
@@ -20,7 +23,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let event = entry.as_mut_ptr();
-    unsafe {
+    let allowed = unsafe {
         let fd: i64 = ctx.read_at(syscall_arg(0)).unwrap_or(-1);
         let sockaddr: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
         let addrlen: i64 = ctx.read_at(syscall_arg(2)).unwrap_or(0);
@@ -55,7 +58,16 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
             (*event).addr =
                 bpf_probe_read_user(sockaddr.add(8) as *const [u8; 16]).unwrap_or([0; 16]);
         }
-    }
-    entry.submit(URGENT);
+        match family {
+            AF_INET => {
+                let a = (*event).addr;
+                v4_allowed([a[0], a[1], a[2], a[3]], (*event).port)
+            }
+            AF_INET6 => v6_allowed(&(*event).addr, (*event).port),
+            // Unix sockets and other families are no destination the policy judges.
+            _ => true,
+        }
+    };
+    entry.submit(if allowed { batched_wakeup() } else { URGENT });
     0
 }

@@ -5,6 +5,8 @@ use crate::{test_image, unique_name};
 
 pub struct TestContainer {
     pub name: String,
+    /// An image built for this container alone, removed with it.
+    own_image: Option<String>,
 }
 
 /// Run `docker` with `args`; its stdout, or a panic with its stderr.
@@ -36,7 +38,14 @@ impl TestContainer {
     pub fn named(prefix: &str) -> Self {
         TestContainer {
             name: unique_name(prefix),
+            own_image: None,
         }
+    }
+
+    /// Remove `image` (built for this container alone) when the container goes.
+    pub fn owning_image(mut self, image: String) -> Self {
+        self.own_image = Some(image);
+        self
     }
 
     /// Create and start a fresh container from the test image.
@@ -151,6 +160,9 @@ impl TestContainer {
 impl Drop for TestContainer {
     fn drop(&mut self) {
         docker_status(&["rm", "-f", &self.name]);
+        if let Some(image) = &self.own_image {
+            docker_status(&["rmi", "-f", image]);
+        }
         if std::thread::panicking() {
             return;
         }
