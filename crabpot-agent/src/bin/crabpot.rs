@@ -353,6 +353,9 @@ fn status(agent: &str, json: bool) -> ExitCode {
     for (channel, at) in &status.channels {
         println!("channel {channel}: last tick {at}");
     }
+    for (name, hits) in &status.exceptions {
+        println!("exception {name}: {hits} hit(s)");
+    }
     if let Some(url) = status.info["dashboard_url"].as_str() {
         println!("dashboard: {}", url.split("?token=").next().unwrap_or(url));
     }

@@ -15,9 +15,12 @@ use std::{
 
 use crabpot_common::{ARG_LEN, ARGV_COUNT};
 
-use crate::model::{
-    alert::{Alert, AlertSource, Severity},
-    container::GuardedContainer,
+use crate::{
+    model::{
+        alert::{Alert, AlertSource, Severity},
+        container::GuardedContainer,
+    },
+    policy::break_glass::BreakGlass,
 };
 
 /// Trusted health-probe processes kept at most (bounds memory; probes are short-lived).
@@ -140,6 +143,9 @@ pub(crate) enum Origin {
     HealthProbe,
     /// The container's PID 1 running its configured command.
     MainProcess,
+    /// An operator's announced break-glass shell (`crabpot shell`), or a descendant of
+    /// it: the operator's uid.
+    BreakGlass(u32),
     /// Anything else: judged on what it runs.
     Other,
 }
@@ -149,6 +155,7 @@ impl Origin {
         match self {
             Origin::HealthProbe => "health probe",
             Origin::MainProcess => "main process",
+            Origin::BreakGlass(_) => "break-glass shell",
             Origin::Other => "container",
         }
     }
@@ -195,7 +202,7 @@ pub(crate) struct Candidate<'a, A> {
 /// Classify a process of `container`. A process newly verified as the health probe is
 /// remembered in `probes` for its descendants.
 pub(crate) fn classify<A: IntoIterator<Item = u32>>(
-    probes: &Probes,
+    (probes, glass): (&Probes, &BreakGlass),
     container: &GuardedContainer,
     candidate: Candidate<'_, A>,
 ) -> Origin {
@@ -206,8 +213,18 @@ pub(crate) fn classify<A: IntoIterator<Item = u32>>(
         no_inside_parent,
         matches,
     } = candidate;
-    if probes.within_probe(pid, ancestors) {
+    let ancestors: Vec<u32> = ancestors.into_iter().collect();
+    if probes.within_probe(pid, ancestors.iter().copied()) {
         return Origin::HealthProbe;
+    }
+    if let Some(uid) = glass.session_of(pid, &ancestors) {
+        return Origin::BreakGlass(uid);
+    }
+    if from_runc
+        && glass.pending()
+        && let Some(uid) = glass.claim(container, pid, no_inside_parent, matches)
+    {
+        return Origin::BreakGlass(uid);
     }
     if let Some(probe) = container.health_probe.as_deref()
         && from_runc
@@ -221,6 +238,21 @@ pub(crate) fn classify<A: IntoIterator<Item = u32>>(
         return Origin::MainProcess;
     }
     Origin::Other
+}
+
+/// The record of an operator's announced break-glass shell (or what it runs): a WARNING,
+/// never a freeze, never a violation.
+pub(crate) fn break_glass_alert(filename: &str, argv: &[String], uid: u32) -> Alert {
+    Alert::new(
+        Severity::Warning,
+        AlertSource::Processes,
+        format!(
+            "break-glass shell by uid {uid}: {filename} {:?} (announced with crabpot shell)",
+            argv
+        ),
+    )
+    .with("break_glass", true)
+    .with("operator_uid", uid)
 }
 
 /// The record of a denylisted program run by Docker's health probe (or of the probe itself).
@@ -355,7 +387,7 @@ mod tests {
             no_inside_parent: true,
             matches: &matches,
         };
-        classify(&Probes::default(), container, candidate)
+        classify((&Probes::default(), &BreakGlass::default()), container, candidate)
     }
 
     #[test]
