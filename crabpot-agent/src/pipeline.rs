@@ -341,8 +341,15 @@ impl KernelLoop {
             };
             subject_of(event, lineage, host)
         };
-        if let Some(name) = self.exceptions.apply(judgement, rule_of(&event.body), subject) {
-            tracing::debug!(exception = name, pid = event.header.tgid, "exception matched");
+        if let Some(name) = self
+            .exceptions
+            .apply(judgement, rule_of(&event.body), subject)
+        {
+            tracing::debug!(
+                exception = name,
+                pid = event.header.tgid,
+                "exception matched"
+            );
         }
     }
 

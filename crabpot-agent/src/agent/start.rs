@@ -88,7 +88,8 @@ pub(super) fn start(
     };
     metrics.set_exceptions(p.settings.exceptions.clone());
     let operator = (BreakGlass::default(), p.settings.exceptions.clone());
-    let (shared, stats_rx) = start_channels(&mut tasks, ctx, &config, &sources, p.scanner, operator);
+    let (shared, stats_rx) =
+        start_channels(&mut tasks, ctx, &config, &sources, p.scanner, operator);
     let break_glass = shared.glass.clone();
     let bus = start_drain(&mut tasks, sources.events, sources.dropped);
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);

@@ -17,8 +17,8 @@ use crate::{
     policy::{
         alerted::AlertedPids,
         break_glass::BreakGlass,
-        exceptions::{Exceptions, Scope, Subject, subject_of_pid},
         denylist::{Denylist, executable_name},
+        exceptions::{Exceptions, Scope, Subject, subject_of_pid},
         exe_identity::ExeIdentity,
         origin::{self, Candidate, Origin, Probes},
     },
@@ -83,7 +83,12 @@ impl ProcessPoll {
         };
         let scopes = [Scope::Process, Scope::Rule(RuleName::Exec)];
         let name = self.exceptions.matching(&scopes, &subject)?.to_string();
-        tracing::debug!(exception = name, pid = row.pid, "exception matched: {}", row.args);
+        tracing::debug!(
+            exception = name,
+            pid = row.pid,
+            "exception matched: {}",
+            row.args
+        );
         Some(name)
     }
 

@@ -116,12 +116,14 @@ impl BreakGlass {
         if sessions.is_empty() {
             return None;
         }
-        std::iter::once(pid).chain(ancestors.iter().copied()).find_map(|p| {
-            let (start, uid) = sessions.get(&p)?;
-            // A start of 0: the process was gone when claimed; only its own exec counts.
-            let same = parent_and_start(p).is_some_and(|(_, now)| now == *start);
-            same.then_some(*uid)
-        })
+        std::iter::once(pid)
+            .chain(ancestors.iter().copied())
+            .find_map(|p| {
+                let (start, uid) = sessions.get(&p)?;
+                // A start of 0: the process was gone when claimed; only its own exec counts.
+                let same = parent_and_start(p).is_some_and(|(_, now)| now == *start);
+                same.then_some(*uid)
+            })
     }
 }
 
@@ -155,7 +157,9 @@ mod tests {
     fn a_grant_is_consumed_once_by_its_argv_in_its_container() {
         let glass = BreakGlass::default();
         assert!(!glass.pending());
-        glass.announce("abc", argv(&["sh"]), 1000).expect("announced");
+        glass
+            .announce("abc", argv(&["sh"]), 1000)
+            .expect("announced");
         assert!(glass.pending());
         let is = |want: &'static [&'static str]| {
             move |g: &[String]| g.iter().map(String::as_str).eq(want.iter().copied())
@@ -166,10 +170,21 @@ mod tests {
         };
         // The gone pid 0 leaves the fork record (no parent inside) to decide.
         assert_eq!(glass.claim(&other, 0, true, &is(&["sh"])), None);
-        assert_eq!(glass.claim(&container(), 0, true, &is(&["sh", "-c", "x"])), None);
-        assert_eq!(glass.claim(&container(), 0, false, &is(&["sh"])), None, "parent inside");
+        assert_eq!(
+            glass.claim(&container(), 0, true, &is(&["sh", "-c", "x"])),
+            None
+        );
+        assert_eq!(
+            glass.claim(&container(), 0, false, &is(&["sh"])),
+            None,
+            "parent inside"
+        );
         assert_eq!(glass.claim(&container(), 0, true, &is(&["sh"])), Some(1000));
-        assert_eq!(glass.claim(&container(), 0, true, &is(&["sh"])), None, "used");
+        assert_eq!(
+            glass.claim(&container(), 0, true, &is(&["sh"])),
+            None,
+            "used"
+        );
         assert!(!glass.pending());
     }
 

@@ -80,7 +80,9 @@ impl Destination {
     fn matches(&self, address: Option<IpAddr>, host: Option<&str>) -> bool {
         match self {
             Destination::Net(net) => address.is_some_and(|a| net.contains(&a)),
-            Destination::Host(entry) => host.is_some_and(|h| entry.matches(&h.to_ascii_lowercase())),
+            Destination::Host(entry) => {
+                host.is_some_and(|h| entry.matches(&h.to_ascii_lowercase()))
+            }
         }
     }
 }
@@ -207,10 +209,11 @@ impl Exception {
                 .ancestor
                 .as_ref()
                 .is_none_or(|want| s.ancestors.iter().any(|a| file_name(&a.name) == want))
-            && self
-                .argv
-                .as_ref()
-                .is_none_or(|re| s.argv.as_ref().is_some_and(|argv| re.is_match(&argv.join(" "))))
+            && self.argv.as_ref().is_none_or(|re| {
+                s.argv
+                    .as_ref()
+                    .is_some_and(|argv| re.is_match(&argv.join(" ")))
+            })
             && self
                 .destination
                 .as_ref()

@@ -1,9 +1,5 @@
 use super::*;
-use crate::{
-    config_file::parse,
-    model::alert::Severity,
-    policy::violations::Judgement,
-};
+use crate::{config_file::parse, model::alert::Severity, policy::violations::Judgement};
 
 fn exceptions(yaml: &str) -> Exceptions {
     let file = parse(std::path::Path::new("monitor.yml"), yaml).expect("valid exceptions");
@@ -39,7 +35,10 @@ fn exec_matches_by_executable_and_anchored_argv() {
     assert_eq!(hit("/bin/ash", &["sh", "-c", "make"]), None);
     // Another scope.
     assert_eq!(
-        list.matching(&[Scope::Rule(RuleName::Mount)], &exec_subject("/bin/sh", &["sh", "-c", "make"])),
+        list.matching(
+            &[Scope::Rule(RuleName::Mount)],
+            &exec_subject("/bin/sh", &["sh", "-c", "make"])
+        ),
         None
     );
     assert_eq!(list.hits(), vec![("build".to_string(), 2)]);
@@ -50,7 +49,10 @@ fn ancestor_uid_and_bare_executable_names() {
     let list = exceptions(
         "exceptions:\n  - {name: npm, rules: [process], executable: node, ancestor: /usr/bin/npm, uid: 1000}\n",
     );
-    let lineage = vec![Ancestor { pid: 7, name: "npm".into() }];
+    let lineage = vec![Ancestor {
+        pid: 7,
+        name: "npm".into(),
+    }];
     let mut subject = Subject {
         executable: Some("/usr/local/bin/node".into()),
         ancestors: lineage,
@@ -59,10 +61,18 @@ fn ancestor_uid_and_bare_executable_names() {
     };
     assert_eq!(list.matching(&[Scope::Process], &subject), Some("npm"));
     subject.uid = Some(0);
-    assert_eq!(list.matching(&[Scope::Process], &subject), None, "other uid");
+    assert_eq!(
+        list.matching(&[Scope::Process], &subject),
+        None,
+        "other uid"
+    );
     subject.uid = Some(1000);
     subject.ancestors = Vec::new();
-    assert_eq!(list.matching(&[Scope::Process], &subject), None, "no such ancestor");
+    assert_eq!(
+        list.matching(&[Scope::Process], &subject),
+        None,
+        "no such ancestor"
+    );
 }
 
 #[test]
@@ -78,16 +88,28 @@ fn destinations_by_network_host_suffix_and_port() {
         ..Subject::default()
     };
     let connect = &[Scope::Rule(RuleName::Connect)];
-    assert_eq!(list.matching(connect, &to("10.1.2.3", None, 443)), Some("lan"));
-    assert_eq!(list.matching(&[Scope::Network], &to("10.1.2.3", None, 443)), Some("lan"));
+    assert_eq!(
+        list.matching(connect, &to("10.1.2.3", None, 443)),
+        Some("lan")
+    );
+    assert_eq!(
+        list.matching(&[Scope::Network], &to("10.1.2.3", None, 443)),
+        Some("lan")
+    );
     assert_eq!(list.matching(connect, &to("10.1.2.3", None, 80)), None);
     assert_eq!(list.matching(connect, &to("11.1.2.3", None, 443)), None);
     assert_eq!(
         list.matching(connect, &to("192.0.2.1", Some("api.Example.com"), 80)),
         Some("cdn")
     );
-    assert_eq!(list.matching(connect, &to("192.0.2.1", Some("example.com"), 80)), None);
-    assert_eq!(list.matching(connect, &to("192.0.2.1", Some("evilexample.com"), 80)), None);
+    assert_eq!(
+        list.matching(connect, &to("192.0.2.1", Some("example.com"), 80)),
+        None
+    );
+    assert_eq!(
+        list.matching(connect, &to("192.0.2.1", Some("evilexample.com"), 80)),
+        None
+    );
 }
 
 #[test]

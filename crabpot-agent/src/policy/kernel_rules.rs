@@ -125,8 +125,12 @@ impl KernelRules {
             return None;
         }
         let matches = |expected: &[String]| origin::kernel_argv_matches(argv, expected);
-        self.glass
-            .claim(container, event.header.tgid, event.header.ppid == 0, &matches)
+        self.glass.claim(
+            container,
+            event.header.tgid,
+            event.header.ppid == 0,
+            &matches,
+        )
     }
 
     /// The guarded container (changes when it restarts). This runs for every event, so only

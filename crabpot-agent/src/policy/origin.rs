@@ -387,7 +387,11 @@ mod tests {
             no_inside_parent: true,
             matches: &matches,
         };
-        classify((&Probes::default(), &BreakGlass::default()), container, candidate)
+        classify(
+            (&Probes::default(), &BreakGlass::default()),
+            container,
+            candidate,
+        )
     }
 
     #[test]
