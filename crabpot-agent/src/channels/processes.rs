@@ -140,7 +140,7 @@ impl ProcessPoll {
             no_inside_parent: !parents.contains_key(&row.ppid),
             matches: &matches,
         };
-        let origin = origin::classify((&self.probes, &self.glass), container, candidate);
+        let origin = self.glass.classify(&self.probes, container, candidate);
         // The program, not the whole command line (that is in the details, bounded).
         let program = row.args.split_whitespace().next().unwrap_or(&row.comm);
         let alert = match origin {

@@ -12,7 +12,7 @@ use std::{
 
 use crate::{
     model::container::GuardedContainer,
-    policy::origin::{parent_and_start, started_from_outside},
+    policy::origin::{Candidate, Origin, parent_and_start, started_from_outside},
 };
 
 /// How long an announcement waits for its `docker exec`.
@@ -96,6 +96,39 @@ impl BreakGlass {
         drop(grants);
         self.remember(pid, grant.uid);
         Some(grant.uid)
+    }
+
+    /// Who started a process, break-glass first: a live session (or its descendant), or
+    /// the process that fulfils a pending grant; then the probe, the main process or other.
+    pub(crate) fn classify<A: IntoIterator<Item = u32>>(
+        &self,
+        probes: &crate::policy::origin::Probes,
+        container: &GuardedContainer,
+        candidate: Candidate<'_, A>,
+    ) -> Origin {
+        let ancestors: Vec<u32> = candidate.ancestors.into_iter().collect();
+        if let Some(uid) = self.session_of(candidate.pid, &ancestors) {
+            return Origin::BreakGlass(uid);
+        }
+        if candidate.from_runc
+            && self.pending()
+            && let Some(uid) = self.claim(
+                container,
+                candidate.pid,
+                candidate.no_inside_parent,
+                candidate.matches,
+            )
+        {
+            return Origin::BreakGlass(uid);
+        }
+        let candidate = Candidate {
+            pid: candidate.pid,
+            ancestors,
+            from_runc: candidate.from_runc,
+            no_inside_parent: candidate.no_inside_parent,
+            matches: candidate.matches,
+        };
+        crate::policy::origin::classify(probes, container, candidate)
     }
 
     fn remember(&self, pid: u32, uid: u32) {

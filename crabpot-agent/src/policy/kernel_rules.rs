@@ -191,7 +191,7 @@ impl KernelRules {
             no_inside_parent: event.header.ppid == 0,
             matches: &matches,
         };
-        origin::classify((&self.probes, &self.glass), container, candidate)
+        self.glass.classify(&self.probes, container, candidate)
     }
 
     /// A failed attempt is remembered for one summary; a success settles the attempts of

@@ -15,12 +15,9 @@ use std::{
 
 use crabpot_common::{ARG_LEN, ARGV_COUNT};
 
-use crate::{
-    model::{
-        alert::{Alert, AlertSource, Severity},
-        container::GuardedContainer,
-    },
-    policy::break_glass::BreakGlass,
+use crate::model::{
+    alert::{Alert, AlertSource, Severity},
+    container::GuardedContainer,
 };
 
 /// Trusted health-probe processes kept at most (bounds memory; probes are short-lived).
@@ -202,7 +199,7 @@ pub(crate) struct Candidate<'a, A> {
 /// Classify a process of `container`. A process newly verified as the health probe is
 /// remembered in `probes` for its descendants.
 pub(crate) fn classify<A: IntoIterator<Item = u32>>(
-    (probes, glass): (&Probes, &BreakGlass),
+    probes: &Probes,
     container: &GuardedContainer,
     candidate: Candidate<'_, A>,
 ) -> Origin {
@@ -213,18 +210,8 @@ pub(crate) fn classify<A: IntoIterator<Item = u32>>(
         no_inside_parent,
         matches,
     } = candidate;
-    let ancestors: Vec<u32> = ancestors.into_iter().collect();
-    if probes.within_probe(pid, ancestors.iter().copied()) {
+    if probes.within_probe(pid, ancestors) {
         return Origin::HealthProbe;
-    }
-    if let Some(uid) = glass.session_of(pid, &ancestors) {
-        return Origin::BreakGlass(uid);
-    }
-    if from_runc
-        && glass.pending()
-        && let Some(uid) = glass.claim(container, pid, no_inside_parent, matches)
-    {
-        return Origin::BreakGlass(uid);
     }
     if let Some(probe) = container.health_probe.as_deref()
         && from_runc
@@ -387,11 +374,7 @@ mod tests {
             no_inside_parent: true,
             matches: &matches,
         };
-        classify(
-            (&Probes::default(), &BreakGlass::default()),
-            container,
-            candidate,
-        )
+        classify(&Probes::default(), container, candidate)
     }
 
     #[test]
