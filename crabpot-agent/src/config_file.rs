@@ -198,6 +198,8 @@ pub struct FileConfig {
     pub trust: Trust,
     #[serde(default)]
     pub alerts_log: AlertsLog,
+    /// Named, narrow matches that silence a rule's or the watchdog's alert.
+    pub exceptions: Option<Vec<crate::policy::exceptions::Exception>>,
 }
 
 /// Parse the text of a configuration file named `path`.

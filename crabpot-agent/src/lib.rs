@@ -40,14 +40,18 @@ pub use settings::check_config;
 pub use actions::pins::unload as unload_pins;
 pub use config::{default_alerts_log, effective_home};
 pub use install::{Layout as InstallLayout, install};
-pub use sinks::{alert_log::reader, http::Status, terminal::format_alert};
+pub use sinks::{
+    alert_log::reader,
+    http::{ShellAnnounce, ShellGrant, Status},
+    terminal::format_alert,
+};
 
 // The alert path under load (tests/load.rs).
 pub use channels::ChannelTicks;
 pub use config::MonitorConfig;
 pub use model::alert::{Alert, AlertSource, Severity, now_rfc3339};
 pub use model::{container::GuardedContainer, sender::AlertSender};
-pub use policy::trust::TrustScore;
+pub use policy::{break_glass::BreakGlass, trust::TrustScore};
 pub use sinks::{
     alert_log::{AlertLogWriter, reader::read_alerts},
     dashboard::Hub,

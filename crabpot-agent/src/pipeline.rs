@@ -18,10 +18,11 @@ use crate::{
     model::{
         alert::{Alert, AlertSource, Severity},
         container::GuardedContainer,
-        event::KernelEvent,
+        event::{EventBody, KernelEvent},
         sender::AlertSender,
     },
     policy::{
+        exceptions::{Exceptions, rule_of, subject_of},
         repeats::Repeats,
         rules::Policy,
         trust::{TrustReset, TrustScore},
@@ -49,6 +50,8 @@ pub(crate) struct KernelLoop {
     pub metrics: Arc<Metrics>,
     /// Learns allowed addresses and names from the container's DNS replies.
     pub dns: crate::actions::dns_learn::DnsLearner,
+    /// The operator's exceptions: applied to every judgement before it is carried out.
+    pub exceptions: Arc<Exceptions>,
 }
 
 /// What the loop keeps between events beyond the kernel's process table.
@@ -255,6 +258,7 @@ impl KernelLoop {
             .set_container(self.guarded.borrow().as_ref());
         let mut judgement = self.judges.judge(&event, &lineage, &policy);
         self.dns.annotate(&event, &mut judgement);
+        self.except(&mut judgement, &event, &lineage, state);
         self.carry_out(judgement, &event, &lineage, state).await;
         self.print_event(&event, &lineage)
     }
@@ -310,6 +314,42 @@ impl KernelLoop {
         }
         if let Some(pid) = judgement.kill_pid {
             crate::actions::escape::kill_escaped(pid);
+        }
+    }
+
+    /// The one place exceptions apply to kernel events: a match raises nothing and costs
+    /// no trust (the record goes to the audit log with the exception's name).
+    fn except(
+        &self,
+        judgement: &mut Judgement,
+        event: &KernelEvent,
+        lineage: &[crate::model::event::Ancestor],
+        state: &mut LoopState,
+    ) {
+        let subject = || {
+            let address = match &event.body {
+                EventBody::Connect { address, .. }
+                | EventBody::NetPolicy { address, .. }
+                | EventBody::Packet { address, .. } => *address,
+                _ => None,
+            };
+            let host = address.and_then(|a| self.dns.name_of(a).map(str::to_string));
+            let lineage = if lineage.is_empty() && event.header.tgid != 0 {
+                state.table.lineage(event)
+            } else {
+                lineage.to_vec()
+            };
+            subject_of(event, lineage, host)
+        };
+        if let Some(name) = self
+            .exceptions
+            .apply(judgement, rule_of(&event.body), subject)
+        {
+            tracing::debug!(
+                exception = name,
+                pid = event.header.tgid,
+                "exception matched"
+            );
         }
     }
 

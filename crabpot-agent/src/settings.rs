@@ -6,7 +6,7 @@ use crate::{
     config::{LogPattern, MonitorConfig},
     config_file::{self, ConfigError, FileConfig},
     model::event::RuleName,
-    policy::{rules::Policy, trust::TrustScore},
+    policy::{exceptions::Exceptions, rules::Policy, trust::TrustScore},
 };
 
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub(crate) struct Settings {
     pub profiles: Vec<&'static str>,
     /// The file read, if any.
     pub file: Option<PathBuf>,
+    /// The operator's exceptions, with their hit counters (shared by every judge).
+    pub exceptions: std::sync::Arc<Exceptions>,
 }
 
 /// The configuration file to read: `--config`, else the first default location present.
@@ -112,7 +114,7 @@ pub fn apply_file(
 
 pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     let path = config_path(args);
-    let file = match &path {
+    let mut file = match &path {
         Some(path) => config_file::load(path)?,
         None => FileConfig::default(),
     };
@@ -169,12 +171,14 @@ pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     for (rule, action) in &args.rules {
         policy.set(*rule, *action);
     }
+    let exceptions = Exceptions::new(file.exceptions.take().unwrap_or_default());
     Ok(Settings {
         monitor,
         policy,
         trust,
         profiles,
         file: path,
+        exceptions: std::sync::Arc::new(exceptions),
     })
 }
 
@@ -201,6 +205,9 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
                 .chain(settings.policy.allow_hosts.iter().map(|h| h.name.clone()))
                 .collect();
             println!("allow: loopback {}", allow.join(" "));
+            for exception in settings.exceptions.iter() {
+                println!("exception {}", exception.describe());
+            }
             std::process::ExitCode::SUCCESS
         }
         Err(error) => {

@@ -1,5 +1,6 @@
 //! Starting the agent's tasks: the sources, the alert router, the Docker-side channels, the
 //! ring-buffer drain and the HTTP listener; returns the kernel-event loop to run.
+use crate::policy::{break_glass::BreakGlass, exceptions::Exceptions};
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
@@ -85,7 +86,11 @@ pub(super) fn start(
         ticks: ticks.clone(),
         docker_events: sources.docker_events.clone(),
     };
-    let (shared, stats_rx) = start_channels(&mut tasks, ctx, &config, &sources, p.scanner);
+    metrics.set_exceptions(p.settings.exceptions.clone());
+    let operator = (BreakGlass::default(), p.settings.exceptions.clone());
+    let (shared, stats_rx) =
+        start_channels(&mut tasks, ctx, &config, &sources, p.scanner, operator);
+    let break_glass = shared.glass.clone();
     let bus = start_drain(&mut tasks, sources.events, sources.dropped);
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
     let audit_task = tokio::spawn(alert_log::writer::run(p.audit_writer, audit_rx));
@@ -105,6 +110,7 @@ pub(super) fn start(
         docker,
         hub: hub.clone(),
         trust_resets: trust_resets_tx,
+        break_glass,
     };
     start_http(
         &mut tasks,
@@ -126,6 +132,7 @@ pub(super) fn start(
         trust_resets,
         metrics,
         dns: DnsLearner::new(sources.allow),
+        exceptions: p.settings.exceptions.clone(),
     };
     let running = Running {
         tasks,
@@ -242,7 +249,8 @@ fn start_sources(
 fn judges(shared: Shared) -> Judges {
     Judges::new(
         KernelRules::new(shared.denylist, shared.identity, shared.alerted_pids)
-            .with_probes(shared.probes),
+            .with_probes(shared.probes)
+            .with_break_glass(shared.glass),
     )
 }
 
@@ -313,6 +321,7 @@ struct Shared {
     identity: Arc<ExeIdentity>,
     alerted_pids: AlertedPids,
     probes: crate::policy::origin::Probes,
+    glass: BreakGlass,
 }
 
 /// The six Docker-side channels; returns what the kernel rules share with them and the
@@ -323,6 +332,7 @@ fn start_channels(
     config: &crate::config::MonitorConfig,
     sources: &Sources,
     scanner: LogScanner,
+    (glass, exceptions): (BreakGlass, Arc<Exceptions>),
 ) -> (
     Shared,
     watch::Receiver<Option<crate::channels::stats::StatsSample>>,
@@ -332,6 +342,7 @@ fn start_channels(
         identity: Arc::new(ExeIdentity::new(&config.process_denylist)),
         alerted_pids: AlertedPids::default(),
         probes: crate::policy::origin::Probes::default(),
+        glass,
     };
     let (stats_tx, stats_rx) = watch::channel(None);
     tasks.spawn(
@@ -344,7 +355,8 @@ fn start_channels(
         shared.alerted_pids.clone(),
         config.process_poll,
     )
-    .with_probes(shared.probes.clone());
+    .with_probes(shared.probes.clone())
+    .with_operator(shared.glass.clone(), exceptions);
     tasks.spawn(
         "process channel",
         watchers::run_polling(processes, ctx.clone()),

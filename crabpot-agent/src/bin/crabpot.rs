@@ -65,6 +65,19 @@ enum Command {
         #[command(flatten)]
         agent: AgentAccess,
     },
+    /// Break-glass: open a shell (or run CMD) in the guarded container, announced to the
+    /// agent first (needs the control token), so it is a WARNING naming your uid, audited,
+    /// not a freeze. An unannounced `docker exec` stays CRITICAL.
+    Shell {
+        /// The container (name or id); the one the agent guards when absent.
+        #[arg(long, env = "CRABPOT_CONTAINER")]
+        container: Option<String>,
+        #[command(flatten)]
+        agent: AgentAccess,
+        /// The command to run instead of `sh`, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// The trust score of the running agent's container.
     Trust {
         #[command(subcommand)]
@@ -162,6 +175,11 @@ async fn main() -> ExitCode {
             report(&container, "paused", control::pause(&container).await)
         }
         Command::Resume { container, agent } => resume(&container, &agent).await,
+        Command::Shell {
+            container,
+            agent,
+            command,
+        } => shell(container, &agent, command),
         Command::Trust {
             action: TrustAction::Reset { agent },
         } => match control_request(&agent, "/api/trust/reset") {
@@ -249,23 +267,97 @@ impl std::fmt::Display for RequestError {
 
 /// POST a token-protected control action; the agent's answer text.
 fn control_request(access: &AgentAccess, path: &str) -> Result<String, RequestError> {
+    let token = read_token(access)?;
+    agent_request(&access.agent, "POST", path, Some(token.trim()), "")
+}
+
+/// The operator's uid: the real uid, or the invoking user's under sudo.
+fn operator_uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let sudo = std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok());
+    match sudo {
+        Some(invoker) if uid == 0 => invoker,
+        _ => uid,
+    }
+}
+
+/// Announce the exec to the agent, then run `docker exec` with the exact argv announced.
+fn shell(container: Option<String>, access: &AgentAccess, command: Vec<String>) -> ExitCode {
+    let argv = if command.is_empty() {
+        vec!["sh".to_string()]
+    } else {
+        command
+    };
+    let uid = operator_uid();
+    let announce = crabpot_agent::ShellAnnounce {
+        uid,
+        argv: argv.clone(),
+        container,
+    };
+    let grant = serde_json::to_string(&announce)
+        .map_err(|e| RequestError::Other(e.to_string()))
+        .and_then(|body| control_request_with(access, "/api/shell/announce", &body))
+        .and_then(|text| {
+            serde_json::from_str::<crabpot_agent::ShellGrant>(&text)
+                .map_err(|e| RequestError::Other(format!("unexpected answer ({e}): {text}")))
+        });
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(error) => {
+            eprintln!("crabpot: the agent did not accept the break-glass shell: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "crabpot: break-glass shell in `{}` announced as uid {uid} (audited)",
+        grant.container
+    );
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let mut docker = std::process::Command::new("docker");
+    docker
+        .arg("exec")
+        .arg(if interactive { "-it" } else { "-i" })
+        .arg(&grant.container_id)
+        .args(&argv);
+    match docker.status() {
+        Ok(status) => status
+            .code()
+            .map_or(ExitCode::FAILURE, |c| ExitCode::from(c.clamp(0, 255) as u8)),
+        Err(error) => {
+            eprintln!("crabpot: cannot run docker exec: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// [`control_request`] with a JSON body.
+fn control_request_with(
+    access: &AgentAccess,
+    path: &str,
+    body: &str,
+) -> Result<String, RequestError> {
+    let token = read_token(access)?;
+    agent_request(&access.agent, "POST", path, Some(token.trim()), body)
+}
+
+fn read_token(access: &AgentAccess) -> Result<String, RequestError> {
     let token_path = access
         .token_file
         .clone()
         .unwrap_or_else(|| crabpot_agent::effective_home().join(".crabpot/dashboard.token"));
-    let token = std::fs::read_to_string(&token_path).map_err(|e| {
+    std::fs::read_to_string(&token_path).map_err(|e| {
         RequestError::Other(format!(
             "cannot read the control token {} ({e}); run as the agent's user (root) or pass \
              --token-file",
             token_path.display()
         ))
-    })?;
-    agent_request(&access.agent, "POST", path, Some(token.trim()))
+    })
 }
 
 /// GET /api/status from the agent.
 fn fetch_status(agent: &str) -> Result<String, String> {
-    agent_request(agent, "GET", "/api/status", None).map_err(|e| e.to_string())
+    agent_request(agent, "GET", "/api/status", None, "").map_err(|e| e.to_string())
 }
 
 /// One minimal HTTP/1.1 request to the agent; the body of a 200 answer.
@@ -274,6 +366,7 @@ fn agent_request(
     method: &str,
     path: &str,
     token: Option<&str>,
+    body: &str,
 ) -> Result<String, RequestError> {
     use std::io::{Read as _, Write as _};
     let not_running = |e: std::io::Error| {
@@ -289,8 +382,14 @@ fn agent_request(
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let kind = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {agent}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {agent}\r\n{auth}{kind}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream.write_all(request.as_bytes()).map_err(not_running)?;
     let mut response = String::new();
@@ -352,6 +451,9 @@ fn status(agent: &str, json: bool) -> ExitCode {
     );
     for (channel, at) in &status.channels {
         println!("channel {channel}: last tick {at}");
+    }
+    for (name, hits) in &status.exceptions {
+        println!("exception {name}: {hits} hit(s)");
     }
     if let Some(url) = status.info["dashboard_url"].as_str() {
         println!("dashboard: {}", url.split("?token=").next().unwrap_or(url));

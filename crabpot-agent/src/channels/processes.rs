@@ -13,9 +13,12 @@ use crate::model::container::GuardedContainer;
 use crate::{
     channels::{PollingWatcher, WatchContext},
     model::alert::{Alert, AlertSource, Severity},
+    model::event::{Ancestor, RuleName},
     policy::{
         alerted::AlertedPids,
+        break_glass::BreakGlass,
         denylist::{Denylist, executable_name},
+        exceptions::{Exceptions, Scope, Subject, subject_of_pid},
         exe_identity::ExeIdentity,
         origin::{self, Candidate, Origin, Probes},
     },
@@ -27,6 +30,8 @@ pub(crate) struct ProcessPoll {
     alerted: AlertedPids,
     every: Duration,
     probes: Probes,
+    glass: BreakGlass,
+    exceptions: Arc<Exceptions>,
 }
 
 impl ProcessPoll {
@@ -42,7 +47,49 @@ impl ProcessPoll {
             alerted,
             every,
             probes: Probes::default(),
+            glass: BreakGlass::default(),
+            exceptions: Arc::default(),
         }
+    }
+
+    /// Share the announced break-glass shells and the operator's exceptions.
+    pub(crate) fn with_operator(mut self, glass: BreakGlass, exceptions: Arc<Exceptions>) -> Self {
+        self.glass = glass;
+        self.exceptions = exceptions;
+        self
+    }
+
+    /// The exception (for the watchdog or the exec rule) that silences this row, if any.
+    fn excepted(&self, row: &TopRow, rows: &HashMap<u32, &TopRow>) -> Option<String> {
+        if self.exceptions.is_empty() {
+            return None;
+        }
+        let ancestors = std::iter::successors(rows.get(&row.ppid), |r| rows.get(&r.ppid))
+            .take(crate::sources::lineage::MAX_DEPTH)
+            .map(|r| Ancestor {
+                pid: r.pid,
+                name: r.comm.clone(),
+            })
+            .collect();
+        let proc_subject = subject_of_pid(row.pid);
+        let subject = Subject {
+            executable: proc_subject.executable,
+            argv: proc_subject
+                .argv
+                .or_else(|| Some(row.args.split_whitespace().map(String::from).collect())),
+            uid: proc_subject.uid,
+            ancestors,
+            ..Subject::default()
+        };
+        let scopes = [Scope::Process, Scope::Rule(RuleName::Exec)];
+        let name = self.exceptions.matching(&scopes, &subject)?.to_string();
+        tracing::debug!(
+            exception = name,
+            pid = row.pid,
+            "exception matched: {}",
+            row.args
+        );
+        Some(name)
     }
 
     /// Share the record of verified health probes (with the eBPF exec path).
@@ -93,11 +140,15 @@ impl ProcessPoll {
             no_inside_parent: !parents.contains_key(&row.ppid),
             matches: &matches,
         };
-        let origin = origin::classify(&self.probes, container, candidate);
+        let origin = self.glass.classify(&self.probes, container, candidate);
         // The program, not the whole command line (that is in the details, bounded).
         let program = row.args.split_whitespace().next().unwrap_or(&row.comm);
         let alert = match origin {
             Origin::HealthProbe => origin::probe_alert(program, Some(name)),
+            Origin::BreakGlass(uid) => {
+                let argv: Vec<String> = row.args.split_whitespace().map(String::from).collect();
+                origin::break_glass_alert(program, &argv, uid)
+            }
             Origin::MainProcess => origin::main_process_alert(program, &name, category),
             Origin::Other => Alert::new(
                 Severity::Critical,
@@ -166,16 +217,19 @@ impl PollingWatcher for ProcessPoll {
         let rows = parse_top(top.processes.as_deref().unwrap_or_default());
         let live: HashSet<u32> = rows.iter().map(|r| r.pid).collect();
         let parents: HashMap<u32, u32> = rows.iter().map(|r| (r.pid, r.ppid)).collect();
+        let by_pid: HashMap<u32, &TopRow> = rows.iter().map(|r| (r.pid, r)).collect();
         let mut fresh = Vec::new();
         if let Ok(mut alerted) = self.alerted.lock() {
             // Forget exited processes so a reused pid is judged again.
             alerted.retain(|pid| live.contains(pid));
-            for row in rows {
+            for row in &rows {
                 if !alerted.contains(&row.pid)
-                    && let Some(hit) = self.denied(&row)
+                    && let Some(hit) = self.denied(row)
                 {
                     alerted.insert(row.pid);
-                    fresh.push((row, hit));
+                    if self.excepted(row, &by_pid).is_none() {
+                        fresh.push((row.clone(), hit));
+                    }
                 }
             }
         }

@@ -16,6 +16,7 @@ use crate::{
     model::event::{EventBody, KernelEvent, RuleName},
     policy::alerted::AlertedPids,
     policy::{
+        break_glass::BreakGlass,
         denylist::{Denylist, applet, basename, executable_name, login_form},
         drift::Drift,
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
@@ -39,6 +40,8 @@ pub(crate) struct KernelRules {
     container: Option<GuardedContainer>,
     /// Health-probe processes, shared with the `docker top` backstop.
     probes: Probes,
+    /// Announced break-glass shells, shared with the control API and the backstop.
+    glass: BreakGlass,
     failures: ExecFailures,
 }
 
@@ -97,6 +100,7 @@ impl KernelRules {
             recent_connects: HashMap::new(),
             container: None,
             probes: Probes::default(),
+            glass: BreakGlass::default(),
             failures: ExecFailures::default(),
         }
     }
@@ -105,6 +109,28 @@ impl KernelRules {
     pub(crate) fn with_probes(mut self, probes: Probes) -> Self {
         self.probes = probes;
         self
+    }
+
+    /// Share the announced break-glass shells (with the control API and the backstop).
+    pub(crate) fn with_break_glass(mut self, glass: BreakGlass) -> Self {
+        self.glass = glass;
+        self
+    }
+
+    /// The operator's uid when this exec is the first program of an announced break-glass
+    /// `docker exec` (runc's init execs it, with no parent inside the container).
+    fn break_glass(&self, event: &KernelEvent, argv: &[String]) -> Option<u32> {
+        let container = self.container.as_ref()?;
+        if event.header.comm != origin::RUNC_INIT_COMM || !self.glass.pending() {
+            return None;
+        }
+        let matches = |expected: &[String]| origin::kernel_argv_matches(argv, expected);
+        self.glass.claim(
+            container,
+            event.header.tgid,
+            event.header.ppid == 0,
+            &matches,
+        )
     }
 
     /// The guarded container (changes when it restarts). This runs for every event, so only
@@ -165,7 +191,7 @@ impl KernelRules {
             no_inside_parent: event.header.ppid == 0,
             matches: &matches,
         };
-        origin::classify(&self.probes, container, candidate)
+        self.glass.classify(&self.probes, container, candidate)
     }
 
     /// A failed attempt is remembered for one summary; a success settles the attempts of
@@ -209,6 +235,16 @@ impl KernelRules {
             self.exec_failed(event, filename, argv, *ret);
             return None;
         }
+        if let Some(uid) = self.break_glass(event, argv) {
+            if let Ok(mut pids) = self.alerted_pids.lock() {
+                pids.insert(event.header.tgid);
+            }
+            let alert = origin::break_glass_alert(filename, argv, uid)
+                .with("filename", filename.clone())
+                .with("argv", json!(argv))
+                .with("origin", Origin::BreakGlass(uid).as_str());
+            return Some(common_details(alert, event, lineage));
+        }
         let shown = executable_name(filename, argv);
         let failed_tries = self.failures.succeeded(event.header.tgid, &shown);
         let target = ExecTarget {
@@ -238,6 +274,7 @@ impl KernelRules {
         let alert = match (hit, origin) {
             (None, _) if !fileless && files.drift.is_none() => return None,
             (hit, Origin::HealthProbe) => origin::probe_alert(filename, hit.map(|h| h.0)),
+            (_, Origin::BreakGlass(uid)) => origin::break_glass_alert(filename, argv, uid),
             (Some((name, category)), Origin::MainProcess) => {
                 origin::main_process_alert(filename, &name, category)
             }

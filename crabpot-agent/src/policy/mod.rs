@@ -1,9 +1,11 @@
 //! Deciding what is worth an alert, and what the kernel must stop.
 pub(crate) mod alerted;
 pub(crate) mod allow;
+pub(crate) mod break_glass;
 pub(crate) mod denylist;
 pub(crate) mod dns;
 pub(crate) mod drift;
+pub(crate) mod exceptions;
 pub(crate) mod exe_files;
 pub(crate) mod exe_identity;
 pub(crate) mod exec_failures;

@@ -140,6 +140,9 @@ pub(crate) enum Origin {
     HealthProbe,
     /// The container's PID 1 running its configured command.
     MainProcess,
+    /// An operator's announced break-glass shell (`crabpot shell`), or a descendant of
+    /// it: the operator's uid.
+    BreakGlass(u32),
     /// Anything else: judged on what it runs.
     Other,
 }
@@ -149,6 +152,7 @@ impl Origin {
         match self {
             Origin::HealthProbe => "health probe",
             Origin::MainProcess => "main process",
+            Origin::BreakGlass(_) => "break-glass shell",
             Origin::Other => "container",
         }
     }
@@ -221,6 +225,21 @@ pub(crate) fn classify<A: IntoIterator<Item = u32>>(
         return Origin::MainProcess;
     }
     Origin::Other
+}
+
+/// The record of an operator's announced break-glass shell (or what it runs): a WARNING,
+/// never a freeze, never a violation.
+pub(crate) fn break_glass_alert(filename: &str, argv: &[String], uid: u32) -> Alert {
+    Alert::new(
+        Severity::Warning,
+        AlertSource::Processes,
+        format!(
+            "break-glass shell by uid {uid}: {filename} {:?} (announced with crabpot shell)",
+            argv
+        ),
+    )
+    .with("break_glass", true)
+    .with("operator_uid", uid)
 }
 
 /// The record of a denylisted program run by Docker's health probe (or of the probe itself).

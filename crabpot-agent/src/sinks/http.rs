@@ -31,6 +31,8 @@ pub struct HttpState {
     pub hub: crate::sinks::dashboard::Hub,
     /// To the kernel-event loop, which owns the trust score.
     pub trust_resets: tokio::sync::mpsc::Sender<TrustReset>,
+    /// Announced break-glass shells (`crabpot shell`), claimed by the exec judges.
+    pub break_glass: crate::policy::break_glass::BreakGlass,
 }
 
 /// What does not change while the agent runs.
@@ -55,6 +57,9 @@ pub struct Status {
     pub kernel_events: u64,
     pub kernel_events_dropped: u64,
     pub info: serde_json::Value,
+    /// The operator's exceptions and how many events each silenced.
+    #[serde(default)]
+    pub exceptions: Vec<(String, u64)>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +130,7 @@ pub(crate) fn status(state: &HttpState) -> Status {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         info: serde_json::to_value(&*state.info).unwrap_or_default(),
+        exceptions: state.metrics.exception_hits(),
     }
 }
 
@@ -237,6 +243,80 @@ async fn api_trust_reset(
     reset_trust(&state, ResetReason::Reset, peer).await
 }
 
+/// What `crabpot shell` announces: who, which container, which exact argv.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShellAnnounce {
+    /// The operator's uid (recorded in the break-glass alert and the audit log).
+    pub uid: u32,
+    /// The command the operator's `docker exec` runs, exactly.
+    pub argv: Vec<String>,
+    /// The container's name or id; the guarded one when absent.
+    pub container: Option<String>,
+}
+
+/// The agent's answer: where to `docker exec`, and within how long.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShellGrant {
+    pub container_id: String,
+    pub container: String,
+    pub expires_in_seconds: u64,
+}
+
+/// Record a one-time break-glass grant (token required): the next `docker exec` of exactly
+/// this argv into the guarded container is the operator's, not an intrusion.
+async fn api_shell_announce(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    let announce: ShellAnnounce = match serde_json::from_slice(&body) {
+        Ok(announce) => announce,
+        Err(error) => {
+            let text = format!("expected {{uid, argv, container}} as JSON: {error}\n");
+            return (StatusCode::BAD_REQUEST, text).into_response();
+        }
+    };
+    let Some(container) = state.views.container.borrow().clone() else {
+        return (StatusCode::CONFLICT, "no container is being guarded\n").into_response();
+    };
+    if let Some(wanted) = announce.container.as_deref()
+        && wanted != container.name
+        && !(wanted.len() >= 12 && container.id.starts_with(wanted))
+    {
+        let text = format!("the agent guards `{}`, not `{wanted}`\n", container.name);
+        return (StatusCode::CONFLICT, text).into_response();
+    }
+    if container.paused {
+        let text = "the container is frozen; review and `crabpot resume` first\n";
+        return (StatusCode::CONFLICT, text).into_response();
+    }
+    let uid = announce.uid;
+    if let Err(error) = state
+        .break_glass
+        .announce(&container.id, announce.argv.clone(), uid)
+    {
+        return (StatusCode::TOO_MANY_REQUESTS, format!("{error}\n")).into_response();
+    }
+    tracing::info!(
+        uid,
+        from = %peer,
+        "break-glass shell announced for {}: {:?}",
+        container.name,
+        announce.argv
+    );
+    Json(ShellGrant {
+        container_id: container.id,
+        container: container.name,
+        expires_in_seconds: crate::policy::break_glass::GRANT_TTL.as_secs(),
+    })
+    .into_response()
+}
+
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(dashboard::routes::page))
@@ -249,6 +329,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/pause", post(api_pause))
         .route("/api/resume", post(api_resume))
         .route("/api/trust/reset", post(api_trust_reset))
+        .route("/api/shell/announce", post(api_shell_announce))
         .with_state(state)
 }
 

@@ -19,6 +19,10 @@ use crate::{
 
 pub struct Metrics {
     registry: Registry,
+    /// `crabpot_exception_hits_total{exception}`, brought up to the exceptions' own
+    /// counters when rendered.
+    exception_hits: IntCounterVec,
+    exceptions: std::sync::OnceLock<Arc<crate::policy::exceptions::Exceptions>>,
     alerts: IntCounterVec,
     /// `crabpot_kernel_events_total` resolved once per kind, in `EventKind::ALL` order: the per-event
     /// path does no label hashing.
@@ -149,8 +153,27 @@ impl Metrics {
                 "1 for the layer enforcing each rule.",
                 &["rule", "layer"],
             ),
+            exception_hits: r.counter_vec(
+                "crabpot_exception_hits_total",
+                "Events an operator's exception silenced, by exception.",
+                &["exception"],
+            ),
+            exceptions: std::sync::OnceLock::new(),
             registry: r.0,
         }
+    }
+
+    /// The operator's exceptions, whose hits are published (each at 0 from the start).
+    pub(crate) fn set_exceptions(&self, exceptions: Arc<crate::policy::exceptions::Exceptions>) {
+        for (name, _) in exceptions.hits() {
+            self.exception_hits.with_label_values(&[name.as_str()]);
+        }
+        let _ = self.exceptions.set(exceptions);
+    }
+
+    /// `(name, hits)` of each exception, for `crabpot status`.
+    pub(crate) fn exception_hits(&self) -> Vec<(String, u64)> {
+        self.exceptions.get().map(|e| e.hits()).unwrap_or_default()
     }
 
     pub fn alert(&self, alert: &Alert, monotonic_now_ns: u64) {
@@ -221,6 +244,10 @@ impl Metrics {
                     .with_label_values(&[channel])
                     .set(time.timestamp_millis() as f64 / 1000.0);
             }
+        }
+        for (name, hits) in self.exception_hits() {
+            let counter = self.exception_hits.with_label_values(&[name.as_str()]);
+            counter.inc_by(hits.saturating_sub(counter.get()));
         }
         let mut out = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

@@ -89,6 +89,7 @@ impl Agent {
             hub: hub.clone(),
             // No kernel loop here: trust resets are not exercised by the load test.
             trust_resets: tokio::sync::mpsc::channel(1).0,
+            break_glass: crabpot_agent::BreakGlass::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
