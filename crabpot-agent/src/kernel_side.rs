@@ -3,7 +3,7 @@
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 
 use crate::{
-    actions::enforcer::{self, Enforcer},
+    actions::enforcer::{self, Enforcer, KernelSwitches},
     cli::AgentArgs,
     policy::rules::Policy,
     sources::bpf::{self, BpfOptions, decode::RuleName, lsm::LsmOutcome},
@@ -12,22 +12,40 @@ use crate::{
 pub struct KernelSide {
     pub events: RingBuf<MapData>,
     pub dropped: PerCpuArray<MapData, u64>,
+    pub open_filtered: PerCpuArray<MapData, u64>,
     pub cgroups: HashMap<MapData, u64, u32>,
     pub enforcer: Enforcer,
 }
 
-pub fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelSide> {
+pub fn start(
+    args: &AgentArgs,
+    policy: &Policy,
+    config: &crate::config::MonitorConfig,
+) -> anyhow::Result<KernelSide> {
     let bpf::KernelPipeline {
         mut ebpf,
         events,
         monitored_cgroups,
         dropped,
+        open_filtered,
         policy: policy_maps,
+        offsets_valid,
     } = bpf::load(&BpfOptions {
         ring_buffer_bytes: args.ring_buffer_bytes,
     })?;
     let lsm = bpf::lsm::attach_lsm(&mut ebpf);
-    let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
+    let switches = KernelSwitches {
+        auto_pause: config.auto_pause,
+        all_opens: args.events.is_some(),
+    };
+    let mut enforcer = Enforcer::new(ebpf, policy_maps, switches)?;
+    enforcer.set_denylist(&config.process_denylist)?;
+    if offsets_valid {
+        tracing::info!(
+            "kernel struct offsets read from BTF: execs carry the executed file's identity, \
+             relative opens their base directory"
+        );
+    }
     match &lsm {
         LsmOutcome::Attached(programs) => {
             tracing::info!(
@@ -45,6 +63,7 @@ pub fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelSide> {
     Ok(KernelSide {
         events,
         dropped,
+        open_filtered,
         cgroups: monitored_cgroups,
         enforcer,
     })

@@ -30,7 +30,10 @@ use crate::{
     },
     sources::bpf::bus::BusMessage,
     sources::{
-        bpf::KernelEvent, container::GuardedContainer, lineage::ProcessTable, watchers::AlertSender,
+        bpf::{EventBody, KernelEvent, decode::KernelAction},
+        container::GuardedContainer,
+        lineage::ProcessTable,
+        watchers::AlertSender,
     },
 };
 
@@ -60,6 +63,19 @@ struct LoopState {
     instance: Option<String>,
     /// When the last quarantine was announced.
     quarantined_at: Option<Instant>,
+}
+
+/// Send SIGCONT to a process the kernel stopped; what happened, for the log.
+fn continue_stopped(tgid: u32) -> &'static str {
+    let Ok(pid) = libc::pid_t::try_from(tgid) else {
+        return "pid out of range";
+    };
+    // SAFETY: kill(2) with a plain pid and signal number has no memory effects.
+    if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
+        "continued"
+    } else {
+        "already gone"
+    }
 }
 
 /// How often closed repeat windows are summarised.
@@ -243,7 +259,9 @@ impl KernelLoop {
             Vec::new()
         };
         self.rules.set_container(self.guarded.borrow().as_ref());
-        if let Some(alert) = self.rules.evaluate(&event, &lineage) {
+        let alert = self.rules.evaluate(&event, &lineage);
+        let alert = self.settle_kernel_stop(&event, alert);
+        if let Some(alert) = alert {
             self.alerts.raise(alert).await;
         }
         let mut judgement = state.judge.judge(&event, &lineage, &policy);
@@ -286,6 +304,36 @@ impl KernelLoop {
             self.undo_mount(target);
         }
         self.print_event(&event, &lineage)
+    }
+
+    /// A program the kernel stopped at its exec stays stopped when its alert is CRITICAL
+    /// (the alert freezes the container); anything else was a false alarm (the health
+    /// probe, the main process, a file found innocent) and is continued with SIGCONT.
+    fn settle_kernel_stop(&self, event: &KernelEvent, alert: Option<Alert>) -> Option<Alert> {
+        let EventBody::Exec { kernel_action, .. } = &event.body else {
+            return alert;
+        };
+        match kernel_action {
+            KernelAction::None => alert,
+            KernelAction::Killed => {
+                self.metrics.kernel_stop("killed");
+                alert
+            }
+            KernelAction::Stopped => {
+                let critical = alert
+                    .as_ref()
+                    .is_some_and(|a| a.severity == Severity::Critical);
+                if critical {
+                    self.metrics.kernel_stop("frozen");
+                    return alert;
+                }
+                let tgid = event.header.tgid;
+                let outcome = continue_stopped(tgid);
+                self.metrics.kernel_stop("continued");
+                tracing::info!("exec in process {tgid} stopped in kernel, not an attack: {outcome}");
+                alert.map(|a| a.with("kernel_action", "continued"))
+            }
+        }
     }
 
     /// `--events`: print the event with its container and lineage.

@@ -9,6 +9,7 @@
 
 mod common;
 mod connect;
+mod deny;
 mod dns;
 mod exec;
 mod lineage;
@@ -19,6 +20,7 @@ mod net_policy;
 mod open;
 mod ptrace;
 mod refused;
+mod task;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -4,12 +4,13 @@ use std::{fs::File, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData},
+    maps::{Array, HashMap, MapData},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         links::{FdLink, PinnedLink},
     },
 };
+use crabpot_common::{DENY_NAME_LEN, control, exec_action};
 use tokio::sync::watch;
 
 use crate::{
@@ -60,10 +61,60 @@ pub fn layer(rule: RuleName, action: Action, lsm: bool) -> &'static str {
         (RuleName::Connect, _) => "cgroup",
         (RuleName::Socket, Action::Block) => "cgroup+tracepoint-kill",
         (RuleName::Socket, _) => "cgroup+tracepoint",
-        (RuleName::Mount | RuleName::Ptrace, Action::Block) if lsm => "lsm",
+        (RuleName::Mount | RuleName::Ptrace | RuleName::Exec, Action::Block) if lsm => "lsm",
         (RuleName::Mount | RuleName::Ptrace, Action::Block) => "tracepoint-kill",
+        // Denylisted programs are killed at sched_process_exec, before they run.
+        (RuleName::Exec, Action::Block) => "tracepoint-kill",
         _ => "observe",
     }
+}
+
+/// Why `policy` asks for something no loaded layer can do, naming the rule and the layer
+/// it would need; `None` when every rule is enforceable.
+pub fn unenforceable(policy: &Policy, lsm_rules: &[RuleName]) -> Option<String> {
+    policy.rules().find_map(|(rule, action)| {
+        let lsm = lsm_rules.contains(&rule);
+        (action == Action::Block && layer(rule, action, lsm) == "observe").then(|| {
+            format!(
+                "rule {}=block cannot be enforced on this host: blocking it needs BPF LSM \
+                 (the kernel refuses LSM programs here), and no tracepoint can stop the \
+                 call; use {}=audit or {}=log",
+                rule.as_str(),
+                rule.as_str(),
+                rule.as_str()
+            )
+        })
+    })
+}
+
+/// What the exec tracepoint does to a denylisted program under `action`: killed when the
+/// rule blocks, stopped for the agent's judgement when a CRITICAL would freeze the container
+/// anyway (auto-pause on), else nothing ("audit" lets it through by definition).
+pub fn exec_stop(action: Action, auto_pause: bool) -> u32 {
+    match action {
+        Action::Block => exec_action::KILLED,
+        Action::Audit => exec_action::NONE,
+        _ if auto_pause => exec_action::STOPPED,
+        _ => exec_action::NONE,
+    }
+}
+
+/// The kernel's fixed key for a denylisted name: its first 15 bytes and a NUL.
+pub fn deny_key(name: &str) -> [u8; DENY_NAME_LEN] {
+    let mut key = [0u8; DENY_NAME_LEN];
+    for (slot, byte) in key.iter_mut().zip(name.bytes().take(DENY_NAME_LEN - 1)) {
+        *slot = byte;
+    }
+    key
+}
+
+/// Switches that come from the command line rather than the policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelSwitches {
+    /// Auto-pause is on: a denylisted exec is stopped in the kernel until judged.
+    pub auto_pause: bool,
+    /// `--events`: every open reaches the ring buffer, not only those the policy needs.
+    pub all_opens: bool,
 }
 
 /// A cgroup hook's link: pinned in bpffs (outlives the agent), or held by this process
@@ -78,6 +129,9 @@ pub struct Enforcer {
     ebpf: Ebpf,
     rule_modes: Array<MapData, u32>,
     lsm_enforced: Array<MapData, u32>,
+    deny_names: HashMap<MapData, [u8; DENY_NAME_LEN], u32>,
+    control: Array<MapData, u32>,
+    switches: KernelSwitches,
     /// The connect allowlist, shared with the DNS learner of the kernel-event loop.
     allow: SharedAllow,
     links: Vec<Held>,
@@ -114,7 +168,11 @@ where
 
 impl Enforcer {
     /// Load the cgroup programs (attached later, per container).
-    pub fn new(mut ebpf: Ebpf, maps: PolicyMaps) -> Result<Self, EnforceError> {
+    pub fn new(
+        mut ebpf: Ebpf,
+        maps: PolicyMaps,
+        switches: KernelSwitches,
+    ) -> Result<Self, EnforceError> {
         for name in SOCK_ADDR_PROGRAMS {
             let loaded = program::<CgroupSockAddr>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
@@ -132,11 +190,16 @@ impl Enforcer {
             lsm_enforced,
             allow_v4,
             allow_v6,
+            deny_names,
+            control,
         } = maps;
         Ok(Enforcer {
             ebpf,
             rule_modes,
             lsm_enforced,
+            deny_names,
+            control,
+            switches,
             allow: KernelAllow::new(allow_v4, allow_v6).shared(),
             links: Vec::new(),
             attached_to: None,
@@ -163,11 +226,25 @@ impl Enforcer {
         self.allow.clone()
     }
 
-    /// Write rule modes and the connect allowlist into the kernel.
+    /// The names the exec tracepoint stops (or kills) a new program for.
+    pub fn set_denylist(&mut self, names: &[String]) -> Result<(), EnforceError> {
+        for name in names {
+            self.deny_names.insert(deny_key(name), 1, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Write rule modes, the kernel switches and the connect allowlist into the kernel.
     pub fn apply(&mut self, policy: &Policy) -> Result<(), EnforceError> {
         for (rule, action) in policy.rules() {
             self.rule_modes.set(rule.id(), action.kernel_mode(), 0)?;
         }
+        let stop = exec_stop(policy.action(RuleName::Exec), self.switches.auto_pause);
+        self.control.set(control::EXEC_STOP, stop, 0)?;
+        let filter = u32::from(!self.switches.all_opens);
+        self.control.set(control::OPEN_FILTER, filter, 0)?;
+        let devices = u32::from(policy.watch_devices);
+        self.control.set(control::WATCH_DEVICES, devices, 0)?;
         self.lock_allow()
             .set_configured(&policy.allow, &policy.allow_hosts)?;
         Ok(())

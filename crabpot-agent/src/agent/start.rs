@@ -80,11 +80,21 @@ pub(super) fn start(
         allow,
         events,
         dropped,
+        open_filtered,
         base_tx,
         policy_rx,
         guarded,
         docker_events,
     } = start_sources(&config, &docker, &policy, kernel);
+    if let Some(map) = open_filtered {
+        let metrics = metrics.clone();
+        tasks.push(tokio::spawn(async move {
+            let every = Duration::from_millis(500);
+            if let Err(error) = drops::watch_filtered(map, metrics, every).await {
+                tracing::error!("filtered-open counter watch stopped: {error:#}");
+            }
+        }));
+    }
     let hub = dashboard::Hub::default();
     let (alerts, stop_router, router) = start_router(
         args,
@@ -183,6 +193,7 @@ struct Sources {
     allow: Option<crate::actions::kernel_allow::SharedAllow>,
     events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
+    open_filtered: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
     base_tx: watch::Sender<Arc<Policy>>,
     policy_rx: watch::Receiver<Arc<Policy>>,
     guarded: watch::Receiver<Option<crate::sources::container::GuardedContainer>>,
@@ -196,14 +207,15 @@ fn start_sources(
     kernel: Option<kernel_side::KernelSide>,
 ) -> Sources {
     let allow = kernel.as_ref().map(|k| k.enforcer.allow());
-    let (events, dropped, cgroups, enforcer) = match kernel {
+    let (events, dropped, open_filtered, cgroups, enforcer) = match kernel {
         Some(k) => (
             Some(k.events),
             Some(k.dropped),
+            Some(k.open_filtered),
             Some(k.cgroups),
             Some(k.enforcer),
         ),
-        None => (None, None, None, None),
+        None => (None, None, None, None, None),
     };
     // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
     let (base_tx, base_rx) = watch::channel(policy.clone());
@@ -231,6 +243,7 @@ fn start_sources(
         allow,
         events,
         dropped,
+        open_filtered,
         base_tx,
         policy_rx,
         guarded,

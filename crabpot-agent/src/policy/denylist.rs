@@ -24,10 +24,12 @@ pub fn basename(path: &str) -> &str {
 /// Multi-call binaries: the applet they run is named by argv[0].
 pub const MULTICALL: &[&str] = &["busybox", "toybox"];
 
-/// The applet a multi-call binary runs: the basename of argv[0], or of argv[1] when argv[0]
-/// names the binary itself (busybox accepts any name starting with "busybox").
+/// The applet a multi-call binary runs: the basename of argv[0] (a leading `-`, the login
+/// shell form `-sh`, dropped as busybox does), or of argv[1] when argv[0] names the binary
+/// itself (busybox accepts any name starting with "busybox").
 pub fn applet(argv: &[String]) -> String {
     let first = argv.first().map(|a| basename(a)).unwrap_or("");
+    let first = first.strip_prefix('-').unwrap_or(first);
     if first.is_empty() || MULTICALL.iter().any(|m| first.starts_with(m)) {
         return match argv.get(1) {
             Some(next) if !next.starts_with('-') => basename(next).to_string(),
@@ -97,6 +99,8 @@ mod tests {
         );
         assert_eq!(executable_name("/usr/bin/node", &argv(&["sh"])), "node");
         assert_eq!(executable_name("/bin/busybox", &argv(&[])), "busybox");
+        assert_eq!(executable_name("/bin/busybox", &argv(&["-sh"])), "sh");
+        assert_eq!(executable_name("/bin/sh", &argv(&["-sh"])), "sh");
         assert_eq!(
             executable_name("/tmp/busybox.bak", &argv(&["/tmp/busybox.bak", "sh"])),
             "sh"

@@ -13,14 +13,17 @@ use serde_json::json;
 use crate::{
     alert::{Alert, AlertSource, Severity},
     policy::{
-        denylist::{Denylist, executable_name},
+        denylist::{Denylist, applet, executable_name},
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
         exec_failures::{ExecFailures, Failure},
         network_allow::is_allowed,
         origin::{self, Candidate, Origin, Probes},
     },
     sources::{
-        bpf::{EventBody, KernelEvent},
+        bpf::{
+            EventBody, KernelEvent,
+            decode::{ExeFile, KernelAction},
+        },
         container::GuardedContainer,
         lineage::Ancestor,
         watchers::processes::AlertedPids,
@@ -181,6 +184,8 @@ impl KernelRules {
             dirfd,
             flags,
             ret,
+            kernel_action,
+            exe,
             ..
         } = &event.body
         else {
@@ -200,8 +205,11 @@ impl KernelRules {
             flags: *flags,
             argv,
         };
-        let (hit, files, identified_by_file) = self.identify(shown, target);
+        let (mut hit, files, identified_by_file) = self.identify(shown, target);
         let fileless = files.fileless && !files.opened;
+        if hit.is_none() && !files.opened {
+            hit = self.nameless_exe_hit(exe.as_ref(), argv);
+        }
         let probe_like = self
             .container
             .as_ref()
@@ -220,7 +228,10 @@ impl KernelRules {
             (Some((name, category)), _) => Alert::new(
                 Severity::Critical,
                 AlertSource::Processes,
-                format!("Suspicious process detected: {filename} ({name}, {category})"),
+                format!(
+                    "Suspicious process detected: {filename} ({name}, {category}){}",
+                    stop_note(*kernel_action)
+                ),
             )
             .with("executable", name)
             .with("category", category),
@@ -240,11 +251,36 @@ impl KernelRules {
             .with("filename", filename.clone())
             .with("argv", json!(argv))
             .with("identified_by_file", identified_by_file)
-            .with("origin", origin.as_str());
+            .with("origin", origin.as_str())
+            .with("kernel_action", json!(kernel_action));
+        if let Some(exe) = exe {
+            alert = alert
+                .with("exe_inode", exe.ino)
+                .with("exe_dev", exe.dev)
+                .with("exe_name", exe.name.clone())
+                .with("exe_memfd", exe.memfd)
+                .with("exe_unlinked", exe.unlinked);
+        }
         if failed_tries > 0 {
             alert = alert.with("failed_path_candidates", failed_tries);
         }
         Some(common_details(alert, event, lineage))
+    }
+
+    /// A file with no name (a memfd, a deleted file) the agent could not read (its process
+    /// is gone): judged by the applet its argv names, as busybox would run it. The kernel
+    /// said at the exec that the file had no name, so this does not trust argv[0] of a
+    /// program that has one.
+    fn nameless_exe_hit(
+        &self,
+        exe: Option<&ExeFile>,
+        argv: &[String],
+    ) -> Option<(String, &'static str)> {
+        let exe = exe.filter(|e| e.memfd || e.unlinked)?;
+        let name = applet(argv);
+        let category = self.denylist.category(&name)?;
+        tracing::debug!("nameless exe {} run as {name}", exe.name);
+        Some((name, category))
     }
 
     pub fn evaluate(&mut self, event: &KernelEvent, lineage: &[Ancestor]) -> Option<Alert> {
@@ -286,6 +322,14 @@ impl KernelRules {
     }
 }
 
+/// The message's note on what the kernel did before the program ran.
+fn stop_note(action: KernelAction) -> String {
+    match action {
+        KernelAction::None => String::new(),
+        other => format!(" - {} before its first instruction", other.as_text()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +368,8 @@ mod tests {
             filename: filename.into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ret: 0,
+            kernel_action: KernelAction::None,
+            exe: None,
         })
     }
 

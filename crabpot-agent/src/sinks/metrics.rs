@@ -26,6 +26,9 @@ pub struct Metrics {
     /// path does no label hashing.
     kernel_events_by_kind: Vec<IntCounter>,
     dropped: IntCounter,
+    open_filtered: IntCounter,
+    /// Programs stopped (or killed) in the kernel at their exec, then continued or frozen.
+    kernel_stops: IntCounterVec,
     blocked: IntCounterVec,
     latency: Histogram,
     cpu: Gauge,
@@ -94,6 +97,16 @@ impl Metrics {
             "Kernel events lost because the ring buffer was full.",
         ));
         reg(Box::new(dropped.clone()));
+        let open_filtered = must(IntCounter::new(
+            "crabpot_kernel_opens_filtered_total",
+            "Opens the kernel kept out of the ring buffer (not needed by the policy).",
+        ));
+        reg(Box::new(open_filtered.clone()));
+        let kernel_stops = counter_vec(
+            "crabpot_kernel_exec_stops_total",
+            "Denylisted execs stopped or killed in the kernel, by outcome (frozen, continued, killed).",
+            &["outcome"],
+        );
         let latency = must(Histogram::with_opts(
             HistogramOpts::new(
                 "crabpot_detection_latency_seconds",
@@ -147,6 +160,8 @@ impl Metrics {
                 .map(|kind| kernel_events.with_label_values(&[kind.name()]))
                 .collect(),
             dropped,
+            open_filtered,
+            kernel_stops,
             blocked,
             latency,
             cpu,
@@ -188,6 +203,18 @@ impl Metrics {
         if total > seen {
             self.dropped.inc_by(total - seen);
         }
+    }
+
+    /// The kernel's count of filtered opens (a running total).
+    pub fn open_filtered_total(&self, total: u64) {
+        let seen = self.open_filtered.get();
+        if total > seen {
+            self.open_filtered.inc_by(total - seen);
+        }
+    }
+
+    pub fn kernel_stop(&self, outcome: &str) {
+        self.kernel_stops.with_label_values(&[outcome]).inc();
     }
 
     pub fn decision(&self, rule: &str, verdict: &str) {

@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
     ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent,
-    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, net_op, rule, verdict,
+    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, exe_flag, exec_action, net_op,
+    open_base, rule, verdict,
 };
 use serde::Serialize;
 
@@ -67,12 +68,21 @@ pub enum EventBody {
         argv: Vec<String>,
         /// 0 when the program was executed, else the negative errno the exec failed with.
         ret: i32,
+        /// What the kernel did to the new program before its first instruction.
+        kernel_action: KernelAction,
+        /// The executed file as the kernel held it at the exec (`None` when not read).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exe: Option<ExeFile>,
     },
     Open {
         dirfd: i32,
         flags: i32,
         mode: u32,
         path: String,
+        /// The directory a relative path started from, when the kernel found it in procfs
+        /// (e.g. `/proc/1`): known even when the process is gone.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        base: Option<String>,
     },
     Connect {
         fd: i32,
@@ -117,6 +127,83 @@ pub enum EventBody {
         #[serde(rename = "payload_len", serialize_with = "byte_count")]
         payload: Vec<u8>,
     },
+}
+
+/// What the kernel did to a new program at its exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelAction {
+    None,
+    /// SIGSTOP before its first instruction: it waits for the agent's judgement.
+    Stopped,
+    /// SIGKILL before its first instruction (`exec=block`).
+    Killed,
+}
+
+impl KernelAction {
+    fn from_raw(raw: u32) -> Self {
+        match raw {
+            exec_action::STOPPED => KernelAction::Stopped,
+            exec_action::KILLED => KernelAction::Killed,
+            _ => KernelAction::None,
+        }
+    }
+
+    /// How an alert says it.
+    pub fn as_text(self) -> &'static str {
+        match self {
+            KernelAction::None => "",
+            KernelAction::Stopped => "stopped in kernel",
+            KernelAction::Killed => "killed in kernel",
+        }
+    }
+}
+
+/// The executed file, read by the kernel from the task (`mm->exe_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExeFile {
+    pub ino: u64,
+    /// The kernel's `s_dev` encoding (major << 20 | minor).
+    pub dev: u32,
+    pub nlink: u32,
+    /// Its dentry's name (`memfd:NAME` for a memfd).
+    pub name: String,
+    /// A `memfd_create` file.
+    pub memfd: bool,
+    /// No directory names it (a memfd or a deleted file).
+    pub unlinked: bool,
+}
+
+fn exe_file(e: &ExecEvent) -> Option<ExeFile> {
+    (e.exe_flags & exe_flag::KNOWN != 0).then(|| ExeFile {
+        ino: e.exe_ino,
+        dev: e.exe_dev,
+        nlink: e.exe_nlink,
+        name: text(&e.exe_name, e.exe_name.len() as u32),
+        memfd: e.exe_flags & exe_flag::MEMFD != 0,
+        unlinked: e.exe_flags & exe_flag::UNLINKED != 0,
+    })
+}
+
+/// The base directory of a relative open, when the kernel read it in procfs: `/proc`, then
+/// the names it gave innermost first, reversed.
+fn open_base_dir(e: &OpenEvent) -> Option<String> {
+    let known = open_base::PROC | open_base::KNOWN;
+    if e.base_flags & known != known {
+        return None;
+    }
+    let depth = (e.base_depth as usize).min(e.base.len());
+    let mut path = String::from("/proc");
+    for name in e.base[..depth].iter().rev() {
+        let name = text(name, name.len() as u32);
+        // A name is one component; anything else is not a path the kernel gave.
+        if name.is_empty() || name.contains('/') || name == ".." {
+            return None;
+        }
+        path.push('/');
+        path.push_str(&name);
+    }
+    Some(path)
 }
 
 fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -294,6 +381,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 filename: text(&e.filename, e.filename_len),
                 argv: (0..argc).map(|i| text(&e.argv[i], e.argv_len[i])).collect(),
                 ret: e.ret,
+                kernel_action: KernelAction::from_raw(e.kernel_action),
+                exe: exe_file(&e),
             }
         }
         EventKind::Open => {
@@ -303,6 +392,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 flags: e.flags,
                 mode: e.mode,
                 path: text(&e.path, e.path_len),
+                base: open_base_dir(&e),
             }
         }
         EventKind::Connect => {

@@ -41,3 +41,21 @@ pub async fn watch(
         }
     }
 }
+
+/// The kernel's total of filtered opens (summed over CPUs).
+pub fn read_filtered(map: &PerCpuArray<MapData, u64>) -> Result<u64, aya::maps::MapError> {
+    Ok(map.get(&0, 0)?.iter().sum())
+}
+
+/// Poll the filtered-open counter into the metrics.
+pub async fn watch_filtered(
+    map: PerCpuArray<MapData, u64>,
+    metrics: std::sync::Arc<crate::sinks::metrics::Metrics>,
+    every: Duration,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        metrics.open_filtered_total(read_filtered(&map)?);
+    }
+}
