@@ -163,7 +163,9 @@ fn path_wanted(path: &[u8; PATH_LEN]) -> bool {
     if first == 0 {
         return true;
     }
-    let rest = &path[first..first + 16];
+    let Some(rest) = path.get(first..first + 16) else {
+        return true;
+    };
     let proc_dir = starts_with(rest, b"proc") && matches!(rest[4], b'/' | 0);
     let secret = starts_with(rest, b"etc/shadow")
         || starts_with(rest, b"etc/gshadow")

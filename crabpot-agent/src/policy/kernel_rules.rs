@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::{
     alert::{Alert, AlertSource, Severity},
     policy::{
-        denylist::{Denylist, applet, executable_name},
+        denylist::{Denylist, MULTICALL, applet, executable_name},
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
         exec_failures::{ExecFailures, Failure},
         network_allow::is_allowed,
@@ -208,7 +208,7 @@ impl KernelRules {
         let (mut hit, files, identified_by_file) = self.identify(shown, target);
         let fileless = files.fileless && !files.opened;
         if hit.is_none() && !files.opened {
-            hit = self.nameless_exe_hit(exe.as_ref(), argv);
+            hit = self.kernel_exe_hit(exe.as_ref(), argv);
         }
         let probe_like = self
             .container
@@ -267,19 +267,23 @@ impl KernelRules {
         Some(common_details(alert, event, lineage))
     }
 
-    /// A file with no name (a memfd, a deleted file) the agent could not read (its process
-    /// is gone): judged by the applet its argv names, as busybox would run it. The kernel
-    /// said at the exec that the file had no name, so this does not trust argv[0] of a
-    /// program that has one.
-    fn nameless_exe_hit(
+    /// The executed file as the kernel named it at the exec, for a program the agent could
+    /// not read (its process is gone): its own name, or for busybox/toybox and a file with
+    /// no name (a memfd, a deleted file) the applet its argv selects, as busybox would run
+    /// it. argv[0] decides only where the kernel said the file itself does not.
+    fn kernel_exe_hit(
         &self,
         exe: Option<&ExeFile>,
         argv: &[String],
     ) -> Option<(String, &'static str)> {
-        let exe = exe.filter(|e| e.memfd || e.unlinked)?;
-        let name = applet(argv);
+        let exe = exe?;
+        let multicall = MULTICALL.iter().any(|m| exe.name.starts_with(m));
+        let name = if exe.memfd || exe.unlinked || multicall {
+            applet(argv)
+        } else {
+            exe.name.clone()
+        };
         let category = self.denylist.category(&name)?;
-        tracing::debug!("nameless exe {} run as {name}", exe.name);
         Some((name, category))
     }
 

@@ -12,7 +12,7 @@ use crate::{
         sensitive,
     },
     sources::{
-        bpf::decode::{EventBody, KernelEvent, RuleName, Verdict},
+        bpf::decode::{EventBody, KernelAction, KernelEvent, RuleName, Verdict},
         lineage::Ancestor,
     },
 };
@@ -136,11 +136,20 @@ impl ViolationJudge {
             EventBody::NetPolicy { .. } => net_policy(&event.body),
             EventBody::Refused { rule, ret } => self.refused(tid, *rule, *ret),
             EventBody::Open {
-                path, flags, dirfd, ..
-            } => open(event.header.tgid, path, *flags, *dirfd, policy),
+                path,
+                flags,
+                dirfd,
+                base,
+                ..
+            } => open(event.header.tgid, path, (*flags, *dirfd), base.as_deref(), policy),
             // Failed attempts (PATH candidates) ran nothing; the kernel rules summarise them.
             EventBody::Exec { ret, .. } if *ret < 0 => Judgement::default(),
-            EventBody::Exec { filename, argv, .. } => exec(filename, argv, policy),
+            EventBody::Exec {
+                filename,
+                argv,
+                kernel_action,
+                ..
+            } => exec(filename, argv, *kernel_action, policy),
             // Learned from by the DNS table before judging; never an alert in itself.
             EventBody::Connect { .. } | EventBody::DnsReply { .. } => Judgement::default(),
         };
@@ -255,8 +264,14 @@ fn net_policy(body: &EventBody) -> Judgement {
 }
 
 /// Opens are judged on the path they name, not the spelling they were given in.
-fn open(tgid: u32, requested: &str, flags: i32, dirfd: i32, policy: &Policy) -> Judgement {
-    let effective = open_path::effective(tgid, dirfd, requested);
+fn open(
+    tgid: u32,
+    requested: &str,
+    (flags, dirfd): (i32, i32),
+    kernel_base: Option<&str>,
+    policy: &Policy,
+) -> Judgement {
+    let effective = open_path::effective(tgid, dirfd, requested, kernel_base);
     let path = &effective.path;
     let mut judgement = open_of(tgid, path, flags, policy);
     if path != requested {
@@ -264,6 +279,7 @@ fn open(tgid: u32, requested: &str, flags: i32, dirfd: i32, policy: &Policy) -> 
             a.with("requested_path", requested)
                 .with("dirfd", dirfd)
                 .with("base_unknown", effective.base_unknown)
+                .with("base_from_kernel", kernel_base.is_some())
         };
         judgement.alert = judgement.alert.map(note);
         judgement.audit = judgement.audit.map(note);
@@ -316,7 +332,24 @@ fn open_of(tgid: u32, path: &str, flags: i32, policy: &Policy) -> Judgement {
     )
 }
 
-fn exec(filename: &str, argv: &[String], policy: &Policy) -> Judgement {
+fn exec(filename: &str, argv: &[String], kernel: KernelAction, policy: &Policy) -> Judgement {
+    if kernel == KernelAction::Killed {
+        // exec=block killed a denylisted program before it ran: a violation. The process
+        // rules raise its CRITICAL alert; this is its audit record.
+        let mut judgement = route(
+            Verdict::Killed,
+            record(
+                Severity::Info,
+                RuleName::Exec,
+                Verdict::Killed.as_str(),
+                format!("exec of {filename} killed in kernel"),
+            )
+            .with("filename", filename)
+            .with("argv", json!(argv)),
+        );
+        judgement.audit = judgement.alert.take();
+        return judgement;
+    }
     let verdict = verdict_for_action(policy.action(RuleName::Exec));
     route(
         verdict,
