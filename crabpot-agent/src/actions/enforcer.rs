@@ -429,3 +429,35 @@ impl Enforcer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_stops_follow_the_rule_and_auto_pause() {
+        assert_eq!(exec_stop(Action::Block, false), exec_action::KILLED);
+        assert_eq!(exec_stop(Action::Log, true), exec_action::STOPPED);
+        assert_eq!(exec_stop(Action::Log, false), exec_action::NONE);
+        assert_eq!(exec_stop(Action::Audit, true), exec_action::NONE);
+    }
+
+    #[test]
+    fn a_block_no_layer_can_do_is_refused_by_name() {
+        let mut policy = Policy::default();
+        assert_eq!(unenforceable(&policy, &[]), None);
+        policy.set(RuleName::Exec, Action::Block);
+        assert_eq!(unenforceable(&policy, &[]), None, "exec=block kills");
+        policy.set(RuleName::ProcOpen, Action::Block);
+        let why = unenforceable(&policy, &[]).expect("refused");
+        assert!(why.contains("proc_open=block") && why.contains("BPF LSM"), "{why}");
+    }
+
+    #[test]
+    fn deny_keys_are_cut_like_comm() {
+        assert_eq!(&deny_key("sh")[..3], b"sh\0");
+        let long = deny_key("a-very-long-program-name");
+        assert_eq!(long[15], 0);
+        assert_eq!(&long[..15], b"a-very-long-pro");
+    }
+}

@@ -447,6 +447,46 @@ mod tests {
         assert!(rules.alerted_pids.lock().expect("lock").contains(&10));
     }
 
+    fn exec_of_exe(argv: &[&str], name: &str, memfd: bool) -> KernelEvent {
+        let mut event = exec("", argv);
+        if let EventBody::Exec { exe, syscall, .. } = &mut event.body {
+            *syscall = "execveat";
+            *exe = Some(ExeFile {
+                ino: 42,
+                dev: 1,
+                nlink: u32::from(!memfd),
+                name: name.into(),
+                memfd,
+                unlinked: memfd,
+            });
+        }
+        // A pid that does not exist: the process is gone, only the kernel's word is left.
+        event.header.tgid = u32::MAX - 1;
+        event
+    }
+
+    #[test]
+    fn a_gone_fileless_program_is_judged_by_what_the_kernel_read() {
+        let mut rules = rules();
+        let alert = rules
+            .evaluate(&exec_of_exe(&["sh", "-c", "x"], "memfd:x", true), &[])
+            .expect("memfd run as sh");
+        assert_eq!(alert.severity, Severity::Critical);
+        assert_eq!(alert.details["executable"], "sh");
+        assert_eq!(alert.details["exe_memfd"], true);
+        assert_eq!(alert.details["exe_inode"], 42);
+        let busybox = rules
+            .evaluate(&exec_of_exe(&["-sh"], "busybox", false), &[])
+            .expect("busybox by fd, login shell form");
+        assert_eq!(busybox.details["executable"], "sh");
+        // A file with a name of its own is that name, whatever argv[0] says.
+        let cat = rules.evaluate(&exec_of_exe(&["sh"], "cat", false), &[]);
+        assert!(
+            cat.as_ref().is_none_or(|a| a.severity != Severity::Critical),
+            "{cat:?}"
+        );
+    }
+
     #[test]
     fn connects_outside_the_allowlist_warn_once_per_destination() {
         let mut rules = rules();

@@ -138,6 +138,8 @@ mod tests {
                 filename: filename.into(),
                 argv: vec![],
                 ret: 0,
+                kernel_action: crate::sources::bpf::decode::KernelAction::None,
+                exe: None,
             },
         }
     }
