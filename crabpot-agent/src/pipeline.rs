@@ -330,7 +330,9 @@ impl KernelLoop {
                 let tgid = event.header.tgid;
                 let outcome = continue_stopped(tgid);
                 self.metrics.kernel_stop("continued");
-                tracing::info!("exec in process {tgid} stopped in kernel, not an attack: {outcome}");
+                tracing::info!(
+                    "exec in process {tgid} stopped in kernel, not an attack: {outcome}"
+                );
                 alert.map(|a| a.with("kernel_action", "continued"))
             }
         }

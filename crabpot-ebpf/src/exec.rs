@@ -19,15 +19,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use crabpot_common::{
-    ARGV_COUNT, EXEC_VIA_EXECVE, EXEC_VIA_EXECVEAT, EventKind, ExecEvent,
-    control, exe_flag, exec_action,
+    ARGV_COUNT, EXEC_VIA_EXECVE, EXEC_VIA_EXECVEAT, EventKind, ExecEvent, control, exe_flag,
+    exec_action,
 };
 
 use crate::{
     common::{URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
-    deny::{
-        self, ARG_BUF, ARG_BYTES, applet_denied, basename_key, denied, is_multicall, name_key,
-    },
+    deny::{self, ARG_BUF, ARG_BYTES, applet_denied, basename_key, denied, is_multicall, name_key},
     maps::{EVENTS, EXEC_SCRATCH, PENDING_EXECS},
     task,
 };

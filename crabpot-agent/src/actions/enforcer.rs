@@ -450,7 +450,10 @@ mod tests {
         assert_eq!(unenforceable(&policy, &[]), None, "exec=block kills");
         policy.set(RuleName::ProcOpen, Action::Block);
         let why = unenforceable(&policy, &[]).expect("refused");
-        assert!(why.contains("proc_open=block") && why.contains("BPF LSM"), "{why}");
+        assert!(
+            why.contains("proc_open=block") && why.contains("BPF LSM"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -482,7 +482,8 @@ mod tests {
         // A file with a name of its own is that name, whatever argv[0] says.
         let cat = rules.evaluate(&exec_of_exe(&["sh"], "cat", false), &[]);
         assert!(
-            cat.as_ref().is_none_or(|a| a.severity != Severity::Critical),
+            cat.as_ref()
+                .is_none_or(|a| a.severity != Severity::Critical),
             "{cat:?}"
         );
     }

@@ -141,7 +141,13 @@ impl ViolationJudge {
                 dirfd,
                 base,
                 ..
-            } => open(event.header.tgid, path, (*flags, *dirfd), base.as_deref(), policy),
+            } => open(
+                event.header.tgid,
+                path,
+                (*flags, *dirfd),
+                base.as_deref(),
+                policy,
+            ),
             // Failed attempts (PATH candidates) ran nothing; the kernel rules summarise them.
             EventBody::Exec { ret, .. } if *ret < 0 => Judgement::default(),
             EventBody::Exec {

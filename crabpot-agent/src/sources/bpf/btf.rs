@@ -92,7 +92,11 @@ impl Btf {
                     members.push(Member {
                         name: u32_at(type_data, m)?,
                         type_id: u32_at(type_data, m + 4)?,
-                        bit_offset: if kflag == 1 { offset & 0xff_ffff } else { offset },
+                        bit_offset: if kflag == 1 {
+                            offset & 0xff_ffff
+                        } else {
+                            offset
+                        },
                     });
                 }
                 types.push(Type::Composite { name, members });
@@ -145,13 +149,10 @@ impl Btf {
                 return Some(m.bit_offset);
             }
         }
-        members
-            .iter()
-            .filter(|m| m.name == 0)
-            .find_map(|m| {
-                let inner = self.find(m.type_id as usize, member, depth + 1)?;
-                Some(m.bit_offset + inner)
-            })
+        members.iter().filter(|m| m.name == 0).find_map(|m| {
+            let inner = self.find(m.type_id as usize, member, depth + 1)?;
+            Some(m.bit_offset + inner)
+        })
     }
 }
 

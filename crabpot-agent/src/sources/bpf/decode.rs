@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crabpot_common::{
     ConnectEvent, DnsReplyEvent, EXEC_VIA_EXECVEAT, EventHeader, EventKind, ExecEvent, MountEvent,
-    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, exe_flag, exec_action, net_op,
-    open_base, rule, verdict,
+    NetPolicyEvent, OpenEvent, PtraceEvent, RefusedEvent, exe_flag, exec_action, net_op, open_base,
+    rule, verdict,
 };
 use serde::Serialize;
 
