@@ -276,6 +276,8 @@ pub struct ExecEvent {
     pub exe_nlink: u32,
     /// Its dentry's name (`memfd:NAME` for a memfd).
     pub exe_name: [u8; EXE_NAME_LEN],
+    /// `bpf_ktime_get_ns()` when the kernel stopped or killed the program (0: it did not).
+    pub action_ts_ns: u64,
 }
 
 #[repr(C)]
@@ -415,7 +417,7 @@ mod tests {
         assert_eq!(size_of::<EventHeader>(), 56);
         assert_eq!(
             size_of::<ExecEvent>(),
-            56 + 10 * 4 + PATH_LEN + ARGV_COUNT * ARG_LEN + 24 + EXE_NAME_LEN
+            56 + 10 * 4 + PATH_LEN + ARGV_COUNT * ARG_LEN + 24 + EXE_NAME_LEN + 8
         );
         assert_eq!(
             size_of::<OpenEvent>(),

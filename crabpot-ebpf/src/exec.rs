@@ -99,6 +99,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             };
             if bpf_send_signal(signal) == 0 {
                 (*pending).kernel_action = action;
+                (*pending).action_ts_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
             }
         }
     }
@@ -251,6 +252,7 @@ unsafe fn stash(
         (*event).exe_dev = 0;
         (*event).exe_nlink = 0;
         (*event).exe_name[0] = 0;
+        (*event).action_ts_ns = 0;
         (*event).filename_len = read_user_str(filename, &mut (*event).filename);
         let mut argc = 0u32;
         for i in 0..ARGV_COUNT {

@@ -90,7 +90,8 @@ pub(super) fn start(
         let metrics = metrics.clone();
         tasks.push(tokio::spawn(async move {
             let every = Duration::from_millis(500);
-            if let Err(error) = drops::watch_filtered(map, metrics, every).await {
+            let report = move |total| metrics.open_filtered_total(total);
+            if let Err(error) = drops::watch_filtered(map, report, every).await {
                 tracing::error!("filtered-open counter watch stopped: {error:#}");
             }
         }));

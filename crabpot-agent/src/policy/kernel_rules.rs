@@ -185,6 +185,7 @@ impl KernelRules {
             flags,
             ret,
             kernel_action,
+            action_ts_ns,
             exe,
             ..
         } = &event.body
@@ -253,6 +254,9 @@ impl KernelRules {
             .with("identified_by_file", identified_by_file)
             .with("origin", origin.as_str())
             .with("kernel_action", json!(kernel_action));
+        if *action_ts_ns > 0 {
+            alert = alert.with("kernel_action_ts_ns", *action_ts_ns);
+        }
         if let Some(exe) = exe {
             alert = alert
                 .with("exe_inode", exe.ino)
@@ -373,6 +377,7 @@ mod tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ret: 0,
             kernel_action: KernelAction::None,
+            action_ts_ns: 0,
             exe: None,
         })
     }

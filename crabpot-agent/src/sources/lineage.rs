@@ -139,6 +139,7 @@ mod tests {
                 argv: vec![],
                 ret: 0,
                 kernel_action: crate::sources::bpf::decode::KernelAction::None,
+                action_ts_ns: 0,
                 exe: None,
             },
         }

@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Concurrent flooding processes in the container.
     #[arg(long, default_value_t = 2)]
     pub flooders: usize,
+    /// Sections to run (default all): latency, overhead, throughput.
+    #[arg(long, value_delimiter = ',', default_values_t = [
+        "latency".to_string(), "overhead".to_string(), "throughput".to_string()])]
+    pub only: Vec<String>,
 }
 
 /// Everything the stages share.
@@ -100,9 +104,23 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         machine: sys::machine(),
         ..Default::default()
     };
-    report.section("Detection and containment latency", latency::run(&bench)?);
-    report.section("Syscall overhead", overhead::run(&bench)?);
-    report.section("Event throughput and footprint", throughput::run(&bench)?);
+    let wanted = |name: &str| args.only.iter().any(|s| s == name);
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|s| !["latency", "overhead", "throughput"].contains(&s.as_str()))
+    {
+        anyhow::bail!("--only {unknown}: use latency, overhead or throughput");
+    }
+    if wanted("latency") {
+        report.section("Detection and containment latency", latency::run(&bench)?);
+    }
+    if wanted("overhead") {
+        report.section("Syscall overhead", overhead::run(&bench)?);
+    }
+    if wanted("throughput") {
+        report.section("Event throughput and footprint", throughput::run(&bench)?);
+    }
     report.seconds = started.elapsed().as_secs_f64();
     println!("{}", report.markdown());
     report.save(&dir)

@@ -70,6 +70,8 @@ pub enum EventBody {
         ret: i32,
         /// What the kernel did to the new program before its first instruction.
         kernel_action: KernelAction,
+        /// Monotonic time of the stop or kill (0: none), beside `ts_ns` (the exec's entry).
+        action_ts_ns: u64,
         /// The executed file as the kernel held it at the exec (`None` when not read).
         #[serde(skip_serializing_if = "Option::is_none")]
         exe: Option<ExeFile>,
@@ -382,6 +384,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 argv: (0..argc).map(|i| text(&e.argv[i], e.argv_len[i])).collect(),
                 ret: e.ret,
                 kernel_action: KernelAction::from_raw(e.kernel_action),
+                action_ts_ns: e.action_ts_ns,
                 exe: exe_file(&e),
             }
         }

@@ -52,6 +52,7 @@ fn exec_event() -> ExecEvent {
         exe_dev: 0,
         exe_nlink: 0,
         exe_name: [0; 32],
+        action_ts_ns: 0,
     }
 }
 
@@ -72,6 +73,7 @@ fn decodes_exec_with_argv() {
             argv: vec!["cat".into(), "/etc/passwd".into()],
             ret: 0,
             kernel_action: KernelAction::None,
+            action_ts_ns: 0,
             exe: None,
         }
     );

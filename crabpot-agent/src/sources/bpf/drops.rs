@@ -47,15 +47,15 @@ pub fn read_filtered(map: &PerCpuArray<MapData, u64>) -> Result<u64, aya::maps::
     Ok(map.get(&0, 0)?.iter().sum())
 }
 
-/// Poll the filtered-open counter into the metrics.
+/// Poll the filtered-open counter and hand each total to `report` (the metrics).
 pub async fn watch_filtered(
     map: PerCpuArray<MapData, u64>,
-    metrics: std::sync::Arc<crate::sinks::metrics::Metrics>,
+    report: impl Fn(u64),
     every: Duration,
 ) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        metrics.open_filtered_total(read_filtered(&map)?);
+        report(read_filtered(&map)?);
     }
 }
