@@ -252,19 +252,8 @@ impl KernelRules {
             .with("filename", filename.clone())
             .with("argv", json!(argv))
             .with("identified_by_file", identified_by_file)
-            .with("origin", origin.as_str())
-            .with("kernel_action", json!(kernel_action));
-        if *action_ts_ns > 0 {
-            alert = alert.with("kernel_action_ts_ns", *action_ts_ns);
-        }
-        if let Some(exe) = exe {
-            alert = alert
-                .with("exe_inode", exe.ino)
-                .with("exe_dev", exe.dev)
-                .with("exe_name", exe.name.clone())
-                .with("exe_memfd", exe.memfd)
-                .with("exe_unlinked", exe.unlinked);
-        }
+            .with("origin", origin.as_str());
+        alert = kernel_details(alert, *kernel_action, *action_ts_ns, exe.as_ref());
         if failed_tries > 0 {
             alert = alert.with("failed_path_candidates", failed_tries);
         }
@@ -328,6 +317,28 @@ impl KernelRules {
             _ => None,
         }
     }
+}
+
+/// What the kernel did to the program and what it read of its file.
+fn kernel_details(
+    mut alert: Alert,
+    action: KernelAction,
+    action_ts_ns: u64,
+    exe: Option<&ExeFile>,
+) -> Alert {
+    alert = alert.with("kernel_action", json!(action));
+    if action_ts_ns > 0 {
+        alert = alert.with("kernel_action_ts_ns", action_ts_ns);
+    }
+    if let Some(exe) = exe {
+        alert = alert
+            .with("exe_inode", exe.ino)
+            .with("exe_dev", exe.dev)
+            .with("exe_name", exe.name.clone())
+            .with("exe_memfd", exe.memfd)
+            .with("exe_unlinked", exe.unlinked);
+    }
+    alert
 }
 
 /// The message's note on what the kernel did before the program ran.
