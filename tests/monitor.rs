@@ -93,7 +93,8 @@ fn a_shell_is_critical_and_freezes_the_container_within_a_second() {
         &[&format!("container `{}` resumed", container.name)],
         DEADLINE,
     );
-    let _ = container.exec_status(&["sh", "-c", "true"]);
+    // Stopped in the kernel: the exec never returns.
+    let _shell = container.spawn_exec(&["sh", "-c", "true"]);
     wait_until("paused again after a second shell", DEADLINE, || {
         container.is_paused().then_some(())
     });
@@ -317,8 +318,9 @@ fn pausing_does_not_raise_a_health_alert() {
     wait_until("healthy again after unpause", DEADLINE, || {
         (container.inspect("{{.State.Health.Status}}") == "healthy").then_some(())
     });
-    // A later alert proves the agent has processed everything before it.
-    container.exec(&["sh", "-c", "true"]);
+    // A later alert proves the agent has processed everything before it (the shell is
+    // stopped in the kernel: not waited for).
+    let _shell = container.spawn_exec(&["sh", "-c", "true"]);
     agent.wait_for_alert("a marker alert", |a| is(a, "CRITICAL", "processes"));
     let health: Vec<Value> = agent
         .alerts()

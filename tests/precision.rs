@@ -86,16 +86,25 @@ fn shell_form_health_probes_are_trusted_and_an_operator_shell_is_not() {
     assert!(!container.is_paused());
     assert_eq!(container.inspect("{{.State.Health.Status}}"), "healthy");
 
-    // An operator's `docker exec` also comes from runc, but is not the health test.
-    let _ = container.exec_status(&["sh", "-c", "id"]);
+    // An operator's `docker exec` also comes from runc, but is not the health test. Not
+    // waited for: the kernel stops the shell before it runs, so it never returns.
+    let mut operator = std::process::Command::new("docker")
+        .args(["exec", &container.name, "sh", "-c", "id"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker exec");
     let alert = agent.wait_for_alert("the operator shell", |a| {
         is(a, "CRITICAL", "processes") && a["details"]["argv"][2] == "id"
     });
     assert_eq!(alert["details"]["origin"], "container");
+    assert_eq!(alert["details"]["kernel_action"], "stopped", "{alert}");
     wait_until("auto-pause", DEADLINE, || {
         container.is_paused().then_some(())
     });
     docker(&["unpause", &container.name]);
+    let _ = operator.kill();
+    let _ = operator.wait();
 }
 
 #[test]

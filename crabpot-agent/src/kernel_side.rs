@@ -3,7 +3,7 @@
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 
 use crate::{
-    actions::enforcer::{self, Enforcer},
+    actions::enforcer::{self, Enforcer, KernelSwitches},
     cli::AgentArgs,
     model::event::RuleName,
     policy::rules::Policy,
@@ -14,21 +14,39 @@ pub(crate) struct KernelSide {
     pub events: RingBuf<MapData>,
     pub dropped: PerCpuArray<MapData, u64>,
     pub guard: crate::sources::guard::GuardMaps,
+    pub open_filtered: PerCpuArray<MapData, u64>,
     pub enforcer: Enforcer,
 }
 
-pub(crate) fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelSide> {
+pub(crate) fn start(
+    args: &AgentArgs,
+    policy: &Policy,
+    config: &crate::config::MonitorConfig,
+) -> anyhow::Result<KernelSide> {
     let bpf::KernelPipeline {
         mut ebpf,
         events,
         guard,
         dropped,
+        open_filtered,
         policy: policy_maps,
+        offsets_valid,
     } = bpf::load(&BpfOptions {
         ring_buffer_bytes: args.ring_buffer_bytes,
     })?;
     let lsm = bpf::lsm::attach_lsm(&mut ebpf);
-    let mut enforcer = Enforcer::new(ebpf, policy_maps)?;
+    let switches = KernelSwitches {
+        auto_pause: config.auto_pause,
+        all_opens: args.events.is_some(),
+    };
+    let mut enforcer = Enforcer::new(ebpf, policy_maps, switches)?;
+    enforcer.set_denylist(&config.process_denylist)?;
+    if offsets_valid {
+        tracing::info!(
+            "kernel struct offsets read from BTF: execs carry the executed file's identity, \
+             relative opens their base directory"
+        );
+    }
     match &lsm {
         LsmOutcome::Attached(programs) => {
             tracing::info!(
@@ -47,6 +65,7 @@ pub(crate) fn start(args: &AgentArgs, policy: &Policy) -> anyhow::Result<KernelS
         events,
         dropped,
         guard,
+        open_filtered,
         enforcer,
     })
 }

@@ -18,7 +18,7 @@ use crate::{
     model::{
         alert::{Alert, AlertSource, Severity},
         container::GuardedContainer,
-        event::{EventBody, KernelEvent},
+        event::{EventBody, KernelAction, KernelEvent},
         sender::AlertSender,
     },
     policy::{
@@ -272,7 +272,7 @@ impl KernelLoop {
         lineage: &[crate::model::event::Ancestor],
         state: &mut LoopState,
     ) {
-        if let Some(alert) = judgement.watchdog.take() {
+        if let Some(alert) = self.settle_kernel_stop(event, judgement.watchdog.take()) {
             self.alerts.raise(alert).await;
         }
         if lineage.is_empty() && (judgement.audit.is_some() || judgement.alert.is_some()) {
@@ -350,6 +350,38 @@ impl KernelLoop {
                 pid = event.header.tgid,
                 "exception matched"
             );
+        }
+    }
+
+    /// A program the kernel stopped at its exec stays stopped when its alert is CRITICAL
+    /// (the alert freezes the container); anything else was a false alarm (the health
+    /// probe, the main process, a file found innocent) and is continued with SIGCONT.
+    fn settle_kernel_stop(&self, event: &KernelEvent, alert: Option<Alert>) -> Option<Alert> {
+        let EventBody::Exec { kernel_action, .. } = &event.body else {
+            return alert;
+        };
+        match kernel_action {
+            KernelAction::None => alert,
+            KernelAction::Killed => {
+                self.metrics.kernel_stop("killed");
+                alert
+            }
+            KernelAction::Stopped => {
+                let critical = alert
+                    .as_ref()
+                    .is_some_and(|a| a.severity == Severity::Critical);
+                if critical {
+                    self.metrics.kernel_stop("frozen");
+                    return alert;
+                }
+                let tgid = event.header.tgid;
+                let outcome = crate::actions::kernel_stop::continue_stopped(tgid);
+                self.metrics.kernel_stop("continued");
+                tracing::info!(
+                    "exec in process {tgid} stopped in kernel, not an attack: {outcome}"
+                );
+                alert.map(|a| a.with("kernel_action", "continued"))
+            }
         }
     }
 

@@ -22,6 +22,14 @@ pub const CGROUP_PATH_LEN: usize = 128;
 /// Bytes kept of a DNS reply's payload: the classic UDP DNS message limit (RFC 1035); the
 /// answers a resolver puts first fit in it, and a longer reply is parsed as far as it goes.
 pub const DNS_PAYLOAD_LEN: usize = 512;
+/// Bytes kept of the executed file's name (its dentry) in an exec event.
+pub const EXE_NAME_LEN: usize = 32;
+/// Bytes of a name in the kernel's exec denylist (`DENY_NAMES`): 15 and a NUL, like `comm`.
+pub const DENY_NAME_LEN: usize = 16;
+/// Directory names kept of a relative open's base directory (innermost first).
+pub const BASE_DEPTH: usize = 4;
+/// Bytes kept of each of those names.
+pub const BASE_NAME_LEN: usize = 32;
 
 pub mod toolchain;
 
@@ -40,6 +48,83 @@ pub mod names {
     pub const GUARD_LEVELS: &str = "GUARD_LEVELS";
     pub const GUARD_PATHS: &str = "GUARD_PATHS";
     pub const TRACKED: &str = "TRACKED";
+    pub const DENY_NAMES: &str = "DENY_NAMES";
+    pub const CONTROL: &str = "CONTROL";
+    pub const OPEN_FILTERED: &str = "OPEN_FILTERED";
+    pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
+}
+
+/// Index of a switch in the `CONTROL` array map (written by the agent).
+pub mod control {
+    /// What the exec tracepoint does to a denylisted program: an [`super::exec_action`].
+    pub const EXEC_STOP: u32 = 0;
+    /// 1: only opens the policy needs reach the ring buffer; 0: every open (`--events`).
+    pub const OPEN_FILTER: u32 = 1;
+    /// 1: opens under /dev/ and /tmp/.X11-unix pass the filter (the moltbot profile).
+    pub const WATCH_DEVICES: u32 = 2;
+    pub const COUNT: u32 = 4;
+}
+
+/// What the kernel did to a newly executed program before its first instruction
+/// ([`ExecEvent::kernel_action`]; also the value of `control::EXEC_STOP`).
+pub mod exec_action {
+    pub const NONE: u32 = 0;
+    /// SIGSTOP: it waits, stopped, for the agent's judgement.
+    pub const STOPPED: u32 = 1;
+    /// SIGKILL (`--rule exec=block`): it never runs.
+    pub const KILLED: u32 = 2;
+}
+
+/// Bits of [`ExecEvent::exe_flags`]: what the kernel read of the executed file.
+pub mod exe_flag {
+    /// `exe_ino`, `exe_dev`, `exe_nlink` and `exe_name` were read from the task's
+    /// `mm->exe_file` at `sched_process_exec`.
+    pub const KNOWN: u32 = 1;
+    /// The file has no name left in any directory (`i_nlink` 0): a memfd or a deleted file.
+    pub const UNLINKED: u32 = 2;
+    /// A `memfd_create` file (its dentry is named `memfd:…`).
+    pub const MEMFD: u32 = 4;
+}
+
+/// Bits of [`OpenEvent::base_flags`]: what the kernel knows of a relative open's base.
+pub mod open_base {
+    /// `base` holds the names of the base directory (cwd or dirfd) up to its filesystem's
+    /// root, innermost first.
+    pub const KNOWN: u32 = 1;
+    /// The base directory is in a procfs.
+    pub const PROC: u32 = 2;
+}
+
+/// Byte offsets of the kernel struct fields the programs read, computed by the agent from
+/// `/sys/kernel/btf/vmlinux` (Aya has no CO-RE relocation) and passed in as a global.
+/// `valid` is 0 when they could not be computed: the programs then read nothing through them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub valid: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    pub mm_exe_file: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub file_path: u32,
+    pub file_inode: u32,
+    pub path_dentry: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_nlink: u32,
+    pub sb_dev: u32,
+    pub sb_magic: u32,
+    pub dentry_name: u32,
+    pub dentry_parent: u32,
+    pub dentry_sb: u32,
+    pub qstr_name: u32,
+    pub fs_pwd: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub _pad: u32,
 }
 
 /// A policy rule of ASF-42, for the kernel and the agent alike: its discriminant is its
@@ -293,6 +378,19 @@ pub struct ExecEvent {
     pub ret: i32,
     pub filename: [u8; PATH_LEN],
     pub argv: [[u8; ARG_LEN]; ARGV_COUNT],
+    /// An [`exec_action`]: what the kernel did to the new program.
+    pub kernel_action: u32,
+    /// [`exe_flag`] bits.
+    pub exe_flags: u32,
+    /// Inode number of the executed file (valid with [`exe_flag::KNOWN`]).
+    pub exe_ino: u64,
+    /// Its device (`s_dev` of its superblock, the kernel's encoding).
+    pub exe_dev: u32,
+    pub exe_nlink: u32,
+    /// Its dentry's name (`memfd:NAME` for a memfd).
+    pub exe_name: [u8; EXE_NAME_LEN],
+    /// `bpf_ktime_get_ns()` when the kernel stopped or killed the program (0: it did not).
+    pub action_ts_ns: u64,
 }
 
 #[repr(C)]
@@ -304,6 +402,12 @@ pub struct OpenEvent {
     pub mode: u32,
     pub path_len: u32,
     pub path: [u8; PATH_LEN],
+    /// [`open_base`] bits (0 for an absolute path, or when nothing was read).
+    pub base_flags: u32,
+    /// Valid entries in `base`.
+    pub base_depth: u32,
+    /// Names of the base directory and its parents, innermost first.
+    pub base: [[u8; BASE_NAME_LEN]; BASE_DEPTH],
 }
 
 #[repr(C)]
@@ -496,6 +600,8 @@ mod pod {
     unsafe impl aya::Pod for PacketEvent {}
     // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for GuardPath {}
+    // SAFETY: repr(C) integers, padding explicit.
+    unsafe impl aya::Pod for KernelOffsets {}
 }
 
 #[cfg(test)]
@@ -508,9 +614,13 @@ mod tests {
         assert_eq!(size_of::<EventHeader>(), 56);
         assert_eq!(
             size_of::<ExecEvent>(),
-            56 + 10 * 4 + PATH_LEN + ARGV_COUNT * ARG_LEN
+            56 + 10 * 4 + PATH_LEN + ARGV_COUNT * ARG_LEN + 24 + EXE_NAME_LEN + 8
         );
-        assert_eq!(size_of::<OpenEvent>(), 56 + 16 + PATH_LEN);
+        assert_eq!(
+            size_of::<OpenEvent>(),
+            56 + 16 + PATH_LEN + 8 + BASE_DEPTH * BASE_NAME_LEN
+        );
+        assert_eq!(size_of::<KernelOffsets>(), 24 * 4);
         assert_eq!(size_of::<ConnectEvent>(), 56 + 8 + 16 + 8);
         assert_eq!(size_of::<PtraceEvent>(), 56 + 40);
         assert_eq!(size_of::<NetPolicyEvent>(), 56 + 48);

@@ -6,15 +6,34 @@
 //! the request per thread; `sched_process_exec` (a successful exec, still before the new
 //! program's first instruction, so detection stays instant) sends it with `ret` 0, and the
 //! exit hooks send a failed attempt with its negative errno.
-use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
-use crabpot_common::{ARGV_COUNT, EXEC_VIA_EXECVE, EXEC_VIA_EXECVEAT, EventKind, ExecEvent};
+//!
+//! At `sched_process_exec` the new program has not run an instruction yet. When it runs
+//! as a denylisted name (`deny.rs`) the kernel stops it there (SIGSTOP, pending until the
+//! return to user space, so it never starts) or, under `--rule exec=block`, kills it; the
+//! agent then freezes the container, or continues a false alarm with SIGCONT. The
+//! executed file's identity (inode, device, links, name) is read here too, so a fileless
+//! program that exits at once is still known.
+use aya_ebpf::{
+    helpers::{bpf_probe_read_user, bpf_send_signal},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use crabpot_common::{
+    ARGV_COUNT, EXEC_VIA_EXECVE, EXEC_VIA_EXECVEAT, EventKind, ExecEvent, control, exe_flag,
+    exec_action,
+};
 
 use crate::{
     common::{
         URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg, track,
     },
+    deny::{self, ARG_BUF, ARG_BYTES, applet_denied, basename_key, denied, is_multicall, name_key},
     maps::{EVENTS, EXEC_SCRATCH, PENDING_EXECS},
+    task,
 };
+
+const SIGKILL: u32 = 9;
+const SIGSTOP: u32 = 19;
 
 const AT_FDCWD: i32 = -100;
 /// `long ret` in a `syscalls/sys_exit_*` record.
@@ -73,8 +92,97 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let Ok(old_pid) = (unsafe { ctx.read_at::<i32>(OLD_PID_OFFSET) }) else {
         return 0;
     };
+    let Some(pending) = PENDING_EXECS.get_ptr_mut(old_pid as u32) else {
+        return 0;
+    };
+    unsafe {
+        identify(pending);
+        let action = crate::maps::control(control::EXEC_STOP);
+        if action != exec_action::NONE && runs_denylisted(&*pending) {
+            let signal = if action == exec_action::KILLED {
+                SIGKILL
+            } else {
+                SIGSTOP
+            };
+            if bpf_send_signal(signal) == 0 {
+                (*pending).kernel_action = action;
+                (*pending).action_ts_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+            }
+        }
+    }
     send(old_pid as u32, 0);
     0
+}
+
+/// Fill in the executed file as the kernel holds it (`mm->exe_file`).
+#[inline(always)]
+unsafe fn identify(event: *mut ExecEvent) {
+    let name = unsafe { &mut (*event).exe_name };
+    let Some(exe) = task::exe(name) else {
+        return;
+    };
+    let mut flags = exe_flag::KNOWN;
+    if exe.nlink == 0 {
+        flags |= exe_flag::UNLINKED;
+    }
+    if deny::starts_with(name, b"memfd:") {
+        flags |= exe_flag::MEMFD;
+    }
+    unsafe {
+        (*event).exe_ino = exe.ino;
+        (*event).exe_dev = exe.dev;
+        (*event).exe_nlink = exe.nlink;
+        (*event).exe_flags = flags;
+    }
+}
+
+/// Whether the new program runs as a denylisted name: judged on the executed file's own
+/// name and, for a multi-call binary or a file with no name, the argv the program got.
+#[inline(always)]
+fn runs_denylisted(event: &ExecEvent) -> bool {
+    let mut first = [0u8; ARG_BUF];
+    let mut second = [0u8; ARG_BUF];
+    if event.exe_flags & exe_flag::KNOWN != 0 {
+        let exe = name_key(&event.exe_name);
+        let nameless = event.exe_flags & (exe_flag::UNLINKED | exe_flag::MEMFD) != 0;
+        if !nameless && !is_multicall(&exe) {
+            return denied(&exe);
+        }
+        if let Some((len0, len1)) = task::new_argv(&mut first, &mut second) {
+            return applet_denied(&first, len0, &second, len1);
+        }
+    }
+    // Without the kernel's view: the path and argv given to the exec call (a path is
+    // judged on its first 64 bytes here).
+    copy_prefix(&event.filename, &mut first);
+    let len = event.filename_len as usize;
+    let base = basename_key(&first, len, false);
+    let fileless = len == 0
+        || deny::starts_with(&event.filename, b"/dev/fd/")
+        || deny::starts_with(&event.filename, b"/proc/self/");
+    if !fileless && !is_multicall(&base) {
+        return denied(&base);
+    }
+    copy_prefix(&event.argv[0], &mut first);
+    copy_prefix(&event.argv[1], &mut second);
+    applet_denied(
+        &first,
+        event.argv_len[0] as usize,
+        &second,
+        event.argv_len[1] as usize,
+    )
+}
+
+/// The first [`ARG_BYTES`] of `src` into `dest`, the rest of `dest` zero.
+#[inline(always)]
+fn copy_prefix(src: &[u8], dest: &mut [u8; ARG_BUF]) {
+    for (i, slot) in dest.iter_mut().enumerate() {
+        *slot = if i < ARG_BYTES {
+            src.get(i).copied().unwrap_or(0)
+        } else {
+            0
+        };
+    }
 }
 
 #[tracepoint]
@@ -145,6 +253,13 @@ unsafe fn stash(
         (*event).dirfd = dirfd;
         (*event).flags = flags;
         (*event).ret = 0;
+        (*event).kernel_action = 0;
+        (*event).exe_flags = 0;
+        (*event).exe_ino = 0;
+        (*event).exe_dev = 0;
+        (*event).exe_nlink = 0;
+        (*event).exe_name[0] = 0;
+        (*event).action_ts_ns = 0;
         (*event).filename_len = read_user_str(filename, &mut (*event).filename);
         let mut argc = 0u32;
         for i in 0..ARGV_COUNT {

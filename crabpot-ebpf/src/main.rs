@@ -9,6 +9,7 @@
 
 mod common;
 mod connect;
+mod deny;
 mod dns;
 mod escape;
 mod exec;
@@ -21,6 +22,7 @@ mod open;
 mod packet;
 mod ptrace;
 mod refused;
+mod task;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use crabpot_common::{ExecEvent, GuardPath, rule};
+use crabpot_common::{DENY_NAME_LEN, ExecEvent, GuardPath, OpenEvent, control, rule};
 
 /// Default ring-buffer size; the agent may override it at load time.
 pub const EVENTS_BYTES: u32 = 4 << 20;
@@ -54,6 +54,34 @@ pub static PENDING_EXECS: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entr
 /// Per-CPU room to build an exec record before it is stashed (it exceeds the BPF stack).
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU room to build an open record before deciding whether it is sent.
+#[map]
+pub static OPEN_SCRATCH: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Opens the kernel filter kept out of the ring buffer (the policy does not need them).
+#[map]
+pub static OPEN_FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Names a new program must not run as (see `deny.rs`). Written by the agent from its
+/// denylist; value unused.
+#[map]
+pub static DENY_NAMES: HashMap<[u8; DENY_NAME_LEN], u32> = HashMap::with_max_entries(256, 0);
+
+/// One per-CPU word the programs pass values through to make them unknown to the
+/// verifier (see `deny::opaque`).
+#[map]
+pub static OPAQUE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Switches the agent sets (`crabpot_common::control`); all 0 until it does.
+#[map]
+pub static CONTROL: Array<u32> = Array::with_max_entries(control::COUNT, 0);
+
+/// The value of switch `index`, 0 when unreadable.
+#[inline(always)]
+pub fn control(index: u32) -> u32 {
+    CONTROL.get(index).copied().unwrap_or(0)
+}
 
 /// Policy mode (`crabpot_common::mode`) of each rule (`crabpot_common::rule`). Written by
 /// the agent; all zero (off) until it does.

@@ -1,14 +1,22 @@
 //! open / openat / openat2: which path a container process opens, with flags. openat2
 //! passes its flags and mode in a `struct open_how` (u64 flags, u64 mode, u64 resolve) in
 //! user memory.
+//!
+//! Only the opens the policy needs reach the ring buffer (unless `--events` asks for all):
+//! `/proc` however spelled (`//proc`, `/./proc`, `..`), paths relative to a directory in
+//! procfs (the cwd or the dirfd, read from the task: the process may exit at once),
+//! dotfiles (`~/.ssh/id_*`, `.aws/credentials`…), `/etc/shadow`-like files and, for the
+//! moltbot profile, devices. Everything else is counted in `OPEN_FILTERED`.
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
-use crabpot_common::{EventKind, OpenEvent};
+use crabpot_common::{EventKind, OpenEvent, PATH_LEN, control, open_base};
 
 use crate::{
     common::{
         batched_wakeup, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg,
     },
-    maps::EVENTS,
+    deny::starts_with,
+    maps::{EVENTS, OPEN_FILTERED, OPEN_SCRATCH},
+    task,
 };
 
 const AT_FDCWD: i32 = -100;
@@ -72,23 +80,116 @@ unsafe fn emit(ctx: &TracePointContext, cgroup_id: u64, flags: i32, mode: u32) -
 
 #[inline(always)]
 unsafe fn emit_path(cgroup_id: u64, dirfd: i32, path: *const u8, flags: i32, mode: u32) -> u32 {
-    let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
-        count_drop(EventKind::Open);
+    let Some(event) = OPEN_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    let event = entry.as_mut_ptr();
+    let event = unsafe { &mut *event };
+    event.path_len = unsafe { read_user_str(path, &mut event.path) };
+    event.base_flags = 0;
+    event.base_depth = 0;
+    let filtering = crate::maps::control(control::OPEN_FILTER) == 1;
+    let mut wanted = !filtering || path_wanted(&event.path);
+    if event.path.first().copied() != Some(b'/') {
+        wanted |= relative_base(event, dirfd);
+    }
+    if !wanted {
+        if let Some(counter) = OPEN_FILTERED.get_ptr_mut(0) {
+            unsafe { *counter += 1 };
+        }
+        return 0;
+    }
     unsafe {
         fill_header(
-            &raw mut (*event).header,
+            &raw mut event.header,
             EventKind::Open,
             core::mem::size_of::<OpenEvent>(),
             cgroup_id,
         );
-        (*event).dirfd = dirfd;
-        (*event).flags = flags;
-        (*event).mode = mode;
-        (*event).path_len = read_user_str(path, &mut (*event).path);
     }
-    entry.submit(batched_wakeup());
+    event.dirfd = dirfd;
+    event.flags = flags;
+    event.mode = mode;
+    // bpf_ringbuf_output copies in the kernel: the record never crosses the BPF stack.
+    if EVENTS.output::<OpenEvent>(event, batched_wakeup()).is_err() {
+        count_drop(EventKind::Open);
+    }
     0
+}
+
+/// Record the base directory of a relative path (its names when in procfs); whether it
+/// makes the open one the policy needs: a base in procfs, a dotted or `etc` directory
+/// (secret files opened by a short name), or a base the kernel could not read.
+#[inline(always)]
+fn relative_base(event: &mut OpenEvent, dirfd: i32) -> bool {
+    let dentry = if dirfd == AT_FDCWD {
+        task::cwd_dentry()
+    } else {
+        task::fd_dentry(dirfd)
+    };
+    if dentry.is_null() {
+        return true;
+    }
+    if task::in_procfs(dentry) {
+        event.base_flags = open_base::PROC;
+        if let Some(depth) = task::names_to_root(dentry, &mut event.base) {
+            event.base_flags |= open_base::KNOWN;
+            event.base_depth = depth;
+        }
+        return true;
+    }
+    let mut name = [0u8; 8];
+    task::first_name_bytes(dentry, &mut name);
+    name[0] == b'.' || (starts_with(&name, b"etc") && name[3] == 0)
+}
+
+/// Whether an open of `path` (as given) is one the policy needs, from its spelling alone.
+#[inline(always)]
+fn path_wanted(path: &[u8; PATH_LEN]) -> bool {
+    // `.`/`..` anywhere, a dotfile or a relative `./x`: the normalised path may be anything.
+    if path[0] == b'.' || has_slash_dot(path) {
+        return true;
+    }
+    if path[0] != b'/' {
+        return false;
+    }
+    // `//proc`: skip a few leading slashes (more is an odd spelling: passed on).
+    let mut first = 0;
+    for (i, byte) in path.iter().enumerate().take(LEADING_SLASHES).skip(1) {
+        if *byte != b'/' {
+            first = i;
+            break;
+        }
+    }
+    if first == 0 {
+        return true;
+    }
+    let Some(rest) = path.get(first..first + 16) else {
+        return true;
+    };
+    let proc_dir = starts_with(rest, b"proc") && matches!(rest[4], b'/' | 0);
+    let secret = starts_with(rest, b"etc/shadow")
+        || starts_with(rest, b"etc/gshadow")
+        || starts_with(rest, b"etc/sudoers");
+    let devices = crate::maps::control(control::WATCH_DEVICES) == 1
+        && (starts_with(rest, b"dev/") || starts_with(rest, b"tmp/.X11"));
+    proc_dir || secret || devices
+}
+
+/// Leading slashes looked past before the first name.
+const LEADING_SLASHES: usize = 8;
+
+/// Whether a component of `path` starts with a dot (`/.`). One pass that carries no state
+/// between bytes, so the verifier's cost stays linear in the path length.
+#[inline(always)]
+fn has_slash_dot(path: &[u8; PATH_LEN]) -> bool {
+    for i in 0..PATH_LEN - 1 {
+        let byte = path[i];
+        if byte == 0 {
+            return false;
+        }
+        if byte == b'/' && path[i + 1] == b'.' {
+            return true;
+        }
+    }
+    false
 }

@@ -111,6 +111,19 @@ impl TestContainer {
         (out.status.code().unwrap_or(-1), text)
     }
 
+    /// `docker exec` a command without waiting for it: a program the kernel stops at its
+    /// exec (a denylisted shell) never returns. The client is ended when the guard drops.
+    pub fn spawn_exec(&self, command: &[&str]) -> RunningExec {
+        let child = Command::new("docker")
+            .args(["exec", self.name.as_str()])
+            .args(command)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run docker exec {command:?}: {e}"));
+        RunningExec(child)
+    }
+
     /// `docker exec` a command whose failure is expected or irrelevant.
     pub fn exec_status(&self, command: &[&str]) -> bool {
         let mut args = vec!["exec", self.name.as_str()];
@@ -154,6 +167,16 @@ impl TestContainer {
         std::fs::metadata(format!("{mount}{relative}"))
             .expect("cgroup directory")
             .ino()
+    }
+}
+
+/// A `docker exec` client left running; killed on drop.
+pub struct RunningExec(std::process::Child);
+
+impl Drop for RunningExec {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -4,12 +4,13 @@ use std::{fs::File, path::PathBuf, sync::Arc};
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData},
+    maps::{Array, HashMap, MapData},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         links::{FdLink, PinnedLink},
     },
 };
+use crabpot_common::{DENY_NAME_LEN, control, exec_action};
 use tokio::sync::watch;
 
 use crate::model::container::GuardedContainer;
@@ -72,10 +73,60 @@ pub(crate) fn layer(rule: RuleName, action: Action, lsm: bool) -> &'static str {
         (RuleName::Connect, _) => "cgroup",
         (RuleName::Socket, Action::Block) => "cgroup+tracepoint-kill",
         (RuleName::Socket, _) => "cgroup+tracepoint",
-        (RuleName::Mount | RuleName::Ptrace, Action::Block) if lsm => "lsm",
+        (RuleName::Mount | RuleName::Ptrace | RuleName::Exec, Action::Block) if lsm => "lsm",
         (RuleName::Mount | RuleName::Ptrace, Action::Block) => "tracepoint-kill",
+        // Denylisted programs are killed at sched_process_exec, before they run.
+        (RuleName::Exec, Action::Block) => "tracepoint-kill",
         _ => "observe",
     }
+}
+
+/// Why `policy` asks for something no loaded layer can do, naming the rule and the layer
+/// it would need; `None` when every rule is enforceable.
+pub(crate) fn unenforceable(policy: &Policy, lsm_rules: &[RuleName]) -> Option<String> {
+    policy.rules().find_map(|(rule, action)| {
+        let lsm = lsm_rules.contains(&rule);
+        (action == Action::Block && layer(rule, action, lsm) == "observe").then(|| {
+            format!(
+                "rule {}=block cannot be enforced on this host: blocking it needs BPF LSM \
+                 (the kernel refuses LSM programs here), and no tracepoint can stop the \
+                 call; use {}=audit or {}=log",
+                rule.as_str(),
+                rule.as_str(),
+                rule.as_str()
+            )
+        })
+    })
+}
+
+/// What the exec tracepoint does to a denylisted program under `action`: killed when the
+/// rule blocks, stopped for the agent's judgement when a CRITICAL would freeze the container
+/// anyway (auto-pause on), else nothing ("audit" lets it through by definition).
+pub(crate) fn exec_stop(action: Action, auto_pause: bool) -> u32 {
+    match action {
+        Action::Block => exec_action::KILLED,
+        Action::Audit => exec_action::NONE,
+        _ if auto_pause => exec_action::STOPPED,
+        _ => exec_action::NONE,
+    }
+}
+
+/// The kernel's fixed key for a denylisted name: its first 15 bytes and a NUL.
+pub(crate) fn deny_key(name: &str) -> [u8; DENY_NAME_LEN] {
+    let mut key = [0u8; DENY_NAME_LEN];
+    for (slot, byte) in key.iter_mut().zip(name.bytes().take(DENY_NAME_LEN - 1)) {
+        *slot = byte;
+    }
+    key
+}
+
+/// Switches that come from the command line rather than the policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KernelSwitches {
+    /// Auto-pause is on: a denylisted exec is stopped in the kernel until judged.
+    pub auto_pause: bool,
+    /// `--events`: every open reaches the ring buffer, not only those the policy needs.
+    pub all_opens: bool,
 }
 
 /// A cgroup hook's link: pinned in bpffs (outlives the agent), or held by this process
@@ -90,6 +141,9 @@ pub(crate) struct Enforcer {
     ebpf: Ebpf,
     rule_modes: Array<MapData, u32>,
     lsm_enforced: Array<MapData, u32>,
+    deny_names: HashMap<MapData, [u8; DENY_NAME_LEN], u32>,
+    control: Array<MapData, u32>,
+    switches: KernelSwitches,
     /// The connect allowlist, shared with the DNS learner of the kernel-event loop.
     allow: SharedAllow,
     links: Vec<Held>,
@@ -126,7 +180,11 @@ where
 
 impl Enforcer {
     /// Load the cgroup programs (attached later, per container).
-    pub(crate) fn new(mut ebpf: Ebpf, maps: PolicyMaps) -> Result<Self, EnforceError> {
+    pub(crate) fn new(
+        mut ebpf: Ebpf,
+        maps: PolicyMaps,
+        switches: KernelSwitches,
+    ) -> Result<Self, EnforceError> {
         for name in SOCK_ADDR_PROGRAMS {
             let loaded = program::<CgroupSockAddr>(&mut ebpf, name)?.load();
             loaded.map_err(program_error(name))?;
@@ -144,11 +202,16 @@ impl Enforcer {
             lsm_enforced,
             allow_v4,
             allow_v6,
+            deny_names,
+            control,
         } = maps;
         Ok(Enforcer {
             ebpf,
             rule_modes,
             lsm_enforced,
+            deny_names,
+            control,
+            switches,
             allow: KernelAllow::new(allow_v4, allow_v6).shared(),
             links: Vec::new(),
             attached_to: None,
@@ -175,11 +238,25 @@ impl Enforcer {
         self.allow.clone()
     }
 
-    /// Write rule modes and the connect allowlist into the kernel.
+    /// The names the exec tracepoint stops (or kills) a new program for.
+    pub(crate) fn set_denylist(&mut self, names: &[String]) -> Result<(), EnforceError> {
+        for name in names {
+            self.deny_names.insert(deny_key(name), 1, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Write rule modes, the kernel switches and the connect allowlist into the kernel.
     pub(crate) fn apply(&mut self, policy: &Policy) -> Result<(), EnforceError> {
         for (rule, action) in policy.rules() {
             self.rule_modes.set(rule.id(), action.kernel_mode(), 0)?;
         }
+        let stop = exec_stop(policy.action(RuleName::Exec), self.switches.auto_pause);
+        self.control.set(control::EXEC_STOP, stop, 0)?;
+        let filter = u32::from(!self.switches.all_opens);
+        self.control.set(control::OPEN_FILTER, filter, 0)?;
+        let devices = u32::from(policy.watch_devices);
+        self.control.set(control::WATCH_DEVICES, devices, 0)?;
         self.lock_allow()
             .set_configured(&policy.allow, &policy.allow_hosts)?;
         Ok(())
@@ -392,5 +469,40 @@ impl Enforcer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_stops_follow_the_rule_and_auto_pause() {
+        assert_eq!(exec_stop(Action::Block, false), exec_action::KILLED);
+        assert_eq!(exec_stop(Action::Log, true), exec_action::STOPPED);
+        assert_eq!(exec_stop(Action::Log, false), exec_action::NONE);
+        assert_eq!(exec_stop(Action::Audit, true), exec_action::NONE);
+    }
+
+    #[test]
+    fn a_block_no_layer_can_do_is_refused_by_name() {
+        let mut policy = Policy::default();
+        assert_eq!(unenforceable(&policy, &[]), None);
+        policy.set(RuleName::Exec, Action::Block);
+        assert_eq!(unenforceable(&policy, &[]), None, "exec=block kills");
+        policy.set(RuleName::ProcOpen, Action::Block);
+        let why = unenforceable(&policy, &[]).expect("refused");
+        assert!(
+            why.contains("proc_open=block") && why.contains("BPF LSM"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn deny_keys_are_cut_like_comm() {
+        assert_eq!(&deny_key("sh")[..3], b"sh\0");
+        let long = deny_key("a-very-long-program-name");
+        assert_eq!(long[15], 0);
+        assert_eq!(&long[..15], b"a-very-long-pro");
     }
 }

@@ -98,8 +98,15 @@ async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
     let (kernel, poll_only_reason) = if args.no_bpf {
         (None, Some("--no-bpf was given".to_string()))
     } else {
-        match kernel_side::start(args, &policy) {
-            Ok(kernel) => (Some(kernel), None),
+        match kernel_side::start(args, &policy, &config) {
+            Ok(kernel) => {
+                // Asked for, not possible here: refuse rather than pretend (issue 15).
+                let lsm = kernel.enforcer.lsm_rules();
+                if let Some(why) = crate::actions::enforcer::unenforceable(&policy, lsm) {
+                    anyhow::bail!(why);
+                }
+                (Some(kernel), None)
+            }
             Err(error) => (None, Some(format!("{error:#}"))),
         }
     };

@@ -65,7 +65,10 @@ pub(super) fn start(
     let (config, policy, docker) = (p.config, p.policy, p.docker);
     let (metrics, layers) = observe_layers(args, &p.settings, &config, &policy, p.kernel.as_ref());
     let mut tasks = Tasks::new(stop.clone());
-    let sources = start_sources(&mut tasks, &config, &docker, &policy, p.kernel);
+    let mut sources = start_sources(&mut tasks, &config, &docker, &policy, p.kernel);
+    if let Some(map) = sources.open_filtered.take() {
+        watch_filtered_opens(&mut tasks, map, &metrics);
+    }
     let hub = dashboard::Hub::default();
     let (alerts, stop_router, router) = start_router(
         args,
@@ -162,6 +165,22 @@ fn observe_layers(
     (metrics, layers)
 }
 
+/// The kernel's count of opens it kept out of the ring buffer, into the metrics.
+fn watch_filtered_opens(
+    tasks: &mut Tasks,
+    map: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    metrics: &Arc<Metrics>,
+) {
+    let metrics = metrics.clone();
+    tasks.spawn("filtered-open counter watch", async move {
+        let every = Duration::from_millis(500);
+        let report = move |total| metrics.open_filtered_total(total);
+        if let Err(error) = drops::watch_filtered(map, report, every).await {
+            tracing::error!("filtered-open counter watch stopped: {error:#}");
+        }
+    });
+}
+
 /// The systemd watchdog and readiness, the signal handler and the SIGHUP reload.
 fn start_control(
     tasks: &mut Tasks,
@@ -187,6 +206,7 @@ struct Sources {
     allow: Option<crate::actions::kernel_allow::SharedAllow>,
     events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
+    open_filtered: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
     base_tx: watch::Sender<Arc<Policy>>,
     policy_rx: watch::Receiver<Arc<Policy>>,
     guarded: watch::Receiver<Option<crate::model::container::GuardedContainer>>,
@@ -201,14 +221,15 @@ fn start_sources(
     kernel: Option<kernel_side::KernelSide>,
 ) -> Sources {
     let allow = kernel.as_ref().map(|k| k.enforcer.allow());
-    let (events, dropped, cgroups, enforcer) = match kernel {
+    let (events, dropped, open_filtered, cgroups, enforcer) = match kernel {
         Some(k) => (
             Some(k.events),
             Some(k.dropped),
+            Some(k.open_filtered),
             Some(k.guard),
             Some(k.enforcer),
         ),
-        None => (None, None, None, None),
+        None => (None, None, None, None, None),
     };
     // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
     let (base_tx, base_rx) = watch::channel(policy.clone());
@@ -237,6 +258,7 @@ fn start_sources(
         allow,
         events,
         dropped,
+        open_filtered,
         base_tx,
         policy_rx,
         guarded,

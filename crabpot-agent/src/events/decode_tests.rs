@@ -5,6 +5,7 @@ use crabpot_common::{
 };
 
 use super::*;
+use crate::model::event::KernelAction;
 
 fn as_bytes<T: aya::Pod>(value: &T) -> Vec<u8> {
     // SAFETY: T is plain old data; we copy its bytes.
@@ -49,6 +50,13 @@ fn exec_event() -> ExecEvent {
         ret: 0,
         filename: fixed::<PATH_LEN>(b"/bin/cat"),
         argv,
+        kernel_action: 0,
+        exe_flags: 0,
+        exe_ino: 0,
+        exe_dev: 0,
+        exe_nlink: 0,
+        exe_name: [0; 32],
+        action_ts_ns: 0,
     }
 }
 
@@ -68,8 +76,68 @@ fn decodes_exec_with_argv() {
             filename: "/bin/cat".into(),
             argv: vec!["cat".into(), "/etc/passwd".into()],
             ret: 0,
+            kernel_action: KernelAction::None,
+            action_ts_ns: 0,
+            exe: None,
         }
     );
+}
+
+#[test]
+fn decodes_the_kernel_stop_and_the_executed_file() {
+    let mut raw = exec_event();
+    raw.kernel_action = crabpot_common::exec_action::STOPPED;
+    raw.exe_flags = crabpot_common::exe_flag::KNOWN
+        | crabpot_common::exe_flag::MEMFD
+        | crabpot_common::exe_flag::UNLINKED;
+    raw.exe_ino = 77;
+    raw.exe_name = fixed(b"memfd:x");
+    let event = decode(&as_bytes(&raw)).expect("decodes");
+    let EventBody::Exec {
+        kernel_action, exe, ..
+    } = event.body
+    else {
+        panic!("not an exec: {:?}", event.body);
+    };
+    assert_eq!(kernel_action, KernelAction::Stopped);
+    let exe = exe.expect("the kernel read the file");
+    assert_eq!((exe.ino, exe.memfd, exe.unlinked), (77, true, true));
+    assert_eq!(exe.name, "memfd:x");
+}
+
+#[test]
+fn a_relative_open_carries_its_procfs_base_and_rejects_odd_names() {
+    let mut raw = open_event(b"1/environ");
+    raw.base_flags = crabpot_common::open_base::KNOWN | crabpot_common::open_base::PROC;
+    raw.base_depth = 2;
+    raw.base[0] = fixed(b"task");
+    raw.base[1] = fixed(b"12");
+    let base = |raw: &OpenEvent| match decode(&as_bytes(raw)).expect("decodes").body {
+        EventBody::Open { base, .. } => base,
+        other => panic!("not an open: {other:?}"),
+    };
+    assert_eq!(base(&raw).as_deref(), Some("/proc/12/task"));
+    raw.base_depth = 0;
+    assert_eq!(base(&raw).as_deref(), Some("/proc"));
+    raw.base_depth = 1;
+    raw.base[0] = fixed(b"..");
+    assert_eq!(base(&raw), None, "a name the kernel never gives");
+    raw.base_flags = crabpot_common::open_base::PROC;
+    assert_eq!(base(&raw), None, "not read to the root");
+}
+
+fn open_event(path: &[u8]) -> OpenEvent {
+    OpenEvent {
+        header: raw_header(EventKind::Open, size_of::<OpenEvent>()),
+        dirfd: -100,
+        flags: 0,
+        mode: 0,
+        path_len: path.len() as u32,
+        path: fixed(path),
+        base_flags: 0,
+        base_depth: 0,
+        base: [[0; 32]; 4],
+    }
 }
 
 #[test]
@@ -132,14 +200,7 @@ fn lengths_beyond_the_buffer_are_clamped() {
 
 #[test]
 fn invalid_utf8_is_replaced_not_fatal() {
-    let mut event = OpenEvent {
-        header: raw_header(EventKind::Open, size_of::<OpenEvent>()),
-        dirfd: -100,
-        flags: 0,
-        mode: 0,
-        path_len: 4,
-        path: fixed(&[b'/', 0xff, 0xfe, b'x']),
-    };
+    let mut event = open_event(&[b'/', 0xff, 0xfe, b'x']);
     let decoded = decode(&as_bytes(&event)).expect("decodes");
     assert!(
         matches!(decoded.body, EventBody::Open { ref path, .. } if path == "/\u{fffd}\u{fffd}x")

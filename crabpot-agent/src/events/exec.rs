@@ -1,10 +1,10 @@
 //! `execve`/`execveat` (crabpot-ebpf/src/exec.rs): judged when the exec returns, so the
 //! program it names is the one that runs.
-use crabpot_common::{EXEC_VIA_EXECVEAT, ExecEvent};
+use crabpot_common::{EXEC_VIA_EXECVEAT, ExecEvent, exe_flag, exec_action};
 use serde_json::json;
 
 use crate::{
-    model::event::{Ancestor, EventBody, KernelEvent, RuleName},
+    model::event::{Ancestor, EventBody, ExeFile, KernelAction, KernelEvent, RuleName, Verdict},
     policy::{
         kernel_rules::KernelRules,
         rules::Policy,
@@ -26,14 +26,43 @@ pub(super) fn decode(e: &ExecEvent) -> EventBody {
         filename: text(&e.filename, e.filename_len),
         argv: (0..argc).map(|i| text(&e.argv[i], e.argv_len[i])).collect(),
         ret: e.ret,
+        kernel_action: match e.kernel_action {
+            exec_action::STOPPED => KernelAction::Stopped,
+            exec_action::KILLED => KernelAction::Killed,
+            _ => KernelAction::None,
+        },
+        action_ts_ns: e.action_ts_ns,
+        exe: exe_file(e),
     }
 }
 
-pub(super) fn describe(syscall: &str, filename: &str, argv: &[String], ret: i32) -> String {
+fn exe_file(e: &ExecEvent) -> Option<ExeFile> {
+    (e.exe_flags & exe_flag::KNOWN != 0).then(|| ExeFile {
+        ino: e.exe_ino,
+        dev: e.exe_dev,
+        nlink: e.exe_nlink,
+        name: text(&e.exe_name, e.exe_name.len() as u32),
+        memfd: e.exe_flags & exe_flag::MEMFD != 0,
+        unlinked: e.exe_flags & exe_flag::UNLINKED != 0,
+    })
+}
+
+pub(super) fn describe(
+    syscall: &str,
+    filename: &str,
+    argv: &[String],
+    ret: i32,
+    kernel_action: KernelAction,
+) -> String {
     if ret < 0 {
         format!("{syscall} {filename} argv={argv:?} failed ({ret})")
-    } else {
+    } else if kernel_action == KernelAction::None {
         format!("{syscall} {filename} argv={argv:?}")
+    } else {
+        format!(
+            "{syscall} {filename} argv={argv:?} {}",
+            kernel_action.as_text()
+        )
     }
 }
 
@@ -50,6 +79,7 @@ pub(super) fn judge(
         filename,
         argv,
         ret,
+        kernel_action,
         ..
     } = &event.body
     else {
@@ -57,6 +87,22 @@ pub(super) fn judge(
     };
     let mut judgement = if *ret < 0 {
         Judgement::default()
+    } else if *kernel_action == KernelAction::Killed {
+        // exec=block killed a denylisted program before it ran: a violation. The watchdog
+        // raises its CRITICAL alert; this is its audit record.
+        let mut judgement = route(
+            Verdict::Killed,
+            record(
+                crate::model::alert::Severity::Info,
+                RuleName::Exec,
+                Verdict::Killed.as_str(),
+                format!("exec of {filename} killed in kernel"),
+            )
+            .with("filename", filename.as_str())
+            .with("argv", json!(argv)),
+        );
+        judgement.audit = judgement.alert.take();
+        judgement
     } else {
         let verdict = verdict_for_action(policy.action(RuleName::Exec));
         let alert = record(

@@ -149,6 +149,7 @@ fn proc_opens_are_logged_not_alerted() {
         flags: 0,
         mode: 0,
         path: "/proc/1/status".into(),
+        base: None,
     };
     let j = judge.judge(&event(3, open), &[], &Policy::default());
     assert!(j.alert.is_none());
@@ -158,6 +159,7 @@ fn proc_opens_are_logged_not_alerted() {
         flags: 0,
         mode: 0,
         path: "/etc/hosts".into(),
+        base: None,
     };
     assert_eq!(
         judge.judge(&event(3, other), &[], &Policy::default()),
@@ -173,6 +175,7 @@ fn another_process_environ_is_a_warning_not_a_violation() {
         flags: 0,
         mode: 0,
         path: "/proc/1/environ".into(),
+        base: None,
     };
     // tgid 3 is no process of ours: its in-container pid is unknown, so not 1.
     let j = judge.judge(&event(3, open), &[], &Policy::default());
@@ -191,6 +194,7 @@ fn moltbot_watches_devices() {
         flags: 0,
         mode: 0,
         path: "/dev/snd/pcmC0D0c".into(),
+        base: None,
     };
     let policy = Policy::default().with_profiles(&["moltbot"]);
     let j = judge.judge(&event(3, open.clone()), &[], &policy);

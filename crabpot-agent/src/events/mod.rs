@@ -57,8 +57,9 @@ pub(crate) fn describe(body: &EventBody) -> String {
             filename,
             argv,
             ret,
+            kernel_action,
             ..
-        } => exec::describe(syscall, filename, argv, *ret),
+        } => exec::describe(syscall, filename, argv, *ret, *kernel_action),
         EventBody::Open { path, flags, .. } => open::describe(path, *flags),
         EventBody::Connect {
             family,
@@ -176,8 +177,18 @@ impl Judges {
         let mut judgement = match &event.body {
             EventBody::Exec { .. } => exec::judge(&mut self.rules, event, lineage, policy),
             EventBody::Open {
-                path, flags, dirfd, ..
-            } => open::judge(event.header.tgid, path, *flags, *dirfd, policy),
+                path,
+                flags,
+                dirfd,
+                base,
+                ..
+            } => open::judge(
+                event.header.tgid,
+                path,
+                (*flags, *dirfd),
+                base.as_deref(),
+                policy,
+            ),
             EventBody::Connect { .. } => connect::judge(&mut self.rules, event, lineage, policy),
             EventBody::Ptrace {
                 request,

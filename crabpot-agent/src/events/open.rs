@@ -1,5 +1,5 @@
 //! `openat`/`openat2` (crabpot-ebpf/src/open.rs): /proc reads, sensitive files, devices.
-use crabpot_common::OpenEvent;
+use crabpot_common::{OpenEvent, open_base};
 
 use crate::{
     model::{
@@ -31,7 +31,29 @@ pub(super) fn decode(e: &OpenEvent) -> EventBody {
         flags: e.flags,
         mode: e.mode,
         path: text(&e.path, e.path_len),
+        base: base_dir(e),
     }
+}
+
+/// The base directory of a relative open, when the kernel read it in procfs: `/proc`, then
+/// the names it gave innermost first, reversed.
+fn base_dir(e: &OpenEvent) -> Option<String> {
+    let known = open_base::PROC | open_base::KNOWN;
+    if e.base_flags & known != known {
+        return None;
+    }
+    let depth = (e.base_depth as usize).min(e.base.len());
+    let mut path = String::from("/proc");
+    for name in e.base[..depth].iter().rev() {
+        let name = text(name, name.len() as u32);
+        // A name is one component; anything else is not a path the kernel gave.
+        if name.is_empty() || name.contains('/') || name == ".." {
+            return None;
+        }
+        path.push('/');
+        path.push_str(&name);
+    }
+    Some(path)
 }
 
 pub(super) fn describe(path: &str, flags: i32) -> String {
@@ -42,11 +64,11 @@ pub(super) fn describe(path: &str, flags: i32) -> String {
 pub(super) fn judge(
     tgid: u32,
     requested: &str,
-    flags: i32,
-    dirfd: i32,
+    (flags, dirfd): (i32, i32),
+    kernel_base: Option<&str>,
     policy: &Policy,
 ) -> Judgement {
-    let effective = open_path::effective(tgid, dirfd, requested);
+    let effective = open_path::effective(tgid, dirfd, requested, kernel_base);
     let path = &effective.path;
     let mut judgement = open_of(tgid, path, flags, policy);
     if path != requested {
@@ -54,6 +76,7 @@ pub(super) fn judge(
             a.with("requested_path", requested)
                 .with("dirfd", dirfd)
                 .with("base_unknown", effective.base_unknown)
+                .with("base_from_kernel", kernel_base.is_some())
         };
         judgement.alert = judgement.alert.map(note);
         judgement.audit = judgement.audit.map(note);

@@ -36,12 +36,23 @@ pub enum EventBody {
         argv: Vec<String>,
         /// 0 when the program was executed, else the negative errno the exec failed with.
         ret: i32,
+        /// What the kernel did to the new program before its first instruction.
+        kernel_action: KernelAction,
+        /// Monotonic time of the stop or kill (0: none), beside `ts_ns` (the exec's entry).
+        action_ts_ns: u64,
+        /// The executed file as the kernel held it at the exec (`None` when not read).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exe: Option<ExeFile>,
     },
     Open {
         dirfd: i32,
         flags: i32,
         mode: u32,
         path: String,
+        /// The directory a relative path started from, when the kernel found it in procfs
+        /// (e.g. `/proc/1`): known even when the process is gone.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        base: Option<String>,
     },
     Connect {
         fd: i32,
@@ -142,4 +153,41 @@ impl KernelEvent {
 pub(crate) struct Ancestor {
     pub pid: u32,
     pub name: String,
+}
+
+/// What the kernel did to a new program at its exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelAction {
+    None,
+    /// SIGSTOP before its first instruction: it waits for the agent's judgement.
+    Stopped,
+    /// SIGKILL before its first instruction (`exec=block`).
+    Killed,
+}
+
+impl KernelAction {
+    /// How an alert says it.
+    pub(crate) fn as_text(self) -> &'static str {
+        match self {
+            KernelAction::None => "",
+            KernelAction::Stopped => "stopped in kernel",
+            KernelAction::Killed => "killed in kernel",
+        }
+    }
+}
+
+/// The executed file, read by the kernel from the task (`mm->exe_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExeFile {
+    pub ino: u64,
+    /// The kernel's `s_dev` encoding (major << 20 | minor).
+    pub dev: u32,
+    pub nlink: u32,
+    /// Its dentry's name (`memfd:NAME` for a memfd).
+    pub name: String,
+    /// A `memfd_create` file.
+    pub memfd: bool,
+    /// No directory names it (a memfd or a deleted file).
+    pub unlinked: bool,
 }

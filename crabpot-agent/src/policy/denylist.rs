@@ -105,6 +105,8 @@ mod tests {
         );
         assert_eq!(executable_name("/usr/bin/node", &argv(&["sh"])), "node");
         assert_eq!(executable_name("/bin/busybox", &argv(&[])), "busybox");
+        assert_eq!(executable_name("/bin/busybox", &argv(&["-sh"])), "sh");
+        assert_eq!(executable_name("/bin/sh", &argv(&["-sh"])), "sh");
         assert_eq!(
             executable_name("/tmp/busybox.bak", &argv(&["/tmp/busybox.bak", "sh"])),
             "sh"

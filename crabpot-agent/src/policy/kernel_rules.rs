@@ -13,11 +13,11 @@ use crate::model::container::GuardedContainer;
 use crate::{
     model::alert::{Alert, AlertSource, Severity},
     model::event::Ancestor,
-    model::event::{EventBody, KernelEvent, RuleName},
+    model::event::{EventBody, ExeFile, KernelAction, KernelEvent, RuleName},
     policy::alerted::AlertedPids,
     policy::{
         break_glass::BreakGlass,
-        denylist::{Denylist, applet, basename, executable_name, login_form},
+        denylist::{Denylist, MULTICALL, applet, basename, executable_name, login_form},
         drift::Drift,
         exe_identity::{ExeIdentity, ExecFiles, ExecTarget},
         exec_failures::{ExecFailures, Failure},
@@ -226,6 +226,9 @@ impl KernelRules {
             dirfd,
             flags,
             ret,
+            kernel_action,
+            action_ts_ns,
+            exe,
             ..
         } = &event.body
         else {
@@ -257,6 +260,9 @@ impl KernelRules {
         };
         let (mut hit, files, identified_by_file) = self.identify(shown, target);
         let fileless = files.fileless && !files.opened;
+        if hit.is_none() && !files.opened {
+            hit = self.kernel_exe_hit(exe.as_ref(), argv);
+        }
         if hit.is_none()
             && let Some(drift) = &files.drift
         {
@@ -281,7 +287,10 @@ impl KernelRules {
             (Some((name, category)), _) => Alert::new(
                 Severity::Critical,
                 AlertSource::Processes,
-                format!("Suspicious process detected: {filename} ({name}, {category})"),
+                format!(
+                    "Suspicious process detected: {filename} ({name}, {category}){}",
+                    stop_note(*kernel_action)
+                ),
             )
             .with("executable", name)
             .with("category", category),
@@ -309,10 +318,31 @@ impl KernelRules {
             .with("argv", json!(argv))
             .with("identified_by_file", identified_by_file)
             .with("origin", origin.as_str());
+        alert = kernel_details(alert, *kernel_action, *action_ts_ns, exe.as_ref());
         if failed_tries > 0 {
             alert = alert.with("failed_path_candidates", failed_tries);
         }
         Some(common_details(alert, event, lineage))
+    }
+
+    /// The executed file as the kernel named it at the exec, for a program the agent could
+    /// not read (its process is gone): its own name, or for busybox/toybox and a file with
+    /// no name (a memfd, a deleted file) the applet its argv selects, as busybox would run
+    /// it. argv[0] decides only where the kernel said the file itself does not.
+    fn kernel_exe_hit(
+        &self,
+        exe: Option<&ExeFile>,
+        argv: &[String],
+    ) -> Option<(String, &'static str)> {
+        let exe = exe?;
+        let multicall = MULTICALL.iter().any(|m| exe.name.starts_with(m));
+        let name = if exe.memfd || exe.unlinked || multicall {
+            applet(argv)
+        } else {
+            exe.name.clone()
+        };
+        let category = self.denylist.category(&name)?;
+        Some((name, category))
     }
 
     /// The denylisted name a drifted file runs as, by what it can be told by alone: its own
@@ -369,6 +399,36 @@ impl KernelRules {
     }
 }
 
+/// What the kernel did to the program and what it read of its file.
+fn kernel_details(
+    mut alert: Alert,
+    action: KernelAction,
+    action_ts_ns: u64,
+    exe: Option<&ExeFile>,
+) -> Alert {
+    alert = alert.with("kernel_action", json!(action));
+    if action_ts_ns > 0 {
+        alert = alert.with("kernel_action_ts_ns", action_ts_ns);
+    }
+    if let Some(exe) = exe {
+        alert = alert
+            .with("exe_inode", exe.ino)
+            .with("exe_dev", exe.dev)
+            .with("exe_name", exe.name.clone())
+            .with("exe_memfd", exe.memfd)
+            .with("exe_unlinked", exe.unlinked);
+    }
+    alert
+}
+
+/// The message's note on what the kernel did before the program ran.
+fn stop_note(action: KernelAction) -> String {
+    match action {
+        KernelAction::None => String::new(),
+        other => format!(" - {} before its first instruction", other.as_text()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +466,9 @@ mod tests {
             filename: filename.into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ret: 0,
+            kernel_action: KernelAction::None,
+            action_ts_ns: 0,
+            exe: None,
         })
     }
 
@@ -481,6 +544,47 @@ mod tests {
             "argv[0] alone lies"
         );
         assert!(rules.alerted_pids.lock().expect("lock").contains(&10));
+    }
+
+    fn exec_of_exe(argv: &[&str], name: &str, memfd: bool) -> KernelEvent {
+        let mut event = exec("", argv);
+        if let EventBody::Exec { exe, syscall, .. } = &mut event.body {
+            *syscall = "execveat";
+            *exe = Some(ExeFile {
+                ino: 42,
+                dev: 1,
+                nlink: u32::from(!memfd),
+                name: name.into(),
+                memfd,
+                unlinked: memfd,
+            });
+        }
+        // A pid that does not exist: the process is gone, only the kernel's word is left.
+        event.header.tgid = u32::MAX - 1;
+        event
+    }
+
+    #[test]
+    fn a_gone_fileless_program_is_judged_by_what_the_kernel_read() {
+        let mut rules = rules();
+        let alert = rules
+            .exec_alert(&exec_of_exe(&["sh", "-c", "x"], "memfd:x", true), &[])
+            .expect("memfd run as sh");
+        assert_eq!(alert.severity, Severity::Critical);
+        assert_eq!(alert.details["executable"], "sh");
+        assert_eq!(alert.details["exe_memfd"], true);
+        assert_eq!(alert.details["exe_inode"], 42);
+        let busybox = rules
+            .exec_alert(&exec_of_exe(&["-sh"], "busybox", false), &[])
+            .expect("busybox by fd, login shell form");
+        assert_eq!(busybox.details["executable"], "sh");
+        // A file with a name of its own is that name, whatever argv[0] says.
+        let cat = rules.exec_alert(&exec_of_exe(&["sh"], "cat", false), &[]);
+        assert!(
+            cat.as_ref()
+                .is_none_or(|a| a.severity != Severity::Critical),
+            "{cat:?}"
+        );
     }
 
     #[test]

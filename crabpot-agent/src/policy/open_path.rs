@@ -37,9 +37,24 @@ fn is_self_or_pid(part: &str) -> bool {
 }
 
 /// The path `path` opened by process `tgid` relative to `dirfd` names, made absolute and
-/// normalised as the container sees it.
-pub(crate) fn effective(tgid: u32, dirfd: i32, path: &str) -> EffectivePath {
+/// normalised as the container sees it. `kernel_base` is the base directory the kernel
+/// read at the open (in procfs only): it is the truth of that moment and needs no
+/// process, so it is preferred to `/proc/<pid>/cwd` read now.
+pub(crate) fn effective(
+    tgid: u32,
+    dirfd: i32,
+    path: &str,
+    kernel_base: Option<&str>,
+) -> EffectivePath {
+    let own = if dirfd == AT_FDCWD {
+        Base::Cwd
+    } else {
+        Base::Fd(dirfd)
+    };
     effective_with(path, dirfd, |what| {
+        if let Some(base) = kernel_base.filter(|_| what == own) {
+            return Some(base.to_string());
+        }
         let link = match what {
             Base::Cwd => format!("/proc/{tgid}/cwd"),
             Base::Fd(fd) => format!("/proc/{tgid}/fd/{fd}"),

@@ -28,6 +28,9 @@ pub struct Metrics {
     /// path does no label hashing.
     kernel_events_by_kind: Vec<IntCounter>,
     dropped: IntCounter,
+    open_filtered: IntCounter,
+    /// Programs stopped (or killed) in the kernel at their exec, then continued or frozen.
+    kernel_stops: IntCounterVec,
     blocked: IntCounterVec,
     latency: Histogram,
     cpu: Gauge,
@@ -110,6 +113,15 @@ impl Metrics {
                 "crabpot_kernel_events_dropped_total",
                 "Kernel events lost because the ring buffer was full.",
             ))),
+            open_filtered: r.add(must(IntCounter::new(
+                "crabpot_kernel_opens_filtered_total",
+                "Opens the kernel kept out of the ring buffer (not needed by the policy).",
+            ))),
+            kernel_stops: r.counter_vec(
+                "crabpot_kernel_exec_stops_total",
+                "Denylisted execs stopped or killed in the kernel, by outcome (frozen, continued, killed).",
+                &["outcome"],
+            ),
             latency: r.add(must(Histogram::with_opts(
                 HistogramOpts::new(
                     "crabpot_detection_latency_seconds",
@@ -202,6 +214,18 @@ impl Metrics {
         if total > seen {
             self.dropped.inc_by(total - seen);
         }
+    }
+
+    /// The kernel's count of filtered opens (a running total).
+    pub fn open_filtered_total(&self, total: u64) {
+        let seen = self.open_filtered.get();
+        if total > seen {
+            self.open_filtered.inc_by(total - seen);
+        }
+    }
+
+    pub fn kernel_stop(&self, outcome: &str) {
+        self.kernel_stops.with_label_values(&[outcome]).inc();
     }
 
     pub fn decision(&self, rule: &str, verdict: &str) {

@@ -130,6 +130,9 @@ mod tests {
                 filename: filename.into(),
                 argv: vec![],
                 ret: 0,
+                kernel_action: crate::model::event::KernelAction::None,
+                action_ts_ns: 0,
+                exe: None,
             },
         }
     }

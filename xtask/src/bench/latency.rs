@@ -1,6 +1,7 @@
 //! Detection and containment latency: a shell `docker exec`'d into the container, from the
 //! kernel's exec event to (a) the alert line in the JSON-lines log and (b) the freezer
-//! reporting FROZEN. Baseline: the agent's poll-only mode (the seed's `docker top` every
+//! reporting FROZEN, and (c) the kernel stopping the shell before its first instruction
+//! (`kernel_action_ts_ns` of the alert). Baseline: the agent's poll-only mode (the seed's `docker top` every
 //! 15 s), trials interleaved in blocks so drift hits both.
 use std::{
     fs::File,
@@ -22,10 +23,20 @@ const SAMPLE: Duration = Duration::from_micros(200);
 struct Samples {
     alert_ms: Vec<f64>,
     frozen_ms: Vec<f64>,
+    stopped_ms: Vec<f64>,
 }
 
-/// The first CRITICAL process alert appended to the log after `offset`, and its kernel time.
-fn new_shell_alert(log: &Path, offset: u64) -> Option<Option<u64>> {
+/// What the shell alert says of the kernel: its exec time, when it stopped the shell, and
+/// the shell's host pid.
+#[derive(Clone, Copy, Default)]
+struct KernelTimes {
+    exec_ns: Option<u64>,
+    stop_ns: Option<u64>,
+    pid: Option<u64>,
+}
+
+/// The first CRITICAL process alert appended to the log after `offset`, and its kernel times.
+fn new_shell_alert(log: &Path, offset: u64) -> Option<KernelTimes> {
     let mut file = File::open(log).ok()?;
     file.seek(SeekFrom::Start(offset)).ok()?;
     let mut text = String::new();
@@ -33,7 +44,11 @@ fn new_shell_alert(log: &Path, offset: u64) -> Option<Option<u64>> {
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|a| a["severity"] == "CRITICAL" && a["source"] == "processes")
-        .map(|a| a["details"]["kernel_ts_ns"].as_u64())
+        .map(|a| KernelTimes {
+            exec_ns: a["details"]["kernel_ts_ns"].as_u64(),
+            stop_ns: a["details"]["kernel_action_ts_ns"].as_u64(),
+            pid: a["details"]["pid"].as_u64(),
+        })
 }
 
 /// Wait until the alert is in the log and the freezer is frozen; times in monotonic ns.
@@ -42,9 +57,9 @@ fn watch(
     offset: u64,
     freezer: &sys::Freezer,
     deadline: Duration,
-) -> anyhow::Result<(u64, Option<u64>, u64)> {
+) -> anyhow::Result<(u64, KernelTimes, u64)> {
     let until = Instant::now() + deadline;
-    let (mut alert_at, mut kernel_ts, mut frozen_at) = (None, None, None);
+    let (mut alert_at, mut kernel_ts, mut frozen_at) = (None, KernelTimes::default(), None);
     while Instant::now() < until {
         if frozen_at.is_none() && freezer.frozen() {
             frozen_at = Some(sys::monotonic_ns());
@@ -107,12 +122,23 @@ fn kernel_trials(
     for _ in 0..trials {
         let offset = log_len(&agent.alerts_log);
         let mut exec = container.spawn_exec(&["sh", "-c", "true"])?;
-        let (alert_at, kernel_ts, frozen_at) =
+        let (alert_at, kernel, frozen_at) =
             watch(&agent.alerts_log, offset, &freezer, Duration::from_secs(10))?;
-        let kernel_ts = kernel_ts.context("the shell alert carries no kernel_ts_ns")?;
+        let kernel_ts = kernel
+            .exec_ns
+            .context("the shell alert carries no kernel_ts_ns")?;
         into.alert_ms.push(ms(kernel_ts, alert_at));
         into.frozen_ms.push(ms(kernel_ts, frozen_at));
+        if let Some(stop) = kernel.stop_ns {
+            into.stopped_ms.push(ms(kernel_ts, stop));
+        }
         resume(&mut agent, &freezer)?;
+        // The shell stays stopped after a resume: end it, so `docker exec` returns.
+        if let Some(pid) = kernel.pid {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
         exec.wait().context("waiting for docker exec")?;
     }
     agent.stop()
@@ -196,6 +222,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         )?;
     }
     let (a, f) = (summarize(&ours.alert_ms), summarize(&ours.frozen_ms));
+    let s = summarize(&ours.stopped_ms);
     let (pa, pf) = (summarize(&poll.alert_ms), summarize(&poll.frozen_ms));
     let noisy = |n: usize| {
         if n < 20 {
@@ -205,6 +232,12 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         }
     };
     Ok(vec![
+        Row::new("shell exec → stopped in kernel, p50", "ms", s.p50).note(format!(
+            "n={}: from the exec's entry to the SIGSTOP at sched_process_exec",
+            s.n
+        )),
+        Row::new("shell exec → stopped in kernel, p99", "ms", s.p99),
+        Row::new("shell exec → stopped in kernel, max", "ms", s.max),
         Row::new("shell exec → alert written, p50", "ms", a.p50)
             .against("poll-only p50", pa.p50)
             .note(noisy(a.n)),

@@ -43,3 +43,21 @@ pub(crate) async fn watch(
         }
     }
 }
+
+/// The kernel's total of filtered opens (summed over CPUs).
+pub(crate) fn read_filtered(map: &PerCpuArray<MapData, u64>) -> Result<u64, aya::maps::MapError> {
+    Ok(map.get(&0, 0)?.iter().sum())
+}
+
+/// Poll the filtered-open counter and hand each total to `report` (the metrics).
+pub(crate) async fn watch_filtered(
+    map: PerCpuArray<MapData, u64>,
+    report: impl Fn(u64),
+    every: Duration,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        report(read_filtered(&map)?);
+    }
+}

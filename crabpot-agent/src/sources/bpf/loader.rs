@@ -4,9 +4,9 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use crabpot_common::names;
+use crabpot_common::{DENY_NAME_LEN, KernelOffsets, names};
 
-use crate::sources::bpf::tracefs;
+use crate::sources::bpf::{btf, tracefs};
 
 /// The kernel object built from `crabpot-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/crabpot"));
@@ -87,7 +87,11 @@ pub struct KernelPipeline {
     pub events: RingBuf<MapData>,
     pub guard: crate::sources::guard::GuardMaps,
     pub dropped: PerCpuArray<MapData, u64>,
+    /// Opens the kernel filter kept out of the ring buffer.
+    pub open_filtered: PerCpuArray<MapData, u64>,
     pub policy: PolicyMaps,
+    /// The programs can read the executed file and the cwd (struct offsets from BTF).
+    pub offsets_valid: bool,
 }
 
 /// The maps through which the agent sets the kernel's policy.
@@ -96,6 +100,10 @@ pub struct PolicyMaps {
     pub lsm_enforced: Array<MapData, u32>,
     pub allow_v4: LpmTrie<MapData, [u8; 6], u32>,
     pub allow_v6: LpmTrie<MapData, [u8; 18], u32>,
+    /// Names a new program is stopped (or killed) for at its exec.
+    pub deny_names: HashMap<MapData, [u8; DENY_NAME_LEN], u32>,
+    /// `crabpot_common::control` switches.
+    pub control: Array<MapData, u32>,
 }
 
 fn take<T>(
@@ -126,7 +134,15 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
     let size = options.ring_buffer_bytes;
     let root = tracefs::ensure_mounted()?;
     let fork = tracefs::fork_pid_offsets(&root)?;
+    let offsets = btf::running_kernel_offsets().unwrap_or_else(|reason| {
+        tracing::warn!(
+            "kernel struct offsets unavailable ({reason}): exec events carry no file identity \
+             and relative opens no base directory; the agent reads /proc instead"
+        );
+        KernelOffsets::default()
+    });
     let mut ebpf = EbpfLoader::new()
+        .override_global(names::KERNEL_OFFSETS, &offsets, true)
         .override_global(names::FORK_PARENT_PID_OFFSET, &fork.parent_pid, true)
         .override_global(names::FORK_CHILD_PID_OFFSET, &fork.child_pid, true)
         .map_max_entries(names::EVENTS, size)
@@ -167,7 +183,10 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         tracked: take(&mut ebpf, names::TRACKED, HashMap::try_from)?,
     };
     let dropped = take(&mut ebpf, names::DROPPED, PerCpuArray::try_from)?;
+    let open_filtered = take(&mut ebpf, names::OPEN_FILTERED, PerCpuArray::try_from)?;
     let policy = PolicyMaps {
+        deny_names: take(&mut ebpf, names::DENY_NAMES, HashMap::try_from)?,
+        control: take(&mut ebpf, names::CONTROL, Array::try_from)?,
         rule_modes: take(&mut ebpf, names::RULE_MODES, Array::try_from)?,
         lsm_enforced: take(&mut ebpf, names::LSM_ENFORCED, Array::try_from)?,
         allow_v4: take(&mut ebpf, names::ALLOW_V4, LpmTrie::try_from)?,
@@ -178,6 +197,8 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         events,
         guard,
         dropped,
+        open_filtered,
         policy,
+        offsets_valid: offsets.valid == 1,
     })
 }

@@ -1,4 +1,5 @@
 //! The kernel side as the agent sees it: load and attach, drain the ring buffer, count drops.
+pub(crate) mod btf;
 pub(crate) mod bus;
 pub(crate) mod drops;
 pub mod loader;
