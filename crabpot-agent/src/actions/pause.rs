@@ -22,8 +22,7 @@ pub(crate) const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Whether an alert should freeze the container.
 pub(crate) fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
-    if alert.severity != Severity::Critical || alert.control.follow_up || alert.control.no_pause
-    {
+    if alert.severity != Severity::Critical || alert.control.follow_up || alert.control.no_pause {
         return false;
     }
     if container.paused {

@@ -88,20 +88,24 @@ impl PostureReport {
         self.findings
             .iter()
             .map(|f| {
-                Alert::new(f.severity, AlertSource::Posture, format!("Posture: {}", f.message))
-                    .with("rule", format!("posture_{}", f.finding))
-                    .with("finding", f.finding.clone())
-                    .with("detail", f.detail.clone())
-                    .with("posture_score", score)
-                    .no_pause()
-                    .for_container(&self.container, &self.container_id)
+                Alert::new(
+                    f.severity,
+                    AlertSource::Posture,
+                    format!("Posture: {}", f.message),
+                )
+                .with("rule", format!("posture_{}", f.finding))
+                .with("finding", f.finding.clone())
+                .with("detail", f.detail.clone())
+                .with("posture_score", score)
+                .no_pause()
+                .for_container(&self.container, &self.container_id)
             })
             .collect()
     }
 }
 
 /// Audit one container's launch settings.
-pub fn audit(found: &ContainerInspectResponse) -> PostureReport {
+pub(crate) fn audit(found: &ContainerInspectResponse) -> PostureReport {
     let host = found.host_config.clone().unwrap_or_default();
     let mut findings = Vec::new();
     findings.extend(docker_socket(found, &host));
@@ -162,7 +166,10 @@ fn docker_socket(found: &ContainerInspectResponse, host: &HostConfig) -> Option<
     };
     for bind in host.binds.iter().flatten() {
         let mut parts = bind.split(':');
-        note(parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        note(
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
     }
     for mount in host.mounts.iter().flatten() {
         note(
@@ -219,12 +226,24 @@ fn capabilities(host: &HostConfig) -> Vec<Finding> {
 /// The host's network, PID and IPC namespaces.
 fn namespaces(host: &HostConfig) -> Vec<Finding> {
     let modes = [
-        (&host.network_mode, "host_network", Severity::Critical,
-         "shares the host's network namespace: reaches every loopback-only service of the host"),
-        (&host.pid_mode, "host_pid", Severity::Critical,
-         "shares the host's PID namespace: sees (and with ptrace rights, enters) host processes"),
-        (&host.ipc_mode, "host_ipc", Severity::Warning,
-         "shares the host's IPC namespace: host shared memory and semaphores"),
+        (
+            &host.network_mode,
+            "host_network",
+            Severity::Critical,
+            "shares the host's network namespace: reaches every loopback-only service of the host",
+        ),
+        (
+            &host.pid_mode,
+            "host_pid",
+            Severity::Critical,
+            "shares the host's PID namespace: sees (and with ptrace rights, enters) host processes",
+        ),
+        (
+            &host.ipc_mode,
+            "host_ipc",
+            Severity::Warning,
+            "shares the host's IPC namespace: host shared memory and semaphores",
+        ),
     ];
     modes
         .into_iter()
@@ -297,7 +316,10 @@ fn limits(host: &HostConfig) -> Vec<Finding> {
 /// Ports published on every interface (0.0.0.0, ::, or no address given).
 fn public_ports(found: &ContainerInspectResponse, host: &HostConfig) -> Option<Finding> {
     // What Docker bound (running), else what was asked for.
-    let live: Option<&PortMap> = found.network_settings.as_ref().and_then(|n| n.ports.as_ref());
+    let live: Option<&PortMap> = found
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.ports.as_ref());
     let map = live
         .filter(|m| m.values().any(Option::is_some))
         .or(host.port_bindings.as_ref())?;
@@ -308,7 +330,10 @@ fn public_ports(found: &ContainerInspectResponse, host: &HostConfig) -> Option<F
                 let ip = b.host_ip.as_deref().unwrap_or_default();
                 matches!(ip, "" | "0.0.0.0" | "::" | "[::]").then(|| {
                     let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
-                    format!("{ip}:{}->{port}", b.host_port.as_deref().unwrap_or_default())
+                    format!(
+                        "{ip}:{}->{port}",
+                        b.host_port.as_deref().unwrap_or_default()
+                    )
                 })
             })
         })
