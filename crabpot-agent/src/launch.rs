@@ -112,25 +112,27 @@ pub(crate) fn host_config(preset: Preset, user: &str, home: Option<&str>) -> Hos
     host.readonly_rootfs = Some(true);
     let mut tmpfs = HashMap::from([(
         "/tmp".to_string(),
-        "rw,nosuid,nodev,noexec,size=64m,mode=1777".to_string(),
+        tmpfs_options(user, "nosuid,nodev,noexec,size=64m"),
     )]);
     if let Some(home) = home.filter(|h| *h != "/" && *h != "/tmp") {
-        tmpfs.insert(home.to_string(), home_options(user));
+        tmpfs.insert(home.to_string(), tmpfs_options(user, "nosuid,nodev,size=256m"));
     }
     host.tmpfs = Some(tmpfs);
     host
 }
 
-/// The home tmpfs, owned by a numeric user (else world-writable with the sticky bit).
-fn home_options(user: &str) -> String {
+/// A tmpfs the user can write: owned by a numeric user, else world-writable with the sticky
+/// bit. Owned, because Docker copies the image directory's mode over `mode=` (seen on
+/// Docker 20.10: `--tmpfs /tmp:mode=1777` over a 0755 /tmp stays 0755).
+fn tmpfs_options(user: &str, base: &str) -> String {
     let mut ids = user.split(':');
     let uid = ids.next().unwrap_or_default();
     let gid = ids.next().unwrap_or(uid);
     let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if numeric(uid) && numeric(gid) {
-        format!("rw,nosuid,nodev,size=256m,uid={uid},gid={gid},mode=0700")
+        format!("rw,{base},uid={uid},gid={gid},mode=1777")
     } else {
-        "rw,nosuid,nodev,size=256m,mode=1777".to_string()
+        format!("rw,{base},mode=1777")
     }
 }
 
@@ -432,7 +434,7 @@ mod tests {
             "{tmpfs:?}"
         );
         assert!(tmpfs["/tmp"].contains("noexec"));
-        assert_eq!(home_options("node"), "rw,nosuid,nodev,size=256m,mode=1777");
+        assert_eq!(tmpfs_options("node", "size=1m"), "rw,size=1m,mode=1777");
     }
 
     #[test]
