@@ -115,7 +115,10 @@ pub(crate) fn host_config(preset: Preset, user: &str, home: Option<&str>) -> Hos
         tmpfs_options(user, "nosuid,nodev,noexec,size=64m"),
     )]);
     if let Some(home) = home.filter(|h| *h != "/" && *h != "/tmp") {
-        tmpfs.insert(home.to_string(), tmpfs_options(user, "nosuid,nodev,size=256m"));
+        tmpfs.insert(
+            home.to_string(),
+            tmpfs_options(user, "nosuid,nodev,size=256m"),
+        );
     }
     host.tmpfs = Some(tmpfs);
     host
