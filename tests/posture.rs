@@ -71,6 +71,11 @@ fn docker_socket_and_sys_admin_are_critical_but_never_freeze() {
         "{text}"
     );
 
+    assert!(
+        !container.is_paused(),
+        "the socket finding froze the container"
+    );
+
     // Re-created under the same name, with SYS_ADMIN instead of the socket: audited again.
     docker(&["rm", "-f", &container.name]);
     container.run(&["--cap-add", "SYS_ADMIN"]);
