@@ -112,28 +112,28 @@ pub(crate) fn host_config(preset: Preset, user: &str, home: Option<&str>) -> Hos
     host.readonly_rootfs = Some(true);
     let mut tmpfs = HashMap::from([(
         "/tmp".to_string(),
-        tmpfs_options(user, "nosuid,nodev,noexec,size=64m"),
+        tmpfs_options(user, "nosuid,nodev,noexec,size=64m", "1777"),
     )]);
     if let Some(home) = home.filter(|h| *h != "/" && *h != "/tmp") {
         tmpfs.insert(
             home.to_string(),
-            tmpfs_options(user, "nosuid,nodev,size=256m"),
+            tmpfs_options(user, "nosuid,nodev,size=256m", "0700"),
         );
     }
     host.tmpfs = Some(tmpfs);
     host
 }
 
-/// A tmpfs the user can write: owned by a numeric user, else world-writable with the sticky
-/// bit. Owned, because Docker copies the image directory's mode over `mode=` (seen on
+/// A tmpfs the user can write: owned by a numeric user (with `owned_mode`), else
+/// world-writable with the sticky bit. Owned, because Docker copies the image directory's mode over `mode=` (seen on
 /// Docker 20.10: `--tmpfs /tmp:mode=1777` over a 0755 /tmp stays 0755).
-fn tmpfs_options(user: &str, base: &str) -> String {
+fn tmpfs_options(user: &str, base: &str, owned_mode: &str) -> String {
     let mut ids = user.split(':');
     let uid = ids.next().unwrap_or_default();
     let gid = ids.next().unwrap_or(uid);
     let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if numeric(uid) && numeric(gid) {
-        format!("rw,{base},uid={uid},gid={gid},mode=1777")
+        format!("rw,{base},uid={uid},gid={gid},mode={owned_mode}")
     } else {
         format!("rw,{base},mode=1777")
     }
@@ -437,7 +437,11 @@ mod tests {
             "{tmpfs:?}"
         );
         assert!(tmpfs["/tmp"].contains("noexec"));
-        assert_eq!(tmpfs_options("node", "size=1m"), "rw,size=1m,mode=1777");
+        assert!(tmpfs["/home/node"].ends_with("mode=0700"), "{tmpfs:?}");
+        assert_eq!(
+            tmpfs_options("node", "size=1m", "0700"),
+            "rw,size=1m,mode=1777"
+        );
     }
 
     #[test]
