@@ -19,6 +19,7 @@ pub mod control;
 mod events;
 mod install;
 mod kernel_side;
+pub mod launch;
 mod model;
 mod pipeline;
 mod policy;
@@ -40,6 +41,7 @@ pub use settings::check_config;
 pub use actions::pins::unload as unload_pins;
 pub use config::{default_alerts_log, effective_home};
 pub use install::{Layout as InstallLayout, install};
+pub use policy::posture::{Finding as PostureFinding, PostureReport};
 pub use sinks::{
     alert_log::reader,
     http::{ShellAnnounce, ShellGrant, Status},

@@ -22,7 +22,7 @@ pub(crate) const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Whether an alert should freeze the container.
 pub(crate) fn should_pause(alert: &Alert, container: &GuardedContainer) -> bool {
-    if alert.severity != Severity::Critical || alert.control.follow_up {
+    if alert.severity != Severity::Critical || alert.control.follow_up || alert.control.no_pause {
         return false;
     }
     if container.paused {
@@ -163,6 +163,8 @@ mod tests {
         assert!(!should_pause(&warning, &container(false, 100)));
         let follow_up = shell.clone().follow_up();
         assert!(!should_pause(&follow_up, &container(false, 100)));
+        let posture = Alert::new(Severity::Critical, AlertSource::Posture, "docker.sock");
+        assert!(!should_pause(&posture.no_pause(), &container(false, 100)));
         let died_before_restart = Alert::new(Severity::Critical, AlertSource::Events, "die")
             .with("event_time_nano", 50_000_000_000i64);
         assert!(!should_pause(&died_before_restart, &container(false, 100)));

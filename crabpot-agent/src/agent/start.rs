@@ -91,7 +91,7 @@ pub(super) fn start(
     };
     metrics.set_exceptions(p.settings.exceptions.clone());
     let operator = (BreakGlass::default(), p.settings.exceptions.clone());
-    let (shared, stats_rx) =
+    let (shared, (stats_rx, posture_rx)) =
         start_channels(&mut tasks, ctx, &config, &sources, p.scanner, operator);
     let break_glass = shared.glass.clone();
     let bus = start_drain(&mut tasks, sources.events, sources.dropped);
@@ -104,6 +104,7 @@ pub(super) fn start(
         views: StateViews {
             container: sources.guarded.clone(),
             stats: stats_rx,
+            posture: posture_rx,
             trust: trust_rx,
             ticks,
         },
@@ -355,10 +356,7 @@ fn start_channels(
     sources: &Sources,
     scanner: LogScanner,
     (glass, exceptions): (BreakGlass, Arc<Exceptions>),
-) -> (
-    Shared,
-    watch::Receiver<Option<crate::channels::stats::StatsSample>>,
-) {
+) -> (Shared, ChannelViews) {
     let shared = Shared {
         denylist: Arc::new(Denylist::new(&config.process_denylist)),
         identity: Arc::new(ExeIdentity::new(&config.process_denylist)),
@@ -398,9 +396,20 @@ fn start_channels(
         watchers::run_polling(watchers::pids::PidsWatcher::default(), ctx.clone()),
     );
     tasks.spawn("health channel", HealthWatcher::default().run(ctx.clone()));
+    let (posture_tx, posture_rx) = watch::channel(None);
+    tasks.spawn(
+        "posture channel",
+        watchers::posture::PostureWatcher::new(posture_tx).run(ctx.clone()),
+    );
     tasks.spawn("events channel", watchers::events::run(ctx));
-    (shared, stats_rx)
+    (shared, (stats_rx, posture_rx))
 }
+
+/// What the channels publish for the metrics and the dashboard: stats and posture.
+type ChannelViews = (
+    watch::Receiver<Option<crate::channels::stats::StatsSample>>,
+    watch::Receiver<Option<crate::policy::posture::PostureReport>>,
+);
 
 /// The ring-buffer drain and the drop-counter watch, feeding the bus the kernel loop
 /// reads; no bus without a kernel side.

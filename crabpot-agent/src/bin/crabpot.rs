@@ -1,5 +1,5 @@
 //! `crabpot`: the operator's command — read alerts, pause and resume the container, reset
-//! trust.
+//! trust, audit its launch posture, launch it hardened (up, down, logs, restart).
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::{DateTime, FixedOffset};
@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crabpot_agent::{
     Severity,
     control::{self, Outcome},
-    default_alerts_log, format_alert, reader,
+    default_alerts_log, format_alert, launch, reader,
 };
 
 #[derive(Parser)]
@@ -92,6 +92,62 @@ enum Command {
         /// Every container's pinned hooks.
         #[arg(long, conflicts_with = "container")]
         all: bool,
+    },
+    /// Audit how the container was launched (Docker socket, privileged, capabilities, host
+    /// namespaces, seccomp/AppArmor, limits, public ports, root), straight from Docker; exits
+    /// 1 when there is a WARNING or CRITICAL finding.
+    Audit {
+        #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
+        container: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create and start the guarded container with a hardened preset, and wait until it is
+    /// healthy (or running, for an image without a health check).
+    Up {
+        #[arg(long, value_enum, default_value = "paranoid")]
+        preset: launch::Preset,
+        #[arg(long, default_value = "crabpot/openclaw-real:2026.9.6")]
+        image: String,
+        #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
+        name: String,
+        /// The host port, on 127.0.0.1 only (0: any free port).
+        #[arg(long, default_value_t = 18789)]
+        port: u16,
+        /// KEY=VALUE, or KEY to pass this shell's value (repeatable). OPENCLAW_GATEWAY_TOKEN
+        /// is passed from this shell, or generated and printed.
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// Run as this user instead of the preset's choice.
+        #[arg(long)]
+        user: Option<String>,
+        /// Seconds to wait for the container to be ready.
+        #[arg(long, default_value_t = 180)]
+        wait: u64,
+    },
+    /// Stop and remove the container.
+    Down {
+        #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
+        name: String,
+    },
+    /// The container's output.
+    Logs {
+        #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
+        name: String,
+        /// Keep following.
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines from the end to show ("all" for everything).
+        #[arg(long, default_value = "100")]
+        tail: String,
+    },
+    /// Restart the container and wait until it is ready again.
+    Restart {
+        #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
+        name: String,
+        #[arg(long, default_value_t = 180)]
+        wait: u64,
     },
 }
 
@@ -192,6 +248,45 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Audit { container, json } => audit(&container, json).await,
+        Command::Up {
+            preset,
+            image,
+            name,
+            port,
+            env,
+            user,
+            wait,
+        } => {
+            let request = launch::UpRequest {
+                preset,
+                image,
+                name,
+                port,
+                env,
+                user,
+                wait: std::time::Duration::from_secs(wait),
+            };
+            up(&request).await
+        }
+        Command::Down { name } => match launch::down(&name).await {
+            Ok(true) => done(format!("container `{name}` stopped and removed")),
+            Ok(false) => done(format!("no container `{name}`")),
+            Err(error) => failed(error),
+        },
+        Command::Logs { name, follow, tail } => match launch::logs(&name, follow, &tail).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => failed(error),
+        },
+        Command::Restart { name, wait } => {
+            match launch::restart(&name, std::time::Duration::from_secs(wait)).await {
+                Ok(healthy) => done(format!(
+                    "container `{name}` restarted and {}",
+                    if healthy { "healthy" } else { "running" }
+                )),
+                Err(error) => failed(error),
+            }
+        }
         Command::Unload { container, all } => {
             let which = (!all).then_some(container.as_str());
             match crabpot_agent::unload_pins(which) {
@@ -208,6 +303,83 @@ async fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn done(text: String) -> ExitCode {
+    println!("crabpot: {text}");
+    ExitCode::SUCCESS
+}
+
+fn failed(error: anyhow::Error) -> ExitCode {
+    eprintln!("crabpot: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// Print the posture findings and score; failure when any is WARNING or worse.
+async fn audit(container: &str, json: bool) -> ExitCode {
+    let report = match launch::audit(container).await {
+        Ok(report) => report,
+        Err(error) => return failed(error),
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => return failed(error.into()),
+        }
+    } else {
+        for finding in &report.findings {
+            println!(
+                "{:<8} posture_{}: {} [{}]",
+                finding.severity.as_str(),
+                finding.finding,
+                finding.message,
+                finding.detail
+            );
+        }
+        println!(
+            "posture of `{}`: score {}/100, {} finding(s)",
+            report.container,
+            report.score(),
+            report.findings.len()
+        );
+    }
+    let serious = report
+        .findings
+        .iter()
+        .any(|f| f.severity >= Severity::Warning);
+    if serious {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn up(request: &launch::UpRequest) -> ExitCode {
+    match launch::up(request).await {
+        Ok(started) => {
+            println!(
+                "crabpot: `{}` is {} with the {} preset: {}",
+                request.name,
+                if started.healthy {
+                    "healthy"
+                } else {
+                    "running"
+                },
+                request.preset.as_str(),
+                started.url
+            );
+            if let Some(token) = started.generated_token {
+                println!("crabpot: gateway token (OPENCLAW_GATEWAY_TOKEN): {token}");
+            }
+            println!(
+                "crabpot: guard it with `sudo crabpot-agent --container {}`; check it with \
+                 `crabpot audit --container {}`",
+                request.name, request.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => failed(error),
     }
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod network;
 pub(crate) mod pids;
+pub(crate) mod posture;
 pub(crate) mod processes;
 pub(crate) mod stats;
 

@@ -54,6 +54,8 @@ pub enum AlertSource {
     Events,
     Syscalls,
     Policy,
+    /// How the container was launched (its Docker settings), not what it did.
+    Posture,
 }
 
 impl AlertSource {
@@ -67,6 +69,7 @@ impl AlertSource {
             AlertSource::Events => "events",
             AlertSource::Syscalls => "syscalls",
             AlertSource::Policy => "policy",
+            AlertSource::Posture => "posture",
         }
     }
 }
@@ -100,6 +103,9 @@ pub struct Control {
     pub kernel_ts_ns: Option<u64>,
     /// A kernel decision to count: (rule, verdict).
     pub decision: Option<(&'static str, &'static str)>,
+    /// Never freezes, even when CRITICAL: about how the container was launched (a posture
+    /// finding), not something it did, so pausing it would punish no behaviour.
+    pub no_pause: bool,
 }
 
 /// Longest message an alert carries, in characters; longer text is cut with a marker.
@@ -187,6 +193,12 @@ impl Alert {
     pub fn follow_up(mut self) -> Self {
         self.control.follow_up = true;
         self.with("auto_pause", true)
+    }
+
+    /// Mark the alert as one that never freezes the container (also in `details`).
+    pub fn no_pause(mut self) -> Self {
+        self.control.no_pause = true;
+        self.with("no_pause", true)
     }
 
     /// The kernel timestamp of the event behind the alert.

@@ -15,6 +15,7 @@ pub(crate) mod learned;
 pub(crate) mod network_allow;
 pub(crate) mod open_path;
 pub(crate) mod origin;
+pub(crate) mod posture;
 pub(crate) mod repeats;
 pub(crate) mod rules;
 pub(crate) mod sensitive;

@@ -14,7 +14,7 @@ use crate::model::container::GuardedContainer;
 use crate::{
     channels::{ChannelTicks, stats::StatsSample},
     model::alert::Alert,
-    policy::trust::TrustScore,
+    policy::{posture::PostureReport, trust::TrustScore},
 };
 
 pub struct Metrics {
@@ -43,6 +43,8 @@ pub struct Metrics {
     trust: IntGauge,
     last_tick: GaugeVec,
     layers: GaugeVec,
+    posture_score: GaugeVec,
+    posture_findings: GaugeVec,
 }
 
 /// What the scrape reads.
@@ -52,6 +54,8 @@ pub struct StateViews {
     pub stats: watch::Receiver<Option<StatsSample>>,
     pub trust: watch::Receiver<TrustScore>,
     pub ticks: Arc<ChannelTicks>,
+    /// The posture audit of the guarded container (none before the first).
+    pub posture: watch::Receiver<Option<PostureReport>>,
 }
 
 fn must<T>(result: prometheus::Result<T>) -> T {
@@ -171,6 +175,16 @@ impl Metrics {
                 &["exception"],
             ),
             exceptions: std::sync::OnceLock::new(),
+            posture_score: r.gauge_vec(
+                "crabpot_posture_score",
+                "Launch posture of the guarded container: 100 minus a penalty per finding.",
+                &["container"],
+            ),
+            posture_findings: r.gauge_vec(
+                "crabpot_posture_findings",
+                "1 for each posture finding of the guarded container's launch settings.",
+                &["finding", "severity"],
+            ),
             registry: r.0,
         }
     }
@@ -262,6 +276,7 @@ impl Metrics {
         self.trust.set(i64::from(trust.score));
         self.quarantined
             .set(i64::from(trust.score < trust.quarantine_below));
+        self.render_posture(views.posture.borrow().as_ref());
         for (channel, at) in views.ticks.snapshot() {
             if let Ok(time) = chrono::DateTime::parse_from_rfc3339(&at) {
                 self.last_tick
@@ -278,6 +293,23 @@ impl Metrics {
             tracing::warn!("encoding metrics: {error}");
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Metrics {
+    /// The latest posture report only: a re-created container's findings replace the old.
+    fn render_posture(&self, report: Option<&PostureReport>) {
+        self.posture_score.reset();
+        self.posture_findings.reset();
+        let Some(report) = report else { return };
+        self.posture_score
+            .with_label_values(&[report.container.as_str()])
+            .set(f64::from(report.score()));
+        for finding in &report.findings {
+            self.posture_findings
+                .with_label_values(&[finding.finding.as_str(), finding.severity.as_str()])
+                .set(1.0);
+        }
     }
 }
 

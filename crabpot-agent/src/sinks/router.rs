@@ -1,6 +1,6 @@
-//! The alert router: every alert to every sink (and the metrics); CRITICALs, and any
-//! quarantine, also to the auto-pause action. On stop it takes no new alert but delivers every
-//! queued one.
+//! The alert router: every alert to every sink (and the metrics); CRITICALs (except the
+//! `no_pause` ones: posture findings), and any quarantine, also to the auto-pause action. On
+//! stop it takes no new alert but delivers every queued one.
 use std::sync::Arc;
 
 use tokio::{
@@ -89,7 +89,9 @@ impl AlertRouter {
                 let alert = alert.bounded();
                 metrics.alert(&alert, monotonic_ns());
                 let quarantine = alert.control.quarantine;
-                if (auto_pause && alert.severity == Severity::Critical) || quarantine {
+                // Posture findings (`no_pause`) are about the launch, not behaviour: no freeze.
+                let pausing = alert.severity == Severity::Critical && !alert.control.no_pause;
+                if (auto_pause && pausing) || quarantine {
                     // Full only if pausing is already far behind: it is in hand.
                     let _ = pause_tx.try_send(alert.clone());
                 }

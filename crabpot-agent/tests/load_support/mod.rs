@@ -75,6 +75,7 @@ impl Agent {
                 stats,
                 trust,
                 ticks: Arc::new(ChannelTicks::default()),
+                posture: watch::channel(None).1,
             },
             token: Arc::new("0".repeat(64)),
             remote: false,
