@@ -107,6 +107,7 @@ impl ProcessPoll {
                     row.pid
                 ),
             )
+            .rule("process_denylisted")
             .with("category", category),
         };
         alert

@@ -246,6 +246,7 @@ impl KernelRules {
                 AlertSource::Processes,
                 format!("Suspicious process detected: {filename} ({name}, {category})"),
             )
+            .rule("process_denylisted")
             .with("executable", name)
             .with("category", category),
             (None, _) if files.drift.is_some() => Alert::new(
@@ -253,6 +254,7 @@ impl KernelRules {
                 AlertSource::Processes,
                 format!("Exec of {filename:?}"),
             )
+            .rule("drift")
             .with("executable", "unknown")
             .with("category", "drift"),
             (None, _) => Alert::new(
@@ -261,6 +263,7 @@ impl KernelRules {
                 format!(
                     "Fileless exec of {filename:?}: the program exited before it could be identified"),
             )
+            .rule("fileless_exec")
             .with("executable", "unidentified")
             .with("category", "fileless exec"),
         };
