@@ -30,7 +30,8 @@ fn emitted_records_validate_against_the_schema_file() {
         .with("lineage", json!([{"pid": 1, "comm": "node"}]))
         .for_container("crabpot", "abc");
     let channel = Alert::new(Severity::Warning, AlertSource::Stats, "CPU").rule("cpu_sustained");
-    let decision = Alert::new(Severity::Info, AlertSource::Syscalls, "open").decision("open", "logged");
+    let decision =
+        Alert::new(Severity::Info, AlertSource::Syscalls, "open").decision("open", "logged");
     for alert in [&kernel, &channel, &decision] {
         let line = serde_json::to_string(alert).expect("json");
         assert_valid(&validator, &serde_json::from_str(&line).expect("parse"));
@@ -61,8 +62,8 @@ fn reads_v1_and_the_records_before_it() {
     let alert = Alert::new(Severity::Warning, AlertSource::Logs, "pattern")
         .rule("log_pattern")
         .for_container("box", "123");
-    let back: Alert = serde_json::from_str(&serde_json::to_string(&alert).expect("json"))
-        .expect("v1 reads back");
+    let back: Alert =
+        serde_json::from_str(&serde_json::to_string(&alert).expect("json")).expect("v1 reads back");
     assert_eq!(back, alert);
     let old = r#"{"severity":"CRITICAL","source":"processes","message":"shell",
         "timestamp":"2026-11-23T14:00:00.123+01:00","container":"box","container_id":"123",
