@@ -1,8 +1,15 @@
 //! What the agent writes, checked against the formats operators' tools expect: every line of
-//! a real agent's alerts log and audit log against docs/alert.schema.json (alert schema v1).
-use std::path::Path;
+//! a real agent's alerts log and audit log against docs/alert.schema.json (alert schema v1);
+//! Falco's output shape on the webhook (as falcosidekick reads it) and in the log.
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpListener,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use crabpot_integration_tests::{TestContainer, guarded, test_image};
+use crabpot_integration_tests::{Agent, DEADLINE, TestContainer, guarded, test_image, wait_until};
 use serde_json::Value;
 
 const SCHEMA: &str = include_str!("../docs/alert.schema.json");
@@ -77,4 +84,143 @@ fn every_alert_and_audit_line_validates_against_the_schema() {
     // The benign `true` and `dd` execs are audit records: the audit log is not empty.
     assert!(audit >= 1, "{audit} audit lines");
     eprintln!("{alerts} alert lines and {audit} audit lines valid");
+}
+
+/// One HTTP request's body, read until Content-Length is complete.
+fn read_body(stream: &mut std::net::TcpStream) -> String {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return body.to_string();
+            }
+        }
+    }
+    String::new()
+}
+
+/// A local HTTP receiver that answers 200 and keeps every body it was posted.
+fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let body = read_body(&mut stream);
+            if let Ok(mut list) = seen.lock() {
+                list.push(body);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (format!("http://{address}/"), bodies)
+}
+
+const FALCO_PRIORITIES: [&str; 8] = [
+    "Emergency",
+    "Alert",
+    "Critical",
+    "Error",
+    "Warning",
+    "Notice",
+    "Informational",
+    "Debug",
+];
+
+/// The shape falcosidekick decodes into `types.FalcoPayload`: uuid, output, priority (one
+/// of Falco's eight), rule, time (RFC 3339), output_fields, source, tags, hostname.
+fn assert_falco_shape(p: &Value) {
+    for key in ["uuid", "output", "rule", "source", "hostname"] {
+        assert!(p[key].as_str().is_some_and(|v| !v.is_empty()), "{key}: {p}");
+    }
+    let priority = p["priority"].as_str().unwrap_or_default();
+    assert!(FALCO_PRIORITIES.contains(&priority), "{p}");
+    let time = p["time"].as_str().unwrap_or_default();
+    // RFC 3339 in UTC with nanoseconds, as Falco writes it (Go's time.Time reads it).
+    let b = time.as_bytes();
+    assert!(
+        b.len() == 30 && b[4] == b'-' && b[10] == b'T' && b[19] == b'.' && b[29] == b'Z',
+        "{p}"
+    );
+    assert!(p["output_fields"].is_object(), "{p}");
+    assert!(
+        p["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().all(Value::is_string)),
+        "{p}"
+    );
+    let uuid = p["uuid"].as_str().unwrap_or_default();
+    assert_eq!(uuid.len(), 36, "{p}");
+}
+
+#[test]
+fn falco_output_on_the_webhook_and_in_the_log() {
+    let (url, bodies) = receiver();
+    let container = TestContainer::start("falco");
+    let agent = Agent::start(
+        &container.name,
+        &[
+            "--webhook",
+            &url,
+            "--webhook-format",
+            "falco",
+            "--output-format",
+            "falco",
+            "--no-auto-pause",
+        ],
+    );
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    // Benign first: a WARNING log line is not posted (the webhook takes CRITICALs).
+    container.put_file("/tmp/msg", b"FATAL: falco\n");
+    container.exec(&["dd", "if=/tmp/msg", "of=/proc/1/fd/1"]);
+    let logged = agent.wait_for_alert("the log alert", |a| a["rule"] == "log_pattern");
+    assert_falco_shape(&logged);
+    assert_eq!(logged["priority"], "Warning");
+    assert_eq!(logged["source"], "docker");
+    container.exec(&["sh", "-c", "true"]);
+    let posted = wait_until("the falco webhook post", DEADLINE, || {
+        bodies.lock().ok()?.first().cloned()
+    });
+    let payload: Value = serde_json::from_str(&posted).expect("JSON body");
+    assert_falco_shape(&payload);
+    assert_eq!(payload["priority"], "Critical", "{payload}");
+    assert_eq!(payload["rule"], "process_denylisted");
+    assert_eq!(payload["source"], "syscall");
+    let fields = &payload["output_fields"];
+    assert_eq!(fields["container.name"], container.name.as_str());
+    assert_eq!(fields["proc.name"], "sh", "{payload}");
+    assert!(
+        fields["proc.cmdline"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("sh -c true")),
+        "{payload}"
+    );
+    assert!(fields["proc.pid"].as_u64().is_some(), "{payload}");
+    assert_eq!(fields["user.uid"], 0);
+    let in_log = agent.wait_for_alert("the shell alert in the log", |a| {
+        a["rule"] == "process_denylisted"
+    });
+    assert_falco_shape(&in_log);
+    assert_eq!(in_log["uuid"], payload["uuid"], "one alert, one uuid");
+    std::thread::sleep(Duration::from_millis(500));
+    let posts = bodies.lock().map(|b| b.clone()).unwrap_or_default();
+    assert_eq!(posts.len(), 1, "only the CRITICAL is posted: {posts:?}");
 }
