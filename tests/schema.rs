@@ -224,3 +224,110 @@ fn falco_output_on_the_webhook_and_in_the_log() {
     let posts = bodies.lock().map(|b| b.clone()).unwrap_or_default();
     assert_eq!(posts.len(), 1, "only the CRITICAL is posted: {posts:?}");
 }
+
+/// GET `path` from `address`; the body.
+fn http_get(address: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the agent");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the sample line that starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_what_operators_graph() {
+    // A webhook nobody listens on: every delivery fails, and is counted.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}/", closed.local_addr().expect("addr"));
+    drop(closed);
+    let (container, agent) = guarded(
+        TestContainer::start("metrics"),
+        &["--no-auto-pause", "--webhook", &dead_url],
+    );
+    let listening = agent.wait_for_log(&["HTTP listener on 127.0.0.1:"], DEADLINE);
+    let port: u16 = listening
+        .rsplit("127.0.0.1:")
+        .next()
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {listening:?}"));
+    let address = format!("127.0.0.1:{port}");
+    container.exec(&["sh", "-c", "true"]);
+    agent.wait_for_alert("the shell alert", |a| a["rule"] == "process_denylisted");
+    // Five attempts with backoff (about 4 s), then one failure.
+    let metrics = wait_until("the webhook failure to be counted", DEADLINE, || {
+        let metrics = http_get(&address, "/metrics");
+        (sample(&metrics, r#"crabpot_sink_failures_total{sink="webhook"}"#) == Some(1.0))
+            .then_some(metrics)
+    });
+    // Benign: the sinks that lost nothing say 0.
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"crabpot_sink_failures_total{sink="alerts-log"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"crabpot_kernel_events_dropped_total{kind="exec"}"#
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+    assert!(sample(&metrics, "process_open_fds").is_some_and(|v| v > 0.0));
+    let build = metrics
+        .lines()
+        .find(|l| l.starts_with("crabpot_build_info{"))
+        .unwrap_or_default();
+    assert!(
+        build.contains("commit=\"") && build.contains("rustc=\"1."),
+        "{build}"
+    );
+    assert!(!build.contains("commit=\"unknown\""), "{build}");
+    let config = metrics
+        .lines()
+        .find(|l| l.starts_with("crabpot_config_info{sha256=\""))
+        .unwrap_or_default();
+    assert_eq!(
+        config.len(),
+        r#"crabpot_config_info{sha256=""} 1"#.len() + 64,
+        "{config}"
+    );
+
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool (Debian package prometheus: cargo xtask setup --test)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("feed promtool");
+    let out = promtool.wait_with_output().expect("promtool output");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
+}

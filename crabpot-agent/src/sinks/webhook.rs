@@ -85,6 +85,7 @@ pub(crate) async fn run(
     url: String,
     format: WebhookFormat,
     mut alerts: mpsc::Receiver<Arc<Alert>>,
+    metrics: Arc<crate::sinks::metrics::Metrics>,
 ) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -101,6 +102,7 @@ pub(crate) async fn run(
             continue;
         }
         if let Err(error) = deliver(&client, &url, &payload(&alert, format)).await {
+            metrics.sink_failure("webhook");
             tracing::error!(
                 "webhook: alert not delivered after {ATTEMPTS} attempts ({error}): {}",
                 escape_for_terminal(&alert.message)
