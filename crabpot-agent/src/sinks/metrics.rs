@@ -340,7 +340,11 @@ mod tests {
     fn drops_by_kind_and_network_counters_only_go_up() {
         let m = Metrics::new();
         m.drops(&[("exec".into(), 3)]);
-        m.drops(&[("exec".into(), 5), ("open".into(), 1), ("nonsense".into(), 9)]);
+        m.drops(&[
+            ("exec".into(), 5),
+            ("open".into(), 1),
+            ("nonsense".into(), 9),
+        ]);
         assert_eq!(m.event_counts().1, 6);
         m.network_bytes([100, 10]);
         m.network_bytes([150, 10]);
@@ -359,7 +363,10 @@ mod tests {
         };
         assert!(text.contains(r#"crabpot_kernel_events_dropped_total{kind="exec"} 5"#));
         assert!(text.contains(r#"crabpot_config_info{sha256="def"} 1"#));
-        assert!(!text.contains(r#"sha256="abc""#), "a reload replaces the digest");
+        assert!(
+            !text.contains(r#"sha256="abc""#),
+            "a reload replaces the digest"
+        );
         assert!(text.contains(r#"crabpot_sink_failures_total{sink="webhook"} 1"#));
     }
 }
