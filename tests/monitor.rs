@@ -53,7 +53,7 @@ fn a_shell_is_critical_and_freezes_the_container_within_a_second() {
     assert!(message(&alert).contains("/bin/sh"), "{alert}");
     assert_eq!(alert["details"]["executable"], "sh");
     assert_eq!(alert["details"]["detected_by"], "ebpf");
-    assert_eq!(alert["container"], container.name.as_str());
+    assert_eq!(alert["container"]["name"], container.name.as_str());
     let follow_up = agent.wait_for_alert("the auto-pause announcement", |a| {
         is(a, "CRITICAL", "policy") && message(a).contains("auto-paused")
     });
@@ -353,7 +353,7 @@ fn docker_kill_and_restart_are_operator_warnings_not_attacks() {
                 && a["details"]["signal"] == "9"
         })
     });
-    assert_eq!(kill["container"], container.name.as_str());
+    assert_eq!(kill["container"]["name"], container.name.as_str());
     assert!(message(&kill).contains("through Docker"), "{kill}");
     wait_until("the kill's die, as INFO", DEADLINE, || {
         let dies = agent

@@ -188,7 +188,7 @@ fn another_process_environ_is_a_warning_and_audit_records_name_the_container() {
     });
     assert_eq!(alert["severity"], "WARNING");
     assert_eq!(alert["details"]["path"], "/proc/1/environ");
-    assert_eq!(alert["container"], g.container.name.as_str());
+    assert_eq!(alert["container"]["name"], g.container.name.as_str());
     assert!(alert["details"]["lineage"].is_array(), "{alert}");
     assert_eq!(g.trust(), 100, "a warning, not a violation");
     // Its own environment is not sensitive; /proc/1/status is an audit record with the
@@ -206,7 +206,7 @@ fn another_process_environ_is_a_warning_and_audit_records_name_the_container() {
                 (record["details"]["path"] == "/proc/1/status").then_some(record)
             })
     });
-    assert_eq!(record["container"], g.container.name.as_str());
+    assert_eq!(record["container"]["name"], g.container.name.as_str());
     let id = g.container.inspect("{{.Id}}");
     assert_eq!(record["container_id"], id.as_str());
     assert!(record["details"]["lineage"].is_array(), "{record}");

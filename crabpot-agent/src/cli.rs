@@ -129,9 +129,15 @@ pub struct AgentArgs {
     #[arg(long)]
     pub webhook: Option<String>,
 
-    /// Payload shape for --webhook.
+    /// Payload shape for --webhook (`generic` is alert schema v1; `falco` is Falco's JSON
+    /// output, for falcosidekick).
     #[arg(long, value_enum, default_value = "generic")]
     pub webhook_format: crate::sinks::webhook::WebhookFormat,
+
+    /// Line format of the alerts log: `json` (alert schema v1), `falco` (Falco's JSON
+    /// output) or `legacy` (the record before v1; removed in 0.3.0). The audit log is v1.
+    #[arg(long, value_enum, default_value = "json")]
+    pub output_format: crate::sinks::formats::OutputFormat,
 
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRABPOT_LOG")]

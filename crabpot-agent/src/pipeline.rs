@@ -148,7 +148,7 @@ impl KernelLoop {
         report: crate::sources::bpf::drops::DropReport,
         state: &mut LoopState,
     ) -> anyhow::Result<()> {
-        self.metrics.dropped_total(report.total);
+        self.metrics.drops(&report.by_kind);
         if !state.overrun_alerted {
             // Once: every later drop is counted (metrics, status, warnings).
             state.overrun_alerted = true;

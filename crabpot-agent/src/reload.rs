@@ -10,6 +10,7 @@ use crate::{
     model::sender::AlertSender,
     policy::rules::Policy,
     settings,
+    sinks::metrics::Metrics,
 };
 
 /// One reload per request (a SIGHUP, passed on by the agent's signal handler).
@@ -18,6 +19,7 @@ pub(crate) async fn run(
     mut requests: mpsc::Receiver<()>,
     policy: watch::Sender<Arc<Policy>>,
     alerts: AlertSender,
+    metrics: Arc<Metrics>,
 ) {
     while requests.recv().await.is_some() {
         match settings::resolve(&args) {
@@ -29,6 +31,7 @@ pub(crate) async fn run(
                     .unwrap_or_else(|| "flags".into());
                 let allow: Vec<String> = next.policy.allow.iter().map(|a| a.to_string()).collect();
                 policy.send_replace(Arc::new(next.policy));
+                metrics.config(&settings::config_sha256(next.file.as_deref()));
                 tracing::info!("SIGHUP: configuration reloaded from {source}");
                 let alert = Alert::new(
                     Severity::Info,

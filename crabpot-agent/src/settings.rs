@@ -21,6 +21,17 @@ pub(crate) struct Settings {
     pub exceptions: std::sync::Arc<Exceptions>,
 }
 
+/// sha256 (hex) of the configuration file read, or of nothing when none was (defaults and
+/// flags only), for `crabpot_config_info`: compare it with `sha256sum` of the file deployed.
+pub(crate) fn config_sha256(file: Option<&std::path::Path>) -> String {
+    use sha2::{Digest as _, Sha256};
+    let bytes = file.and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The configuration file to read: `--config`, else the first default location present.
 pub(crate) fn config_path(args: &AgentArgs) -> Option<PathBuf> {
     args.config.clone().or_else(|| {

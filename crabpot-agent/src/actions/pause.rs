@@ -100,6 +100,7 @@ pub(crate) async fn run(
                         trigger.message
                     ),
                 )
+                .rule("auto_pause")
                 .follow_up()
                 .with("trigger_source", trigger.source.as_str())
                 .with("trigger_message", trigger.message.clone());
@@ -120,6 +121,7 @@ pub(crate) async fn run(
                     AlertSource::Policy,
                     format!("Auto-pause failed: {error}"),
                 )
+                .rule("auto_pause_failed")
                 .follow_up()
                 .with("trigger_message", trigger.message.clone());
                 alerts.raise(alert).await;
@@ -137,6 +139,7 @@ mod tests {
         GuardedContainer {
             name: "c".into(),
             id: "id".into(),
+            image: String::new(),
             pid: 1,
             cgroup: ProcessCgroup {
                 directory: "/x".into(),

@@ -81,6 +81,7 @@ async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
     let config = Arc::new(settings.monitor.clone());
     let scanner = LogScanner::new(&config.log_patterns)?;
     let (log_writer, audit_writer) = open_logs(&config)?;
+    let log_writer = log_writer.with_format(args.output_format);
     check_exposure(args)?;
     let token_path = args
         .token_file

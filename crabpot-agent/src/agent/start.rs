@@ -124,7 +124,15 @@ pub(super) fn start(
         &sources.guarded,
         &metrics,
     );
-    start_control(&mut tasks, args, signals, stop, sources.base_tx, &alerts);
+    start_control(
+        &mut tasks,
+        args,
+        signals,
+        stop,
+        sources.base_tx,
+        &alerts,
+        &metrics,
+    );
     let kernel_loop = KernelLoop {
         args: args.clone(),
         guarded: sources.guarded,
@@ -160,6 +168,7 @@ fn observe_layers(
     let layers = kernel_side::layers(policy, kernel);
     report_layers(policy, &layers);
     let metrics = Arc::new(Metrics::new());
+    metrics.config(&settings::config_sha256(settings.file.as_deref()));
     for (rule, layer) in &layers {
         metrics.layer(rule, layer);
     }
@@ -190,12 +199,19 @@ fn start_control(
     stop: &CancellationToken,
     base_tx: watch::Sender<Arc<Policy>>,
     alerts: &AlertSender,
+    metrics: &Arc<Metrics>,
 ) {
     let (reload_tx, reload_rx) = mpsc::channel(1);
     tasks.spawn("signals", signals.run(stop.clone(), reload_tx));
     tasks.spawn(
         "reload",
-        reload::run(args.clone(), reload_rx, base_tx, alerts.clone()),
+        reload::run(
+            args.clone(),
+            reload_rx,
+            base_tx,
+            alerts.clone(),
+            metrics.clone(),
+        ),
     );
     tasks.spawn("systemd watchdog", systemd::watchdog());
     systemd::notify("READY=1");

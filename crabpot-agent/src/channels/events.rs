@@ -99,6 +99,7 @@ impl Lifecycle {
             _ => return None,
         };
         let mut alert = Alert::new(severity, AlertSource::Events, message)
+            .rule("container_event")
             .with("event", event.action.clone())
             .with("event_time_nano", event.time_nano);
         for (key, value) in &event.attributes {

@@ -124,6 +124,7 @@ impl HealthWatcher {
             AlertSource::Health,
             format!("Container unhealthy: {failures} consecutive failed health checks"),
         )
+        .rule("health_failed")
         .with("consecutive_failures", failures)
         .with(
             "last_output",

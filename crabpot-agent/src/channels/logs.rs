@@ -214,6 +214,7 @@ impl StreamWatcher for LogsWatcher {
                 AlertSource::Logs,
                 format!("Log pattern {}: {shown}", found.patterns.join(", ")),
             )
+            .rule("log_pattern")
             .with("line", shown)
             .with("stream", stream)
             .with("patterns", found.patterns);

@@ -170,6 +170,7 @@ impl PollingWatcher for NetworkPoll {
                 AlertSource::Network,
                 format!("Outbound {protocol} connection to non-whitelisted address {peer}"),
             )
+            .rule("network_not_allowed")
             .with("address", peer.ip().to_string())
             .with("port", peer.port())
             .with("protocol", protocol)

@@ -135,6 +135,7 @@ impl PollingWatcher for PidsWatcher {
                     refused.total
                 ),
             )
+            .rule("pids_limit")
             .with("rule", "pids_limit")
             .with("refused_forks", refused.new)
             .with("refused_forks_total", refused.total)

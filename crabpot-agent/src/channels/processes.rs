@@ -158,6 +158,7 @@ impl ProcessPoll {
                     row.pid
                 ),
             )
+            .rule("process_denylisted")
             .with("category", category),
         };
         alert

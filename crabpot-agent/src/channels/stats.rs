@@ -197,6 +197,7 @@ impl StreamWatcher for StatsWatcher {
                     lasted.as_secs()
                 ),
             )
+            .rule("cpu_sustained")
             .with("cpu_percent", sample.cpu_percent)
             .with("threshold", config.cpu_threshold)
             .with("sustained_seconds", lasted.as_secs());
@@ -219,6 +220,7 @@ impl StreamWatcher for StatsWatcher {
                         sample.memory_limit_bytes / (1 << 20)
                     ),
                 )
+                .rule("memory_high")
                 .with("memory_percent", percent)
                 .with("memory_used_bytes", sample.memory_used_bytes)
                 .with("memory_limit_bytes", sample.memory_limit_bytes)

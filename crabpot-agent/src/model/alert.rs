@@ -4,6 +4,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::record;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
@@ -74,21 +76,30 @@ impl AlertSource {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One alert. Written as a schema v1 record (model/record.rs, docs/alert.schema.json).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub severity: Severity,
     pub source: AlertSource,
     pub message: String,
-    /// RFC 3339 with the local offset, millisecond precision.
+    /// Unique and time-ordered (a ULID).
+    pub id: String,
+    /// UTC, RFC 3339 with nanoseconds.
+    pub time: String,
+    /// RFC 3339 with the local offset, millisecond precision (the v0 field, an alias).
     pub timestamp: String,
+    pub host: String,
+    /// The rule that raised it; empty: named from the decision or the source.
+    pub rule: String,
     pub container: String,
     pub container_id: String,
+    pub image: String,
+    /// Occurrences it stands for (more than 1 when de-duplicated).
+    pub count: u64,
     /// Structured context: pid, comm, lineage, address…
-    #[serde(default)]
     pub details: Map<String, Value>,
     /// What the agent acts on, typed (a misspelt key cannot silently stop a freeze or a
     /// count). Written to `details` too, so the JSON-lines format is unchanged.
-    #[serde(skip)]
     pub control: Control,
 }
 
@@ -175,11 +186,37 @@ impl Alert {
             severity,
             source,
             message: message.into(),
+            id: record::new_ulid(),
+            time: record::now_utc_nanos(),
             timestamp: now_rfc3339(),
+            host: record::hostname().to_string(),
+            rule: String::new(),
             container: String::new(),
             container_id: String::new(),
+            image: String::new(),
+            count: 1,
             details: Map::new(),
             control: Control::default(),
+        }
+    }
+
+    /// Name the rule that raised this alert (`cpu_sustained`, `log_pattern`…).
+    pub fn rule(mut self, name: &str) -> Self {
+        self.rule = name.to_string();
+        self
+    }
+
+    /// The rule as written: the named one, else the kernel decision's, else the source.
+    pub fn rule_name(&self) -> &str {
+        if !self.rule.is_empty() {
+            return &self.rule;
+        }
+        if let Some((rule, _)) = self.control.decision {
+            return rule;
+        }
+        match self.details.get("rule").and_then(Value::as_str) {
+            Some(rule) if !rule.is_empty() => rule,
+            _ => self.source.as_str(),
         }
     }
 
@@ -244,6 +281,7 @@ mod tests {
     #[test]
     fn serialises_as_one_json_object_with_an_offset_timestamp() {
         let alert = Alert::new(Severity::Critical, AlertSource::Processes, "shell")
+            .rule("process_denylisted")
             .with("pid", 42)
             .for_container("crabpot", "abc");
         let line = serde_json::to_string(&alert).expect("json");

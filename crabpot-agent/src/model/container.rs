@@ -6,6 +6,8 @@ use std::{path::PathBuf, time::Instant};
 pub struct GuardedContainer {
     pub name: String,
     pub id: String,
+    /// The image as the container was created from it (`Config.Image`).
+    pub image: String,
     pub pid: u32,
     pub cgroup: ProcessCgroup,
     /// Frozen by `docker pause` (ours or anyone's).

@@ -4,4 +4,5 @@
 pub(crate) mod alert;
 pub(crate) mod container;
 pub(crate) mod event;
+pub(crate) mod record;
 pub(crate) mod sender;

@@ -36,10 +36,13 @@ impl AlertSender {
         if alert.container.is_empty() {
             alert.container = self.name.clone();
         }
-        if alert.container_id.is_empty()
-            && let Some(current) = self.container.borrow().as_ref()
-        {
-            alert.container_id = current.id.clone();
+        if let Some(current) = self.container.borrow().as_ref() {
+            if alert.container_id.is_empty() {
+                alert.container_id = current.id.clone();
+            }
+            if alert.image.is_empty() {
+                alert.image = current.image.clone();
+            }
         }
         alert
     }

@@ -168,6 +168,7 @@ mod tests {
         GuardedContainer {
             name: "c".into(),
             id: "abc".into(),
+            image: "test".into(),
             pid: std::process::id(),
             cgroup: crate::model::container::ProcessCgroup {
                 directory: "/sys/fs/cgroup/x".into(),

@@ -292,6 +292,7 @@ impl KernelRules {
                     stop_note(*kernel_action)
                 ),
             )
+            .rule("process_denylisted")
             .with("executable", name)
             .with("category", category),
             (None, _) if files.drift.is_some() => Alert::new(
@@ -299,6 +300,7 @@ impl KernelRules {
                 AlertSource::Processes,
                 format!("Exec of {filename:?}"),
             )
+            .rule("drift")
             .with("executable", "unknown")
             .with("category", "drift"),
             (None, _) => Alert::new(
@@ -307,6 +309,7 @@ impl KernelRules {
                 format!(
                     "Fileless exec of {filename:?}: the program exited before it could be identified"),
             )
+            .rule("fileless_exec")
             .with("executable", "unidentified")
             .with("category", "fileless exec"),
         };

@@ -351,6 +351,7 @@ mod tests {
         GuardedContainer {
             name: "c".into(),
             id: "id".into(),
+            image: String::new(),
             pid,
             cgroup: crate::model::container::ProcessCgroup {
                 directory: "/x".into(),

@@ -124,6 +124,8 @@ fn summary(open: Open, key: &ActKey) -> Alert {
             alert = alert.with(carried, value.clone());
         }
     }
+    alert.rule = open.first.rule_name().to_string();
+    alert.count = u64::from(open.repeats) + 1;
     alert
 }
 

@@ -9,7 +9,7 @@ use std::sync::{
 
 use tokio::sync::mpsc;
 
-use crate::model::alert::Alert;
+use crate::{model::alert::Alert, sinks::metrics::Metrics};
 
 pub(crate) struct SinkHandle {
     name: &'static str,
@@ -22,18 +22,37 @@ pub(crate) struct SinkHandle {
 pub(crate) struct Dispatcher {
     sinks: Vec<SinkHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where lost alerts are counted (`crabpot_sink_failures_total`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Queue length of each sink.
 pub(crate) const SINK_QUEUE: usize = 4096;
 
 impl Dispatcher {
+    /// A dispatcher that counts every alert a sink loses in `metrics`.
+    pub(crate) fn counting(metrics: Arc<Metrics>) -> Self {
+        Dispatcher {
+            metrics: Some(metrics),
+            ..Default::default()
+        }
+    }
+
+    fn lost(&self, sink: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.sink_failure(sink);
+        }
+    }
+
     /// Add a sink: `run` consumes its queue on its own task.
     pub(crate) fn add<F, Fut>(&mut self, name: &'static str, lossless: bool, run: F)
     where
         F: FnOnce(mpsc::Receiver<Arc<Alert>>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
+        if let Some(metrics) = &self.metrics {
+            metrics.sink(name);
+        }
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         self.tasks.push(tokio::spawn(run(rx)));
         self.sinks.push(SinkHandle {
@@ -50,11 +69,13 @@ impl Dispatcher {
             if sink.lossless {
                 if sink.tx.send(alert.clone()).await.is_err() {
                     tracing::error!("alert sink `{}` has stopped", sink.name);
+                    self.lost(sink.name);
                 }
                 continue;
             }
             if let Err(mpsc::error::TrySendError::Full(_)) = sink.tx.try_send(alert.clone()) {
                 let dropped = sink.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.lost(sink.name);
                 if dropped.is_power_of_two() {
                     tracing::warn!(
                         "alert sink `{}` is lagging: {dropped} alerts dropped for it so far",

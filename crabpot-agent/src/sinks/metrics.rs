@@ -1,6 +1,7 @@
 //! Prometheus metrics: counters fed by the pipeline, gauges read from the agent's state at
-//! scrape time.
-use std::sync::Arc;
+//! scrape time, the agent process's own (CPU, RSS, fds), and build and configuration info.
+//! Names follow Prometheus conventions (`_total` counters, `_info` gauges, base units).
+use std::sync::{Arc, Mutex};
 
 use crabpot_common::EventKind;
 
@@ -27,10 +28,16 @@ pub struct Metrics {
     /// `crabpot_kernel_events_total` resolved once per kind, in `EventKind::ALL` order: the per-event
     /// path does no label hashing.
     kernel_events_by_kind: Vec<IntCounter>,
-    dropped: IntCounter,
     open_filtered: IntCounter,
     /// Programs stopped (or killed) in the kernel at their exec, then continued or frozen.
     kernel_stops: IntCounterVec,
+    /// `crabpot_kernel_events_dropped_total` per kind, in `EventKind::ALL` order.
+    dropped_by_kind: Vec<IntCounter>,
+    sink_failures: IntCounterVec,
+    config_info: GaugeVec,
+    network_total: IntCounterVec,
+    /// The last cumulative rx and tx the counters were advanced to.
+    network_seen: Mutex<[u64; 2]>,
     blocked: IntCounterVec,
     latency: Histogram,
     cpu: Gauge,
@@ -94,10 +101,28 @@ impl Metrics {
             "Kernel events received.",
             &["kind"],
         );
-        let build = r.gauge_vec("crabpot_build_info", "Build information.", &["version"]);
+        let build = r.gauge_vec(
+            "crabpot_build_info",
+            "Build information (always 1).",
+            &["version", "commit", "rustc"],
+        );
         build
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("CRABPOT_GIT_COMMIT"),
+                env!("CRABPOT_RUSTC_VERSION"),
+            ])
             .set(1.0);
+        let dropped = r.counter_vec(
+            "crabpot_kernel_events_dropped_total",
+            "Kernel events lost because the ring buffer was full, by kind.",
+            &["kind"],
+        );
+        // The agent's own CPU, resident memory, open fds… (`process_*`).
+        #[cfg(target_os = "linux")]
+        must(r.0.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
         Metrics {
             alerts: r.counter_vec(
                 "crabpot_alerts_total",
@@ -113,10 +138,6 @@ impl Metrics {
                 "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit, logged).",
                 &["rule", "verdict"],
             ),
-            dropped: r.add(must(IntCounter::new(
-                "crabpot_kernel_events_dropped_total",
-                "Kernel events lost because the ring buffer was full.",
-            ))),
             open_filtered: r.add(must(IntCounter::new(
                 "crabpot_kernel_opens_filtered_total",
                 "Opens the kernel kept out of the ring buffer (not needed by the policy).",
@@ -126,6 +147,28 @@ impl Metrics {
                 "Denylisted execs stopped or killed in the kernel, by outcome (frozen, continued, killed).",
                 &["outcome"],
             ),
+            dropped_by_kind: EventKind::ALL
+                .iter()
+                .map(|kind| dropped.with_label_values(&[kind.name()]))
+                .collect(),
+            sink_failures: r.counter_vec(
+                "crabpot_sink_failures_total",
+                "Alerts a sink lost: webhook deliveries that failed every attempt, alerts \
+                 dropped for a lagging sink.",
+                &["sink"],
+            ),
+            config_info: r.gauge_vec(
+                "crabpot_config_info",
+                "The configuration in effect (always 1): sha256 of the file read, or of \
+                 nothing when no file was read.",
+                &["sha256"],
+            ),
+            network_total: r.counter_vec(
+                "crabpot_container_network_bytes_total",
+                "Network bytes of the container, by direction (rx, tx).",
+                &["direction"],
+            ),
+            network_seen: Mutex::new([0; 2]),
             latency: r.add(must(Histogram::with_opts(
                 HistogramOpts::new(
                     "crabpot_detection_latency_seconds",
@@ -147,7 +190,7 @@ impl Metrics {
             pids: r.int_gauge("crabpot_container_pids", "Processes in the container."),
             network: r.gauge_vec(
                 "crabpot_container_network_bytes",
-                "Network bytes since start.",
+                "Deprecated (removed in 0.3.0): use crabpot_container_network_bytes_total.",
                 &["direction"],
             ),
             paused: r.int_gauge(
@@ -223,10 +266,50 @@ impl Metrics {
         }
     }
 
-    pub fn dropped_total(&self, total: u64) {
-        let seen = self.dropped.get();
-        if total > seen {
-            self.dropped.inc_by(total - seen);
+    /// The kernel's cumulative drop counts per kind (`EventKind::name`).
+    pub fn drops(&self, by_kind: &[(String, u64)]) {
+        for (name, total) in by_kind {
+            let counter = EventKind::ALL
+                .iter()
+                .position(|k| k.name() == name)
+                .and_then(|i| self.dropped_by_kind.get(i));
+            if let Some(counter) = counter
+                && *total > counter.get()
+            {
+                counter.inc_by(total - counter.get());
+            }
+        }
+    }
+
+    /// Publish a sink's failure count (0 until it loses one), so it can be graphed from
+    /// the start.
+    pub fn sink(&self, sink: &str) {
+        self.sink_failures.with_label_values(&[sink]);
+    }
+
+    /// One alert a sink lost.
+    pub fn sink_failure(&self, sink: &str) {
+        self.sink_failures.with_label_values(&[sink]).inc();
+    }
+
+    /// Publish the configuration's digest (replacing the previous one on a reload).
+    pub fn config(&self, sha256: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[sha256]).set(1.0);
+    }
+
+    /// Advance the network counters to Docker's cumulative rx and tx; a lower value means
+    /// the container restarted (its counters began again).
+    fn network_bytes(&self, now: [u64; 2]) {
+        let Ok(mut seen) = self.network_seen.lock() else {
+            return;
+        };
+        for (i, direction) in ["rx", "tx"].into_iter().enumerate() {
+            let delta = now[i].checked_sub(seen[i]).unwrap_or(now[i]);
+            self.network_total
+                .with_label_values(&[direction])
+                .inc_by(delta);
+            seen[i] = now[i];
         }
     }
 
@@ -249,7 +332,8 @@ impl Metrics {
     /// Kernel events received and dropped so far (for the dashboard).
     pub fn event_counts(&self) -> (u64, u64) {
         let received = self.kernel_events_by_kind.iter().map(|c| c.get()).sum();
-        (received, self.dropped.get())
+        let dropped = self.dropped_by_kind.iter().map(|c| c.get()).sum();
+        (received, dropped)
     }
 
     pub fn layer(&self, rule: &str, layer: &str) {
@@ -269,6 +353,7 @@ impl Metrics {
             self.network
                 .with_label_values(&["tx"])
                 .set(sample.net_tx_bytes as f64);
+            self.network_bytes([sample.net_rx_bytes, sample.net_tx_bytes]);
         }
         let paused = views.container.borrow().as_ref().is_some_and(|c| c.paused);
         self.paused.set(i64::from(paused));
@@ -328,4 +413,43 @@ pub(crate) fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes into the struct we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_by_kind_and_network_counters_only_go_up() {
+        let m = Metrics::new();
+        m.drops(&[("exec".into(), 3)]);
+        m.drops(&[
+            ("exec".into(), 5),
+            ("open".into(), 1),
+            ("nonsense".into(), 9),
+        ]);
+        assert_eq!(m.event_counts().1, 6);
+        m.network_bytes([100, 10]);
+        m.network_bytes([150, 10]);
+        // The container restarted: Docker's counters began again at 20 and 5.
+        m.network_bytes([20, 5]);
+        let rx = m.network_total.with_label_values(&["rx"]).get();
+        let tx = m.network_total.with_label_values(&["tx"]).get();
+        assert_eq!((rx, tx), (170, 15));
+        m.config("abc");
+        m.config("def");
+        m.sink_failure("webhook");
+        let text = {
+            let mut out = Vec::new();
+            let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        assert!(text.contains(r#"crabpot_kernel_events_dropped_total{kind="exec"} 5"#));
+        assert!(text.contains(r#"crabpot_config_info{sha256="def"} 1"#));
+        assert!(
+            !text.contains(r#"sha256="abc""#),
+            "a reload replaces the digest"
+        );
+        assert!(text.contains(r#"crabpot_sink_failures_total{sink="webhook"} 1"#));
+    }
 }

@@ -3,6 +3,7 @@ pub(crate) mod alert_log;
 pub(crate) mod dashboard;
 pub(crate) mod dispatcher;
 pub(crate) mod event_printer;
+pub(crate) mod formats;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod router;

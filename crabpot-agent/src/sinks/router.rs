@@ -53,7 +53,7 @@ impl AlertRouter {
             webhook,
             dashboard,
         } = self;
-        let mut dispatcher = Dispatcher::default();
+        let mut dispatcher = Dispatcher::counting(metrics.clone());
         dispatcher.add("terminal", false, terminal::run);
         dispatcher.add("alerts-log", true, move |rx| {
             alert_log::writer::run(log_writer, rx)
@@ -65,7 +65,10 @@ impl AlertRouter {
             dispatcher.add("toast", false, toast::run);
         }
         if let Some((url, format)) = webhook {
-            dispatcher.add("webhook", false, move |rx| webhook::run(url, format, rx));
+            let failures = metrics.clone();
+            dispatcher.add("webhook", false, move |rx| {
+                webhook::run(url, format, rx, failures)
+            });
         }
         let (pause_tx, pause_rx) = mpsc::channel(1024);
         let pauser = tokio::spawn(actions::pause::run(docker, pause_rx, guarded, alerts));

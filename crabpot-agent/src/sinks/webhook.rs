@@ -1,5 +1,5 @@
-//! Webhook sink for CRITICAL alerts and quarantines: generic JSON (the alert itself), Discord
-//! or Slack message shapes; a bounded queue, retries with exponential backoff.
+//! Webhook sink for CRITICAL alerts and quarantines: generic JSON (the alert itself, schema
+//! v1), Discord or Slack message shapes, or Falco's output (for falcosidekick); a bounded queue, retries with exponential backoff.
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
@@ -15,6 +15,8 @@ pub enum WebhookFormat {
     Generic,
     Discord,
     Slack,
+    /// Falco's JSON output: what falcosidekick's `/` endpoint takes.
+    Falco,
 }
 
 pub(crate) const ATTEMPTS: u32 = 5;
@@ -52,6 +54,7 @@ pub(crate) fn payload(alert: &Alert, format: WebhookFormat) -> Value {
         }),
         // Alert text is hostile: Slack's escapes keep `<!channel>` or `<url|label>` inert.
         WebhookFormat::Slack => json!({ "text": slack_escape(&one_line(alert)) }),
+        WebhookFormat::Falco => crate::sinks::formats::falco(alert),
     }
 }
 
@@ -82,6 +85,7 @@ pub(crate) async fn run(
     url: String,
     format: WebhookFormat,
     mut alerts: mpsc::Receiver<Arc<Alert>>,
+    metrics: Arc<crate::sinks::metrics::Metrics>,
 ) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -98,6 +102,7 @@ pub(crate) async fn run(
             continue;
         }
         if let Err(error) = deliver(&client, &url, &payload(&alert, format)).await {
+            metrics.sink_failure("webhook");
             tracing::error!(
                 "webhook: alert not delivered after {ATTEMPTS} attempts ({error}): {}",
                 escape_for_terminal(&alert.message)

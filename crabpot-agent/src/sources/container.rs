@@ -165,6 +165,11 @@ impl ContainerTracker {
             return;
         };
         let (command, health_probe) = launch_spec(&found);
+        let image = found
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
         let state = found.state.unwrap_or_default();
         let pid = state.pid.unwrap_or(0);
         let id = found.id.unwrap_or_default();
@@ -212,6 +217,7 @@ impl ContainerTracker {
                 self.set(Some(GuardedContainer {
                     name: self.name.clone(),
                     id,
+                    image,
                     pid,
                     cgroup,
                     paused,

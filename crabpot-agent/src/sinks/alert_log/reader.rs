@@ -1,5 +1,6 @@
-//! Reading the alerts log back, rotated files included, for `crabpot alerts`. A malformed
-//! line is reported with its file and line number and skipped.
+//! Reading the alerts log back, rotated files included, for `crabpot alerts`: schema v1
+//! records, the records before v1, and lines in Falco's shape. A malformed line is reported
+//! with its file and line number and skipped.
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
@@ -59,7 +60,11 @@ pub fn parse_lines(file: &Path, bytes: &[u8], report: &mut ReadReport) {
         }
         let parsed = std::str::from_utf8(line)
             .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str::<Alert>(text).map_err(|e| e.to_string()));
+            .and_then(|text| {
+                serde_json::from_str::<Alert>(text)
+                    .or_else(|e| crate::sinks::formats::from_falco(text).ok_or(e))
+                    .map_err(|e| e.to_string())
+            });
         match parsed {
             Ok(alert) => report.alerts.push(alert),
             Err(error) => report.problems.push(format!(

@@ -13,7 +13,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use crate::model::alert::Alert;
+use crate::{model::alert::Alert, sinks::formats::OutputFormat};
 
 pub struct AlertLogWriter {
     path: PathBuf,
@@ -25,6 +25,7 @@ pub struct AlertLogWriter {
     dirty: bool,
     /// Rotated away, but the new file could not be opened yet.
     reopen: bool,
+    format: OutputFormat,
 }
 
 /// The `n`th rotated file: `alerts.log.1` is the newest.
@@ -101,7 +102,14 @@ impl AlertLogWriter {
             keep: keep.max(1),
             dirty: false,
             reopen: false,
+            format: OutputFormat::Json,
         })
+    }
+
+    /// Write lines in `format` rather than alert schema v1.
+    pub(crate) fn with_format(mut self, format: OutputFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -120,16 +128,22 @@ impl AlertLogWriter {
         Ok(())
     }
 
-    /// One alert as its log line.
+    /// One alert as its log line (alert schema v1).
     pub fn encode(alert: &Alert) -> io::Result<Vec<u8>> {
-        let mut line = serde_json::to_vec(alert).map_err(io::Error::other)?;
+        Self::encode_as(alert, OutputFormat::Json)
+    }
+
+    /// One alert as its log line in `format`.
+    pub(crate) fn encode_as(alert: &Alert, format: OutputFormat) -> io::Result<Vec<u8>> {
+        let value = crate::sinks::formats::encode(alert, format);
+        let mut line = serde_json::to_vec(&value).map_err(io::Error::other)?;
         line.push(b'\n');
         Ok(line)
     }
 
     /// Append one alert as one line.
     pub fn append(&mut self, alert: &Alert) -> io::Result<()> {
-        self.append_line(&Self::encode(alert)?)
+        self.append_line(&Self::encode_as(alert, self.format)?)
     }
 
     /// Append one encoded line (ending in a newline) whole, or leave the file as it was.
@@ -209,7 +223,7 @@ impl HeldWriter {
     pub(crate) fn write(&mut self, alert: Option<&Alert>) {
         let was_failing = self.is_failing();
         if let Some(alert) = alert {
-            match AlertLogWriter::encode(alert) {
+            match AlertLogWriter::encode_as(alert, self.writer.format) {
                 Ok(line) => {
                     self.held_bytes += line.len();
                     self.held.push_back(line);
