@@ -81,14 +81,7 @@ pub(super) fn start(
         p.poll_only_reason,
     );
     let ticks = Arc::new(ChannelTicks::default());
-    let ctx = WatchContext {
-        docker: docker.clone(),
-        config: config.clone(),
-        container: sources.guarded.clone(),
-        alerts: alerts.clone(),
-        ticks: ticks.clone(),
-        docker_events: sources.docker_events.clone(),
-    };
+    let ctx = watch_context(&docker, &config, &sources, &alerts, &ticks);
     metrics.set_exceptions(p.settings.exceptions.clone());
     let operator = (BreakGlass::default(), p.settings.exceptions.clone());
     let (shared, (stats_rx, posture_rx)) =
@@ -124,15 +117,8 @@ pub(super) fn start(
         &sources.guarded,
         &metrics,
     );
-    start_control(
-        &mut tasks,
-        args,
-        signals,
-        stop,
-        sources.base_tx,
-        &alerts,
-        &metrics,
-    );
+    let base_tx = sources.base_tx;
+    start_control(&mut tasks, args, signals, stop, base_tx, &alerts, &metrics);
     let kernel_loop = KernelLoop {
         args: args.clone(),
         guarded: sources.guarded,
@@ -154,6 +140,25 @@ pub(super) fn start(
         audit_task,
     };
     (running, kernel_loop, bus)
+}
+
+/// What every Docker-side channel shares: the engine, the settings, the container, where
+/// alerts go and where ticks are recorded.
+fn watch_context(
+    docker: &bollard::Docker,
+    config: &Arc<crate::config::MonitorConfig>,
+    sources: &Sources,
+    alerts: &AlertSender,
+    ticks: &Arc<ChannelTicks>,
+) -> WatchContext {
+    WatchContext {
+        docker: docker.clone(),
+        config: config.clone(),
+        container: sources.guarded.clone(),
+        alerts: alerts.clone(),
+        ticks: ticks.clone(),
+        docker_events: sources.docker_events.clone(),
+    }
 }
 
 /// Announce the start, say which layer enforces each rule, and publish that in metrics.

@@ -206,25 +206,7 @@ async fn main() -> ExitCode {
             since,
             json,
             file,
-        } => {
-            let path = file.unwrap_or_else(default_alerts_log);
-            let report = reader::read_alerts(&path);
-            for problem in &report.problems {
-                eprintln!("crabpot: {problem}");
-            }
-            let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            for alert in reader::select(report.alerts, severity, since, last) {
-                if json {
-                    match serde_json::to_string(&alert) {
-                        Ok(line) => println!("{line}"),
-                        Err(error) => eprintln!("crabpot: cannot encode an alert: {error}"),
-                    }
-                } else {
-                    println!("{}", format_alert(&alert, colour));
-                }
-            }
-            ExitCode::SUCCESS
-        }
+        } => alerts(file, severity, since, last, json),
         Command::Status { agent, json } => status(&agent, json),
         Command::Install => install(),
         Command::Pause { container } => {
@@ -238,16 +220,7 @@ async fn main() -> ExitCode {
         } => shell(container, &agent, command),
         Command::Trust {
             action: TrustAction::Reset { agent },
-        } => match control_request(&agent, "/api/trust/reset") {
-            Ok(text) => {
-                print!("crabpot: {text}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("crabpot: {error}");
-                ExitCode::FAILURE
-            }
-        },
+        } => trust_reset(&agent),
         Command::Audit { container, json } => audit(&container, json).await,
         Command::Up {
             preset,
@@ -287,21 +260,63 @@ async fn main() -> ExitCode {
                 Err(error) => failed(error),
             }
         }
-        Command::Unload { container, all } => {
-            let which = (!all).then_some(container.as_str());
-            match crabpot_agent::unload_pins(which) {
-                Ok(removed) => {
-                    println!(
-                        "crabpot: removed {removed} pinned hook(s) for {}",
-                        which.map_or("every container".to_string(), |c| format!("`{c}`"))
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("crabpot: {error} (run as root)");
-                    ExitCode::FAILURE
-                }
+        Command::Unload { container, all } => unload(&container, all),
+    }
+}
+
+/// `crabpot alerts`: the matching alerts from the log, oldest first.
+fn alerts(
+    file: Option<PathBuf>,
+    severity: Option<Severity>,
+    since: Option<DateTime<FixedOffset>>,
+    last: usize,
+    json: bool,
+) -> ExitCode {
+    let path = file.unwrap_or_else(default_alerts_log);
+    let report = reader::read_alerts(&path);
+    for problem in &report.problems {
+        eprintln!("crabpot: {problem}");
+    }
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    for alert in reader::select(report.alerts, severity, since, last) {
+        if json {
+            match serde_json::to_string(&alert) {
+                Ok(line) => println!("{line}"),
+                Err(error) => eprintln!("crabpot: cannot encode an alert: {error}"),
             }
+        } else {
+            println!("{}", format_alert(&alert, colour));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn trust_reset(agent: &AgentAccess) -> ExitCode {
+    match control_request(agent, "/api/trust/reset") {
+        Ok(text) => {
+            print!("crabpot: {text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("crabpot: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn unload(container: &str, all: bool) -> ExitCode {
+    let which = (!all).then_some(container);
+    match crabpot_agent::unload_pins(which) {
+        Ok(removed) => {
+            println!(
+                "crabpot: removed {removed} pinned hook(s) for {}",
+                which.map_or("every container".to_string(), |c| format!("`{c}`"))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("crabpot: {error} (run as root)");
+            ExitCode::FAILURE
         }
     }
 }

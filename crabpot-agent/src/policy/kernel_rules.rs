@@ -58,6 +58,52 @@ fn common_details(alert: Alert, event: &KernelEvent, lineage: &[Ancestor]) -> Al
         .with("detected_by", "ebpf")
 }
 
+/// The alert for an executed program, by what it was identified as and who started it.
+fn exec_alert_of(
+    filename: &str,
+    argv: &[String],
+    (hit, origin): (Option<(String, &'static str)>, Origin),
+    drifted: bool,
+    kernel_action: KernelAction,
+) -> Alert {
+    match (hit, origin) {
+        (hit, Origin::HealthProbe) => origin::probe_alert(filename, hit.map(|h| h.0)),
+        (_, Origin::BreakGlass(uid)) => origin::break_glass_alert(filename, argv, uid),
+        (Some((name, category)), Origin::MainProcess) => {
+            origin::main_process_alert(filename, &name, category)
+        }
+        (Some((name, category)), _) => Alert::new(
+            Severity::Critical,
+            AlertSource::Processes,
+            format!(
+                "Suspicious process detected: {filename} ({name}, {category}){}",
+                stop_note(kernel_action)
+            ),
+        )
+        .rule("process_denylisted")
+        .with("executable", name)
+        .with("category", category),
+        (None, _) if drifted => Alert::new(
+            Severity::Warning,
+            AlertSource::Processes,
+            format!("Exec of {filename:?}"),
+        )
+        .rule("drift")
+        .with("executable", "unknown")
+        .with("category", "drift"),
+        (None, _) => Alert::new(
+            Severity::Warning,
+            AlertSource::Processes,
+            format!(
+                "Fileless exec of {filename:?}: the program exited before it could be identified"
+            ),
+        )
+        .rule("fileless_exec")
+        .with("executable", "unidentified")
+        .with("category", "fileless exec"),
+    }
+}
+
 /// Mark an exec alert as drift: "drift: executable not in the image" in the message (kept
 /// after what was there, so existing readers still match) and the why in details.
 fn with_drift(mut alert: Alert, drift: Option<&Drift>) -> Alert {
@@ -277,42 +323,11 @@ impl KernelRules {
             return None;
         }
         let origin = self.origin(event, argv, lineage);
-        let alert = match (hit, origin) {
-            (None, _) if !fileless && files.drift.is_none() => return None,
-            (hit, Origin::HealthProbe) => origin::probe_alert(filename, hit.map(|h| h.0)),
-            (_, Origin::BreakGlass(uid)) => origin::break_glass_alert(filename, argv, uid),
-            (Some((name, category)), Origin::MainProcess) => {
-                origin::main_process_alert(filename, &name, category)
-            }
-            (Some((name, category)), _) => Alert::new(
-                Severity::Critical,
-                AlertSource::Processes,
-                format!(
-                    "Suspicious process detected: {filename} ({name}, {category}){}",
-                    stop_note(*kernel_action)
-                ),
-            )
-            .rule("process_denylisted")
-            .with("executable", name)
-            .with("category", category),
-            (None, _) if files.drift.is_some() => Alert::new(
-                Severity::Warning,
-                AlertSource::Processes,
-                format!("Exec of {filename:?}"),
-            )
-            .rule("drift")
-            .with("executable", "unknown")
-            .with("category", "drift"),
-            (None, _) => Alert::new(
-                Severity::Warning,
-                AlertSource::Processes,
-                format!(
-                    "Fileless exec of {filename:?}: the program exited before it could be identified"),
-            )
-            .rule("fileless_exec")
-            .with("executable", "unidentified")
-            .with("category", "fileless exec"),
-        };
+        let drifted = files.drift.is_some();
+        if hit.is_none() && !fileless && !drifted {
+            return None;
+        }
+        let alert = exec_alert_of(filename, argv, (hit, origin), drifted, *kernel_action);
         if let Ok(mut pids) = self.alerted_pids.lock() {
             pids.insert(event.header.tgid);
         }

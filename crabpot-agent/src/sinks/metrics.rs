@@ -19,12 +19,23 @@ use crate::{
 };
 
 pub struct Metrics {
+    /// What the kernel side reported and decided.
+    kernel: KernelCounters,
+    /// The guarded container's gauges and counters.
+    container: ContainerGauges,
     registry: Registry,
     /// `crabpot_exception_hits_total{exception}`, brought up to the exceptions' own
     /// counters when rendered.
     exception_hits: IntCounterVec,
     exceptions: std::sync::OnceLock<Arc<crate::policy::exceptions::Exceptions>>,
     alerts: IntCounterVec,
+    sink_failures: IntCounterVec,
+    config_info: GaugeVec,
+    last_tick: GaugeVec,
+    layers: GaugeVec,
+}
+/// What the metrics say of the kernel side.
+struct KernelCounters {
     /// `crabpot_kernel_events_total` resolved once per kind, in `EventKind::ALL` order: the per-event
     /// path does no label hashing.
     kernel_events_by_kind: Vec<IntCounter>,
@@ -33,13 +44,15 @@ pub struct Metrics {
     kernel_stops: IntCounterVec,
     /// `crabpot_kernel_events_dropped_total` per kind, in `EventKind::ALL` order.
     dropped_by_kind: Vec<IntCounter>,
-    sink_failures: IntCounterVec,
-    config_info: GaugeVec,
+    blocked: IntCounterVec,
+    latency: Histogram,
+}
+
+/// What the metrics say of the guarded container itself.
+struct ContainerGauges {
     network_total: IntCounterVec,
     /// The last cumulative rx and tx the counters were advanced to.
     network_seen: Mutex<[u64; 2]>,
-    blocked: IntCounterVec,
-    latency: Histogram,
     cpu: Gauge,
     memory_used: IntGauge,
     memory_limit: IntGauge,
@@ -48,8 +61,6 @@ pub struct Metrics {
     paused: IntGauge,
     quarantined: IntGauge,
     trust: IntGauge,
-    last_tick: GaugeVec,
-    layers: GaugeVec,
     posture_score: GaugeVec,
     posture_findings: GaugeVec,
 }
@@ -93,91 +104,15 @@ impl Registrar {
     }
 }
 
-impl Metrics {
-    pub fn new() -> Self {
-        let r = Registrar(Registry::new());
-        let kernel_events = r.counter_vec(
-            "crabpot_kernel_events_total",
-            "Kernel events received.",
-            &["kind"],
-        );
-        let build = r.gauge_vec(
-            "crabpot_build_info",
-            "Build information (always 1).",
-            &["version", "commit", "rustc"],
-        );
-        build
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                env!("CRABPOT_GIT_COMMIT"),
-                env!("CRABPOT_RUSTC_VERSION"),
-            ])
-            .set(1.0);
-        let dropped = r.counter_vec(
-            "crabpot_kernel_events_dropped_total",
-            "Kernel events lost because the ring buffer was full, by kind.",
-            &["kind"],
-        );
-        // The agent's own CPU, resident memory, open fds… (`process_*`).
-        #[cfg(target_os = "linux")]
-        must(r.0.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        )));
-        Metrics {
-            alerts: r.counter_vec(
-                "crabpot_alerts_total",
-                "Alerts raised.",
-                &["severity", "source"],
-            ),
-            kernel_events_by_kind: EventKind::ALL
-                .iter()
-                .map(|kind| kernel_events.with_label_values(&[kind.name()]))
-                .collect(),
-            blocked: r.counter_vec(
-                "crabpot_policy_decisions_total",
-                "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit, logged).",
-                &["rule", "verdict"],
-            ),
-            open_filtered: r.add(must(IntCounter::new(
-                "crabpot_kernel_opens_filtered_total",
-                "Opens the kernel kept out of the ring buffer (not needed by the policy).",
-            ))),
-            kernel_stops: r.counter_vec(
-                "crabpot_kernel_exec_stops_total",
-                "Denylisted execs stopped or killed in the kernel, by outcome (frozen, continued, killed).",
-                &["outcome"],
-            ),
-            dropped_by_kind: EventKind::ALL
-                .iter()
-                .map(|kind| dropped.with_label_values(&[kind.name()]))
-                .collect(),
-            sink_failures: r.counter_vec(
-                "crabpot_sink_failures_total",
-                "Alerts a sink lost: webhook deliveries that failed every attempt, alerts \
-                 dropped for a lagging sink.",
-                &["sink"],
-            ),
-            config_info: r.gauge_vec(
-                "crabpot_config_info",
-                "The configuration in effect (always 1): sha256 of the file read, or of \
-                 nothing when no file was read.",
-                &["sha256"],
-            ),
+impl ContainerGauges {
+    fn new(r: &Registrar) -> Self {
+        ContainerGauges {
             network_total: r.counter_vec(
                 "crabpot_container_network_bytes_total",
                 "Network bytes of the container, by direction (rx, tx).",
                 &["direction"],
             ),
             network_seen: Mutex::new([0; 2]),
-            latency: r.add(must(Histogram::with_opts(
-                HistogramOpts::new(
-                    "crabpot_detection_latency_seconds",
-                    "Kernel event time to alert dispatched.",
-                )
-                .buckets(vec![
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-                ]),
-            ))),
             cpu: r.add(must(Gauge::new(
                 "crabpot_container_cpu_percent",
                 "Container CPU %.",
@@ -202,6 +137,106 @@ impl Metrics {
                 "1 once trust fell below the threshold.",
             ),
             trust: r.int_gauge("crabpot_trust_score", "Trust score (100 = no violation)."),
+            posture_score: r.gauge_vec(
+                "crabpot_posture_score",
+                "Launch posture of the guarded container: 100 minus a penalty per finding.",
+                &["container"],
+            ),
+            posture_findings: r.gauge_vec(
+                "crabpot_posture_findings",
+                "1 for each posture finding of the guarded container's launch settings.",
+                &["finding", "severity"],
+            ),
+        }
+    }
+}
+
+impl KernelCounters {
+    fn new(r: &Registrar) -> Self {
+        let kernel_events = r.counter_vec(
+            "crabpot_kernel_events_total",
+            "Kernel events received.",
+            &["kind"],
+        );
+        let dropped = r.counter_vec(
+            "crabpot_kernel_events_dropped_total",
+            "Kernel events lost because the ring buffer was full, by kind.",
+            &["kind"],
+        );
+        KernelCounters {
+            kernel_events_by_kind: EventKind::ALL
+                .iter()
+                .map(|kind| kernel_events.with_label_values(&[kind.name()]))
+                .collect(),
+            blocked: r.counter_vec(
+                "crabpot_policy_decisions_total",
+                "Policy decisions on calls, by rule and verdict (blocked, killed, refused, audit, logged).",
+                &["rule", "verdict"],
+            ),
+            open_filtered: r.add(must(IntCounter::new(
+                "crabpot_kernel_opens_filtered_total",
+                "Opens the kernel kept out of the ring buffer (not needed by the policy).",
+            ))),
+            kernel_stops: r.counter_vec(
+                "crabpot_kernel_exec_stops_total",
+                "Denylisted execs stopped or killed in the kernel, by outcome (frozen, continued, killed).",
+                &["outcome"],
+            ),
+            dropped_by_kind: EventKind::ALL
+                .iter()
+                .map(|kind| dropped.with_label_values(&[kind.name()]))
+                .collect(),
+            latency: r.add(must(Histogram::with_opts(
+                HistogramOpts::new(
+                    "crabpot_detection_latency_seconds",
+                    "Kernel event time to alert dispatched.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+                ]),
+            ))),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registrar(Registry::new());
+        let build = r.gauge_vec(
+            "crabpot_build_info",
+            "Build information (always 1).",
+            &["version", "commit", "rustc"],
+        );
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("CRABPOT_GIT_COMMIT"),
+                env!("CRABPOT_RUSTC_VERSION"),
+            ])
+            .set(1.0);
+        // The agent's own CPU, resident memory, open fds… (`process_*`).
+        #[cfg(target_os = "linux")]
+        must(r.0.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
+        Metrics {
+            alerts: r.counter_vec(
+                "crabpot_alerts_total",
+                "Alerts raised.",
+                &["severity", "source"],
+            ),
+            sink_failures: r.counter_vec(
+                "crabpot_sink_failures_total",
+                "Alerts a sink lost: webhook deliveries that failed every attempt, alerts \
+                 dropped for a lagging sink.",
+                &["sink"],
+            ),
+            config_info: r.gauge_vec(
+                "crabpot_config_info",
+                "The configuration in effect (always 1): sha256 of the file read, or of \
+                 nothing when no file was read.",
+                &["sha256"],
+            ),
             last_tick: r.gauge_vec(
                 "crabpot_channel_last_tick_timestamp_seconds",
                 "Unix time of each channel's last completed tick.",
@@ -218,16 +253,8 @@ impl Metrics {
                 &["exception"],
             ),
             exceptions: std::sync::OnceLock::new(),
-            posture_score: r.gauge_vec(
-                "crabpot_posture_score",
-                "Launch posture of the guarded container: 100 minus a penalty per finding.",
-                &["container"],
-            ),
-            posture_findings: r.gauge_vec(
-                "crabpot_posture_findings",
-                "1 for each posture finding of the guarded container's launch settings.",
-                &["finding", "severity"],
-            ),
+            container: ContainerGauges::new(&r),
+            kernel: KernelCounters::new(&r),
             registry: r.0,
         }
     }
@@ -252,7 +279,9 @@ impl Metrics {
         if let Some(ts) = alert.control.kernel_ts_ns
             && monotonic_now_ns >= ts
         {
-            self.latency.observe((monotonic_now_ns - ts) as f64 / 1e9);
+            self.kernel
+                .latency
+                .observe((monotonic_now_ns - ts) as f64 / 1e9);
         }
     }
 
@@ -260,7 +289,7 @@ impl Metrics {
         if let Some(counter) = EventKind::ALL
             .iter()
             .position(|k| *k == kind)
-            .and_then(|i| self.kernel_events_by_kind.get(i))
+            .and_then(|i| self.kernel.kernel_events_by_kind.get(i))
         {
             counter.inc();
         }
@@ -272,7 +301,7 @@ impl Metrics {
             let counter = EventKind::ALL
                 .iter()
                 .position(|k| k.name() == name)
-                .and_then(|i| self.dropped_by_kind.get(i));
+                .and_then(|i| self.kernel.dropped_by_kind.get(i));
             if let Some(counter) = counter
                 && *total > counter.get()
             {
@@ -301,12 +330,13 @@ impl Metrics {
     /// Advance the network counters to Docker's cumulative rx and tx; a lower value means
     /// the container restarted (its counters began again).
     fn network_bytes(&self, now: [u64; 2]) {
-        let Ok(mut seen) = self.network_seen.lock() else {
+        let Ok(mut seen) = self.container.network_seen.lock() else {
             return;
         };
         for (i, direction) in ["rx", "tx"].into_iter().enumerate() {
             let delta = now[i].checked_sub(seen[i]).unwrap_or(now[i]);
-            self.network_total
+            self.container
+                .network_total
                 .with_label_values(&[direction])
                 .inc_by(delta);
             seen[i] = now[i];
@@ -315,24 +345,32 @@ impl Metrics {
 
     /// The kernel's count of filtered opens (a running total).
     pub fn open_filtered_total(&self, total: u64) {
-        let seen = self.open_filtered.get();
+        let seen = self.kernel.open_filtered.get();
         if total > seen {
-            self.open_filtered.inc_by(total - seen);
+            self.kernel.open_filtered.inc_by(total - seen);
         }
     }
 
     pub fn kernel_stop(&self, outcome: &str) {
-        self.kernel_stops.with_label_values(&[outcome]).inc();
+        self.kernel.kernel_stops.with_label_values(&[outcome]).inc();
     }
 
     pub fn decision(&self, rule: &str, verdict: &str) {
-        self.blocked.with_label_values(&[rule, verdict]).inc();
+        self.kernel
+            .blocked
+            .with_label_values(&[rule, verdict])
+            .inc();
     }
 
     /// Kernel events received and dropped so far (for the dashboard).
     pub fn event_counts(&self) -> (u64, u64) {
-        let received = self.kernel_events_by_kind.iter().map(|c| c.get()).sum();
-        let dropped = self.dropped_by_kind.iter().map(|c| c.get()).sum();
+        let received = self
+            .kernel
+            .kernel_events_by_kind
+            .iter()
+            .map(|c| c.get())
+            .sum();
+        let dropped = self.kernel.dropped_by_kind.iter().map(|c| c.get()).sum();
         (received, dropped)
     }
 
@@ -343,23 +381,30 @@ impl Metrics {
     /// The text exposition, gauges refreshed from `views`.
     pub fn render(&self, views: &StateViews) -> String {
         if let Some(sample) = views.stats.borrow().clone() {
-            self.cpu.set(sample.cpu_percent);
-            self.memory_used.set(sample.memory_used_bytes as i64);
-            self.memory_limit.set(sample.memory_limit_bytes as i64);
-            self.pids.set(sample.pids as i64);
-            self.network
+            self.container.cpu.set(sample.cpu_percent);
+            self.container
+                .memory_used
+                .set(sample.memory_used_bytes as i64);
+            self.container
+                .memory_limit
+                .set(sample.memory_limit_bytes as i64);
+            self.container.pids.set(sample.pids as i64);
+            self.container
+                .network
                 .with_label_values(&["rx"])
                 .set(sample.net_rx_bytes as f64);
-            self.network
+            self.container
+                .network
                 .with_label_values(&["tx"])
                 .set(sample.net_tx_bytes as f64);
             self.network_bytes([sample.net_rx_bytes, sample.net_tx_bytes]);
         }
         let paused = views.container.borrow().as_ref().is_some_and(|c| c.paused);
-        self.paused.set(i64::from(paused));
+        self.container.paused.set(i64::from(paused));
         let trust = *views.trust.borrow();
-        self.trust.set(i64::from(trust.score));
-        self.quarantined
+        self.container.trust.set(i64::from(trust.score));
+        self.container
+            .quarantined
             .set(i64::from(trust.score < trust.quarantine_below));
         self.render_posture(views.posture.borrow().as_ref());
         for (channel, at) in views.ticks.snapshot() {
@@ -384,14 +429,16 @@ impl Metrics {
 impl Metrics {
     /// The latest posture report only: a re-created container's findings replace the old.
     fn render_posture(&self, report: Option<&PostureReport>) {
-        self.posture_score.reset();
-        self.posture_findings.reset();
+        self.container.posture_score.reset();
+        self.container.posture_findings.reset();
         let Some(report) = report else { return };
-        self.posture_score
+        self.container
+            .posture_score
             .with_label_values(&[report.container.as_str()])
             .set(f64::from(report.score()));
         for finding in &report.findings {
-            self.posture_findings
+            self.container
+                .posture_findings
                 .with_label_values(&[finding.finding.as_str(), finding.severity.as_str()])
                 .set(1.0);
         }
@@ -433,8 +480,8 @@ mod tests {
         m.network_bytes([150, 10]);
         // The container restarted: Docker's counters began again at 20 and 5.
         m.network_bytes([20, 5]);
-        let rx = m.network_total.with_label_values(&["rx"]).get();
-        let tx = m.network_total.with_label_values(&["tx"]).get();
+        let rx = m.container.network_total.with_label_values(&["rx"]).get();
+        let tx = m.container.network_total.with_label_values(&["tx"]).get();
         assert_eq!((rx, tx), (170, 15));
         m.config("abc");
         m.config("def");
