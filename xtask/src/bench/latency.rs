@@ -13,7 +13,12 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    Bench, agent::BenchAgent, container::BenchContainer, report::Row, stats::summarize, sys,
+    Bench,
+    agent::BenchAgent,
+    container::BenchContainer,
+    report::{Row, Target},
+    stats::summarize,
+    sys,
 };
 
 /// How often the bench samples the alerts log and the freezer while it waits.
@@ -236,21 +241,21 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             "n={}: from the exec's entry to the SIGSTOP at sched_process_exec",
             s.n
         )),
-        Row::new("shell exec → stopped in kernel, p99", "ms", s.p99),
+        Row::new("shell exec → stopped in kernel, p99", "ms", s.p99).target(Target::AtMost(1.0)),
         Row::new("shell exec → stopped in kernel, max", "ms", s.max),
         Row::new("shell exec → alert written, p50", "ms", a.p50)
             .against("poll-only p50", pa.p50)
             .note(noisy(a.n)),
         Row::new("shell exec → alert written, p99", "ms", a.p99)
             .against("poll-only p99", pa.p99)
-            .target("≤ 5")
+            .target(Target::AtMost(5.0))
             .note(format!("poll-only {}", noisy(pa.n))),
         Row::new("shell exec → alert written, max", "ms", a.max).against("poll-only max", pa.max),
         Row::new("shell exec → container frozen, p50", "ms", f.p50)
             .against("poll-only p50", pf.p50),
         Row::new("shell exec → container frozen, p99", "ms", f.p99)
             .against("poll-only p99", pf.p99)
-            .target("≤ 50"),
+            .target(Target::AtMost(20.0)),
         Row::new("shell exec → container frozen, max", "ms", f.max)
             .against("poll-only max", pf.max),
     ])

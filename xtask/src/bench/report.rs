@@ -5,6 +5,35 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::Context as _;
 use serde_json::json;
 
+/// What a row must show to meet its target: a bound on our figure, or on its ratio to the
+/// row's baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Target {
+    AtMost(f64),
+    AtLeast(f64),
+    RatioAtMost(f64),
+}
+
+impl Target {
+    fn text(self, unit: &str) -> String {
+        match self {
+            Target::AtMost(v) => format!("≤ {} {unit}", number(v)),
+            Target::AtLeast(v) => format!("≥ {} {unit}", number(v)),
+            Target::RatioAtMost(r) => format!("≤ {r:.2}×"),
+        }
+    }
+
+    /// Met or missed; `None` when the row has no figure to judge (a ratio without a
+    /// baseline, a figure that is not a number).
+    fn met(self, row: &Row) -> Option<bool> {
+        match self {
+            Target::AtMost(v) => row.ours.is_finite().then_some(row.ours <= v),
+            Target::AtLeast(v) => row.ours.is_finite().then_some(row.ours >= v),
+            Target::RatioAtMost(r) => row.ratio().map(|ratio| ratio <= r),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Row {
     pub measure: String,
@@ -12,7 +41,7 @@ pub(super) struct Row {
     pub ours: f64,
     pub baseline_name: String,
     pub baseline: Option<f64>,
-    pub target: String,
+    pub target: Option<Target>,
     pub note: String,
 }
 
@@ -24,7 +53,7 @@ impl Row {
             ours,
             baseline_name: String::new(),
             baseline: None,
-            target: String::new(),
+            target: None,
             note: String::new(),
         }
     }
@@ -35,9 +64,22 @@ impl Row {
         self
     }
 
-    pub(super) fn target(mut self, target: impl Into<String>) -> Self {
-        self.target = target.into();
+    pub(super) fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
         self
+    }
+
+    fn target_text(&self) -> String {
+        self.target.map(|t| t.text(self.unit)).unwrap_or_default()
+    }
+
+    /// "met", "missed", or empty (no target, or nothing to judge).
+    pub(super) fn verdict(&self) -> &'static str {
+        match self.target.and_then(|t| t.met(self)) {
+            Some(true) => "met",
+            Some(false) => "missed",
+            None => "",
+        }
     }
 
     pub(super) fn note(mut self, note: impl Into<String>) -> Self {
@@ -88,22 +130,23 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| Measure | Unit | CrabPot | Baseline | Baseline value | Ratio | Target | Note |"
+            "| Measure | Unit | CrabPot | Baseline | Baseline value | Ratio | Target | Met | Note |"
         );
-        let _ = writeln!(out, "|---|---|---:|---|---:|---:|---|---|");
+        let _ = writeln!(out, "|---|---|---:|---|---:|---:|---|---|---|");
         for (title, rows) in &self.sections {
-            let _ = writeln!(out, "| **{title}** | | | | | | | |");
+            let _ = writeln!(out, "| **{title}** | | | | | | | | |");
             for row in rows {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     row.measure,
                     row.unit,
                     number(row.ours),
                     row.baseline_name,
                     row.baseline.map(number).unwrap_or_default(),
                     row.ratio().map(|r| format!("{r:.2}×")).unwrap_or_default(),
-                    row.target,
+                    row.target_text(),
+                    row.verdict(),
                     row.note
                 );
             }
@@ -124,7 +167,8 @@ impl Report {
                     "baseline": r.baseline_name,
                     "baseline_value": r.baseline,
                     "ratio": r.ratio(),
-                    "target": r.target,
+                    "target": r.target_text(),
+                    "met": match r.verdict() { "met" => json!(true), "missed" => json!(false), _ => json!(null) },
                     "note": r.note,
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
@@ -159,13 +203,34 @@ mod tests {
             vec![
                 Row::new("alert p99", "ms", 2.0)
                     .against("poll-only", 8000.0)
-                    .target("≤ 5"),
+                    .target(Target::AtMost(5.0)),
                 Row::new("no baseline", "MiB", 12.5),
+                Row::new("open, container", "ns/call", 1300.0)
+                    .against("no agent", 1000.0)
+                    .target(Target::RatioAtMost(1.10)),
+                Row::new("drained", "events/s", 5e5).target(Target::AtLeast(1e6)),
             ],
         );
         let md = report.markdown();
-        assert!(md.contains("| alert p99 | ms | 2.000 | poll-only | 8000 | 0.00× | ≤ 5 |  |"));
-        assert!(md.contains("| no baseline | MiB | 12.5 |  |  |  |  |  |"));
-        assert_eq!(report.json()["sections"][0]["rows"][0]["ratio"], 0.00025);
+        assert!(
+            md.contains(
+                "| alert p99 | ms | 2.000 | poll-only | 8000 | 0.00× | ≤ 5.000 ms | met |  |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| no baseline | MiB | 12.5 |  |  |  |  |  |  |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1.30× | ≤ 1.10× | missed |"), "{md}");
+        assert!(md.contains("| ≥ 1000000 events/s | missed |"), "{md}");
+        let json = report.json();
+        assert_eq!(json["sections"][0]["rows"][0]["ratio"], 0.00025);
+        assert_eq!(json["sections"][0]["rows"][0]["met"], true);
+        assert_eq!(
+            json["sections"][0]["rows"][1]["met"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["sections"][0]["rows"][2]["met"], false);
     }
 }

@@ -5,7 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::{Bench, agent::BenchAgent, container::BenchContainer, report::Row, sys};
+use super::{
+    Bench,
+    agent::BenchAgent,
+    container::BenchContainer,
+    report::{Row, Target},
+    sys,
+};
 
 const IN_CONTAINER_LOAD: &str = "/tmp/crabpot-bench-syscalls";
 const EVENTS: &str = "crabpot_kernel_events_total";
@@ -145,7 +151,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 "events/s",
                 best_clean,
             )
-            .target("≥ 1 000 000")
+            .target(Target::AtLeast(1_000_000.0))
             .note(format!(
                 "offered rates {:?}/s (0 = flat out)",
                 bench.flood_rates
@@ -176,7 +182,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                         "events/s",
                         step.drained_per_s / (step.agent_cpu_percent / 100.0),
                     )
-                    .target("≥ 1 000 000")
+                    .target(Target::AtLeast(1_000_000.0))
                     .note(
                         "derived: drained events/s ÷ agent CPU share (the flooders, not the \
                          agent, are the limit on 2 cores)",
