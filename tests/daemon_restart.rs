@@ -95,10 +95,11 @@ fn the_agent_survives_a_dockerd_restart_and_alerts_afterwards() {
         || docker_status(&["exec", &container.name, "true"]).then(|| container.cgroup_id()),
     );
     agent.wait_guarding(&container.name, new_id);
-    let _ = container.exec_status(&["sh", "-c", "true"]);
+    // Stopped in the kernel: its docker exec never returns, so it is not waited for.
+    let _shell = container.spawn_exec(&["sh", "-c", "true"]);
     let alert = agent.wait_for_alert("a shell alert after the daemon restart", |a| {
         a["severity"] == "CRITICAL" && a["source"] == "processes"
     });
-    assert_eq!(alert["container"], container.name.as_str());
+    assert_eq!(alert["container"]["name"], container.name.as_str());
     let _ = docker_status(&["unpause", &container.name]);
 }

@@ -57,7 +57,7 @@ fn docker_socket_and_sys_admin_are_critical_but_never_freeze() {
     let socket = posture_alert(&agent, "posture_docker_socket");
     assert_eq!(socket["severity"], "CRITICAL", "{socket}");
     assert_eq!(socket["details"]["no_pause"], true, "{socket}");
-    assert_eq!(socket["container"], container.name.as_str());
+    assert_eq!(socket["container"]["name"], container.name.as_str());
     // The default run's other findings are there; a capability it was not given is not.
     posture_alert(&agent, "posture_root_user");
     posture_alert(&agent, "posture_no_memory_limit");
