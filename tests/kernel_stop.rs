@@ -75,8 +75,11 @@ fn a_shell_is_stopped_in_the_kernel_and_docker_pause_still_works() {
         "cat",
         "/etc/hostname",
     ]);
-    let benign = exec_events(&agent);
-    assert!(benign.len() >= 3, "{benign:?}");
+    // The events arrive a moment after each docker exec returns.
+    let benign = wait_until("the three benign execs' events", DEADLINE, || {
+        let events = exec_events(&agent);
+        (events.len() >= 3).then_some(events)
+    });
     assert!(
         benign.iter().all(|e| e["kernel_action"] == "none"),
         "{benign:?}"

@@ -218,7 +218,10 @@ fn start_control(
             metrics.clone(),
         ),
     );
-    tasks.spawn("systemd watchdog", systemd::watchdog());
+    // Only under systemd with WatchdogSec= (otherwise there is nothing to ping).
+    if systemd::watchdog_interval().is_some() {
+        tasks.spawn("systemd watchdog", systemd::watchdog());
+    }
     systemd::notify("READY=1");
 }
 

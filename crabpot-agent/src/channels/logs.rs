@@ -25,8 +25,9 @@ pub struct LogScanner {
     patterns: Vec<LogPattern>,
     /// Per pattern: a regex whose matches must also pass [`looks_encoded`] (the blob one).
     confirm: Vec<Option<Regex>>,
-    /// Credential shapes, always redacted in what an alert shows (whatever pattern matched).
-    secrets: Vec<Regex>,
+    /// Credential shapes, always redacted in what an alert shows (whatever pattern matched);
+    /// `true` for the blob shape, whose matches are redacted only when they look encoded.
+    secrets: Vec<(bool, Regex)>,
 }
 
 /// Characters of a secret kept in alert text: enough to tell the kind of key, never
@@ -64,7 +65,7 @@ impl LogScanner {
             .collect::<Result<_, _>>()?;
         let secrets = SECRET_SHAPES
             .iter()
-            .map(|(_, regex, _)| Regex::new(regex))
+            .map(|(name, regex, _)| Regex::new(regex).map(|r| (*name == ENCODED_BLOB, r)))
             .collect::<Result<_, _>>()?;
         Ok(LogScanner {
             set: RegexSet::new(patterns.iter().map(|p| p.regex.as_str()))?,
@@ -102,15 +103,17 @@ impl LogScanner {
     /// alerts are stored and forwarded, a key in them would leak it further.
     pub fn redact(&self, line: &str) -> String {
         let mut shown = line.to_string();
-        for regex in &self.secrets {
+        for (blob, regex) in &self.secrets {
             if !regex.is_match(&shown) {
                 continue;
             }
             shown = regex
                 .replace_all(&shown, |caps: &regex::Captures| {
                     let secret = &caps[0];
-                    if secret.starts_with("-----BEGIN") {
-                        return secret.to_string(); // the header is evidence, not the key
+                    // The header is evidence, not the key; a run of one letter or a hex
+                    // digest is no encoded data (the same test the blob pattern passes).
+                    if secret.starts_with("-----BEGIN") || (*blob && !looks_encoded(secret)) {
+                        return secret.to_string();
                     }
                     let kept: String = secret
                         .chars()
