@@ -86,34 +86,6 @@ fn every_alert_and_audit_line_validates_against_the_schema() {
     eprintln!("{alerts} alert lines and {audit} audit lines valid");
 }
 
-/// One HTTP request's body, read until Content-Length is complete.
-fn read_body(stream: &mut std::net::TcpStream) -> String {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut request = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&request).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                })
-                .unwrap_or(0);
-            if body.len() >= length {
-                return body.to_string();
-            }
-        }
-    }
-    String::new()
-}
-
 /// A local HTTP receiver that answers 200 and keeps every body it was posted.
 fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -123,7 +95,7 @@ fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let body = read_body(&mut stream);
+            let body = crabpot_integration_tests::http::read_body(&mut stream);
             if let Ok(mut list) = seen.lock() {
                 list.push(body);
             }

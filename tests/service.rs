@@ -312,36 +312,8 @@ fn the_webhook_retries_until_a_failing_server_accepts() {
     std::thread::spawn(move || {
         for (attempt, stream) in listener.incoming().enumerate() {
             let Ok(mut stream) = stream else { continue };
-            let mut buf = vec![0u8; 65536];
-            let mut request = Vec::new();
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-            // Read headers, then the body as Content-Length says.
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break;
-                    }
-                }
-            }
+            let body = crabpot_integration_tests::http::read_body(&mut stream);
             let code = if attempt < 2 { 500 } else { 200 };
-            let text = String::from_utf8_lossy(&request).to_string();
-            let body = text
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_string())
-                .unwrap_or_default();
             if let Ok(mut list) = seen.lock() {
                 list.push((code, body));
             }

@@ -2,6 +2,7 @@
 //! its own agent process; both are removed when the test ends, pass or fail.
 pub mod agent;
 pub mod container;
+pub mod http;
 pub mod wait;
 
 pub use agent::Agent;
