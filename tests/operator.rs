@@ -15,17 +15,6 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// GET a path from the agent's listener: the body.
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(address).expect("connect to the agent");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
-}
-
 fn audit_records(agent: &Agent) -> Vec<Value> {
     let path = agent.alerts_log.with_file_name("audit.log");
     std::fs::read_to_string(path)
@@ -108,7 +97,7 @@ fn an_exception_silences_exactly_its_match() {
             .any(|r| r["details"]["exception"] == "ops-echo" && argv_is(r, &ok)),
         "no audit record names the exception: {audited:#?}"
     );
-    let metrics = http_get(&address, "/metrics");
+    let metrics = crabpot_integration_tests::http::get(&address, "/metrics");
     assert!(
         metrics.contains("crabpot_exception_hits_total{exception=\"ops-echo\"} 1"),
         "{metrics}"

@@ -2,7 +2,7 @@
 //! a real agent's alerts log and audit log against docs/alert.schema.json (alert schema v1);
 //! Falco's output shape on the webhook (as falcosidekick reads it) and in the log.
 use std::{
-    io::{Read as _, Write as _},
+    io::Write as _,
     net::TcpListener,
     path::Path,
     sync::{Arc, Mutex},
@@ -197,18 +197,6 @@ fn falco_output_on_the_webhook_and_in_the_log() {
     assert_eq!(posts.len(), 1, "only the CRITICAL is posted: {posts:?}");
 }
 
-/// GET `path` from `address`; the body.
-fn http_get(address: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect to the agent");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
-
 /// The value of the sample line that starts with `series` (name and labels).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -238,7 +226,7 @@ fn metrics_pass_promtool_and_count_what_operators_graph() {
     agent.wait_for_alert("the shell alert", |a| a["rule"] == "process_denylisted");
     // Five attempts with backoff (about 4 s), then one failure.
     let metrics = wait_until("the webhook failure to be counted", DEADLINE, || {
-        let metrics = http_get(&address, "/metrics");
+        let metrics = crabpot_integration_tests::http::get(&address, "/metrics");
         (sample(&metrics, r#"crabpot_sink_failures_total{sink="webhook"}"#) == Some(1.0))
             .then_some(metrics)
     });

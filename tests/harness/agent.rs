@@ -130,7 +130,11 @@ impl Agent {
         let Ok(text) = std::fs::read_to_string(&self.alerts_log) else {
             return Vec::new();
         };
-        text.lines()
+        // A line still being appended (read mid-write) is not judged yet: only lines that
+        // end in a newline count.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .map(|line| {
                 serde_json::from_str(line)
                     .unwrap_or_else(|e| panic!("torn or invalid alerts log line ({e}): {line}"))

@@ -1,5 +1,9 @@
-//! A test's own tiny HTTP receiver side: read one request's body.
-use std::{io::Read as _, net::TcpStream, time::Duration};
+//! Plain HTTP for tests: GET from the agent's listener, read one request's body.
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    time::Duration,
+};
 
 /// One HTTP request's body, read until Content-Length is complete (empty when the request
 /// never completes within the read timeout).
@@ -28,4 +32,16 @@ pub fn read_body(stream: &mut TcpStream) -> String {
         }
     }
     String::new()
+}
+
+/// GET `path` from `address` (HTTP/1.1, connection closed); the body of a 200 response.
+pub fn get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the agent");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
 }

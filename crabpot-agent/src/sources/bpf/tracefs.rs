@@ -60,19 +60,7 @@ pub(crate) struct ForkOffsets {
 
 /// Offset of a 4-byte field named `field` in the text of a tracepoint `format` file.
 pub(crate) fn field_offset(format: &str, field: &str) -> Option<u32> {
-    format.lines().find_map(|line| {
-        let mut parts = line.trim().split(';').map(str::trim);
-        let declaration = parts.next()?.strip_prefix("field:")?;
-        if declaration.split_whitespace().last()? != field {
-            return None;
-        }
-        let offset = parts
-            .find_map(|p| p.strip_prefix("offset:"))?
-            .parse()
-            .ok()?;
-        let size: u32 = parts.find_map(|p| p.strip_prefix("size:"))?.parse().ok()?;
-        (size == 4).then_some(offset)
-    })
+    field_layout(format, field).and_then(|(offset, size)| (size == 4).then_some(offset))
 }
 
 /// Offset and size of the field named `field` in the text of a tracepoint `format` file.
