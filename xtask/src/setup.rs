@@ -23,9 +23,17 @@ const RUN_PACKAGES: &[&str] = &[
     "libc6-dev",
 ];
 /// What only the test command needs: systemd (unit verification), Prometheus and Chromium for
-/// the sink tests, libatomic1 for node in the real OpenClaw image. (QEMU for the VM test is
+/// the sink tests, Alertmanager for the alert routing tests, tmux to drive `crabpot top`,
+/// libatomic1 for node in the real OpenClaw image. (QEMU for the VM test is
 /// installed by `vm-test` itself.)
-const TEST_PACKAGES: &[&str] = &["systemd", "prometheus", "chromium", "libatomic1"];
+const TEST_PACKAGES: &[&str] = &[
+    "systemd",
+    "prometheus",
+    "prometheus-alertmanager",
+    "chromium",
+    "libatomic1",
+    "tmux",
+];
 /// The fuzz targets' runner, pinned.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const DOCKERD_LOG: &str = "/var/log/crabpot-dockerd.log";
