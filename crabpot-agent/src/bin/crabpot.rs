@@ -1,5 +1,9 @@
 //! `crabpot`: the operator's command — read alerts, pause and resume the container, reset
-//! trust, audit its launch posture, launch it hardened (up, down, logs, restart).
+//! trust, audit its launch posture, launch it hardened (up, down, logs, restart), watch it
+//! live (top).
+#[path = "crabpot/top.rs"]
+mod top;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::{DateTime, FixedOffset};
@@ -142,6 +146,15 @@ enum Command {
         #[arg(long, default_value = "100")]
         tail: String,
     },
+    /// A live terminal view of the running agent: guarded containers, pending decisions,
+    /// recent alerts; keys to pause, resume, approve and deny (q quits).
+    Top {
+        #[command(flatten)]
+        agent: AgentAccess,
+        /// Refresh period in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+    },
     /// Restart the container and wait until it is ready again.
     Restart {
         #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
@@ -261,6 +274,17 @@ async fn main() -> ExitCode {
             }
         }
         Command::Unload { container, all } => unload(&container, all),
+        Command::Top { agent, interval_ms } => {
+            let args = top::TopArgs {
+                token_file: token_path(&agent),
+                agent: agent.agent,
+                interval: std::time::Duration::from_millis(interval_ms.max(100)),
+            };
+            match top::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => failed(error),
+            }
+        }
     }
 }
 
@@ -528,11 +552,15 @@ fn control_request_with(
     agent_request(&access.agent, "POST", path, Some(token.trim()), body)
 }
 
-fn read_token(access: &AgentAccess) -> Result<String, RequestError> {
-    let token_path = access
+fn token_path(access: &AgentAccess) -> PathBuf {
+    access
         .token_file
         .clone()
-        .unwrap_or_else(|| crabpot_agent::effective_home().join(".crabpot/dashboard.token"));
+        .unwrap_or_else(|| crabpot_agent::effective_home().join(".crabpot/dashboard.token"))
+}
+
+fn read_token(access: &AgentAccess) -> Result<String, RequestError> {
+    let token_path = token_path(access);
     std::fs::read_to_string(&token_path).map_err(|e| {
         RequestError::Other(format!(
             "cannot read the control token {} ({e}); run as the agent's user (root) or pass \
