@@ -309,7 +309,10 @@ impl Recorder {
     /// kernel-event loop already did, and becomes an INFO marked as learn mode that never
     /// freezes.
     pub(crate) fn observe(&self, alert: Alert) -> Alert {
-        if alert.severity == Severity::Info || alert.source == AlertSource::Posture {
+        // The "main process is a shell" note is a posture finding too (`posture: true`).
+        let posture = alert.source == AlertSource::Posture
+            || alert.details.get("posture") == Some(&serde_json::Value::Bool(true));
+        if alert.severity == Severity::Info || posture {
             return alert;
         }
         if !alert.details.contains_key(LEARN_DETAIL) {

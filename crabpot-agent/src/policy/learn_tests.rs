@@ -98,8 +98,11 @@ fn a_denylisted_exec_is_keyed_on_its_exact_argv_and_parent() {
         denylisted: false,
     });
     let learned = recorder.snapshot();
-    let list: Vec<(&LearnedException, u64)> =
-        learned.exceptions.iter().map(|(e, s)| (e, s.count)).collect();
+    let list: Vec<(&LearnedException, u64)> = learned
+        .exceptions
+        .iter()
+        .map(|(e, s)| (e, s.count))
+        .collect();
     assert_eq!(list.len(), 3, "{list:#?}");
     let shell = list
         .iter()
@@ -113,7 +116,10 @@ fn a_denylisted_exec_is_keyed_on_its_exact_argv_and_parent() {
         .iter()
         .find(|(e, _)| e.executable.as_deref() == Some("/tmp/tool"))
         .expect("the drifted program");
-    assert_eq!(drift.0.argv, None, "only denylisted programs need their argv");
+    assert_eq!(
+        drift.0.argv, None,
+        "only denylisted programs need their argv"
+    );
     let read = list
         .iter()
         .find(|(e, _)| e.rules == ["proc_open"])
@@ -133,7 +139,11 @@ fn alerts_become_marked_info_and_are_recorded_once() {
     assert!(!quiet.control.quarantine && quiet.control.no_pause);
     assert_eq!(quiet.details[LEARN_DETAIL], true);
     assert_eq!(quiet.details["would_be"], "CRITICAL");
-    assert!(quiet.message.starts_with("learn mode (would be CRITICAL): shell"));
+    assert!(
+        quiet
+            .message
+            .starts_with("learn mode (would be CRITICAL): shell")
+    );
     // Already recorded (by the kernel-event loop): passed on, not counted again.
     let again = recorder.observe(quiet.clone());
     assert_eq!(again, quiet);

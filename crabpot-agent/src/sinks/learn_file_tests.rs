@@ -62,7 +62,12 @@ fn learned() -> Learned {
     let address = "192.0.2.7".parse().expect("address");
     recorder.destination(address, 8080, Some("learn.test"));
     recorder.destination("192.0.2.8".parse().expect("address"), 443, None);
-    let shell = subject("/bin/sh", "sh", &["sh", "-c", "echo 'it''s' $((1+2))"], None);
+    let shell = subject(
+        "/bin/sh",
+        "sh",
+        &["sh", "-c", "echo 'it''s' $((1+2))"],
+        None,
+    );
     recorder.act(Act {
         rule: RuleName::Exec,
         subject: &shell,
@@ -88,14 +93,20 @@ fn learned() -> Learned {
 #[test]
 fn the_proposed_file_parses_and_carries_the_policy_over() {
     let text = render(&learned(), &carried(), &session());
-    let file = parse(Path::new("monitor.learned.yml"), &text)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let file =
+        parse(Path::new("monitor.learned.yml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(text.contains("CUT SHORT"), "{text}");
     assert!(text.contains("# learned: seen 1 time, first "), "{text}");
-    assert!(text.contains("#   /proc/*/status by /bin/busybox (parent sh)"), "{text}");
+    assert!(
+        text.contains("#   /proc/*/status by /bin/busybox (parent sh)"),
+        "{text}"
+    );
     assert!(!text.contains("\nallow: ['0.0.0.0/0']"), "{text}");
-    let (mut monitor, mut policy, mut trust) =
-        (MonitorConfig::default(), Policy::default(), TrustScore::default());
+    let (mut monitor, mut policy, mut trust) = (
+        MonitorConfig::default(),
+        Policy::default(),
+        TrustScore::default(),
+    );
     apply_file(&mut monitor, &mut policy, &mut trust, &file);
     assert_eq!(monitor.container, "gateway");
     assert!(!monitor.auto_pause);
@@ -106,7 +117,10 @@ fn the_proposed_file_parses_and_carries_the_policy_over() {
         .iter()
         .map(|h| format!("{}:{}", h.name, h.port.unwrap_or(0)))
         .collect();
-    assert!(hosts.contains(&"catalog.openclaw.ai:443".to_string()), "{hosts:?}");
+    assert!(
+        hosts.contains(&"catalog.openclaw.ai:443".to_string()),
+        "{hosts:?}"
+    );
     assert!(hosts.contains(&"learn.test:8080".to_string()), "{hosts:?}");
     let nets: Vec<String> = policy.allow.iter().map(|a| a.to_string()).collect();
     assert_eq!(nets, ["192.0.2.8:443"]);
@@ -124,7 +138,12 @@ fn learned_exceptions_match_what_was_seen_and_nothing_wider() {
     let file = parse(Path::new("monitor.learned.yml"), &text).expect("valid");
     let list = Exceptions::new(file.exceptions.unwrap_or_default());
     let exec = [Scope::Rule(RuleName::Exec)];
-    let seen = subject("/bin/sh", "sh", &["sh", "-c", "echo 'it''s' $((1+2))"], None);
+    let seen = subject(
+        "/bin/sh",
+        "sh",
+        &["sh", "-c", "echo 'it''s' $((1+2))"],
+        None,
+    );
     assert_eq!(list.matching(&exec, &seen), Some("learned-exec-1"));
     assert_eq!(
         list.matching(&[Scope::Process], &seen),
@@ -133,7 +152,12 @@ fn learned_exceptions_match_what_was_seen_and_nothing_wider() {
     // Any other shell, the same shell under another parent: not admitted.
     let other = subject("/bin/sh", "sh", &["sh", "-c", "id"], None);
     assert_eq!(list.matching(&exec, &other), None);
-    let elsewhere = subject("/bin/sh", "node", &["sh", "-c", "echo 'it''s' $((1+2))"], None);
+    let elsewhere = subject(
+        "/bin/sh",
+        "node",
+        &["sh", "-c", "echo 'it''s' $((1+2))"],
+        None,
+    );
     assert_eq!(list.matching(&exec, &elsewhere), None);
     let read = [Scope::Rule(RuleName::ProcOpen)];
     let cmdline = subject("/bin/busybox", "sh", &["cat"], Some("/proc/4242/cmdline"));
