@@ -262,3 +262,43 @@ fn a_learned_policy_silences_the_workload_and_a_shell_is_still_frozen() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stop signal before the time is up: what was seen so far is written, marked cut short,
+/// and the agent still exits 0.
+#[test]
+fn a_stop_signal_cuts_learning_short_and_still_writes_the_file() {
+    let dir = std::env::temp_dir().join(unique_name("learn-cut"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let output = dir.join("proposed.yml");
+    let output_arg = output.to_string_lossy().into_owned();
+    let container = TestContainer::start("learncut");
+    let mut agent = Agent::start(
+        &container.name,
+        &["--learn", "10m", "--learn-output", &output_arg],
+    );
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    // A shell from outside while learning: let through, not frozen, recorded.
+    assert!(
+        container
+            .exec(&["sh", "-c", "echo learning"])
+            .contains("learning")
+    );
+    agent.wait_for_alert("the shell recorded as learn mode", |a| {
+        a["details"]["learn_mode"] == true && a["details"]["would_be"] == "CRITICAL"
+    });
+    assert!(!container.is_paused(), "learn mode froze the container");
+    // SAFETY: sending SIGTERM to the agent this test started.
+    unsafe { kill(agent.pid() as i32, 15) };
+    let status = agent.wait_exit(DEADLINE);
+    assert!(status.success(), "exited with {status}");
+    let text = std::fs::read_to_string(&output).expect("the proposed file");
+    assert!(text.contains("CUT SHORT"), "{text}");
+    assert!(text.contains("argv: 'sh \\-c echo learning'"), "{text}");
+    let (ok, checked) = check_config(&output);
+    assert!(ok, "{checked}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
