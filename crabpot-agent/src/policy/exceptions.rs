@@ -103,6 +103,9 @@ pub(crate) struct ExceptionSpec {
     path: Option<String>,
 }
 
+/// An exception as a file gives it: name, rules and criteria (key, text, whether quoted).
+pub(crate) type WrittenException = (String, Vec<String>, Vec<(&'static str, String, bool)>);
+
 /// One exception: every criterion given must match.
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "ExceptionSpec")]
@@ -266,7 +269,7 @@ impl Exception {
 
     /// The exception as a file gives it: name, rules and each criterion (key, text, whether
     /// it is a string), for writing it back out (learn mode carries exceptions over).
-    pub(crate) fn as_written(&self) -> crate::policy::learn::WrittenException {
+    pub(crate) fn as_written(&self) -> WrittenException {
         let rules = self
             .scopes
             .iter()

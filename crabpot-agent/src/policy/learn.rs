@@ -13,7 +13,7 @@ use crate::{
         event::RuleName,
     },
     policy::{
-        exceptions::Subject,
+        exceptions::{Subject, WrittenException},
         rules::{Action, Policy},
     },
 };
@@ -65,9 +65,6 @@ pub(crate) struct CarriedOver {
     /// The configuration file read, if any.
     pub file: Option<std::path::PathBuf>,
 }
-
-/// An exception as a file gives it: name, rules and criteria (key, text, quoted).
-pub(crate) type WrittenException = (String, Vec<String>, Vec<(&'static str, String, bool)>);
 
 /// How often something was seen, and when first and last (RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
