@@ -32,6 +32,10 @@ pub struct MonitorConfig {
     pub alerts_log: PathBuf,
     pub alerts_log_max_bytes: u64,
     pub alerts_log_keep: usize,
+    /// How long a pending decision waits for an answer (none: for ever).
+    pub decision_timeout: Option<Duration>,
+    /// What an unanswered one becomes then.
+    pub on_timeout: crate::config_file::OnTimeout,
 }
 
 pub(crate) const DEFAULT_DENYLIST: &[&str] = &[
@@ -295,6 +299,8 @@ impl Default for MonitorConfig {
             alerts_log: default_alerts_log(),
             alerts_log_max_bytes: 10 * 1024 * 1024,
             alerts_log_keep: 5,
+            decision_timeout: None,
+            on_timeout: crate::config_file::OnTimeout::StayFrozen,
         }
     }
 }
