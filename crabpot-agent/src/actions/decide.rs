@@ -279,6 +279,16 @@ impl DeskParts {
         if decision.subject.paused {
             if keep_frozen {
                 done.push("the container stays frozen".into());
+                if let Some(pid) = decision.subject.pid {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    if alive(pid) {
+                        // The cgroup v1 freezer holds even SIGKILL until the thaw.
+                        done.push(format!(
+                            "process {pid} dies when the container is resumed (the freezer \
+                             holds the SIGKILL until then)"
+                        ));
+                    }
+                }
             } else {
                 done.push(self.resume(decision).await);
             }
@@ -344,6 +354,14 @@ fn in_container(pid: u32, container_id: &str) -> bool {
         Ok(cgroup) => container_id.is_empty() || cgroup.contains(container_id),
         Err(_) => false,
     }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// SIGKILL `pid` and every descendant; how many were signalled.

@@ -79,12 +79,15 @@ impl Subject {
                 .map(|i| i.as_str().unwrap_or_default().to_string())
                 .collect()
         });
+        // The nearest ancestor that is not runc: `runc exec` exits around the exec, so
+        // whether it is still the parent is a race (the shim is there either way).
         let parent = d
             .get("lineage")
             .and_then(|l| l.as_array())
-            .and_then(|l| l.first())
-            .and_then(|a| a.get("name"))
-            .and_then(|n| n.as_str())
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.get("name").and_then(|n| n.as_str()))
+            .find(|name| !name.starts_with("runc"))
             .map(str::to_string);
         let executable = text("filename");
         let address = text("address");
@@ -404,7 +407,10 @@ mod tests {
             .with("pid", 4242)
             .with("filename", "/bin/sh")
             .with("argv", json!(["sh", "-c", "id"]))
-            .with("lineage", json!([{"pid": 1, "name": "runc"}]))
+            .with(
+                "lineage",
+                json!([{"pid": 2, "name": "runc"}, {"pid": 1, "name": "containerd-shim"}]),
+            )
             .with("kernel_action", "stopped")
             .for_container("c", "abc")
     }
@@ -433,7 +439,11 @@ mod tests {
         let subject = Subject::of_alert(&shell_alert(), true);
         assert_eq!(subject.kind, "exec");
         assert_eq!(subject.pid, Some(4242));
-        assert_eq!(subject.parent.as_deref(), Some("runc"));
+        assert_eq!(
+            subject.parent.as_deref(),
+            Some("containerd-shim"),
+            "runc skipped"
+        );
         assert!(subject.kernel_stopped && subject.paused);
         assert_eq!(
             subject.argv,
