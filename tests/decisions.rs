@@ -26,10 +26,13 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(prefix: &str) -> Self {
+        Self::with_config(prefix, "{}\n")
+    }
+    fn with_config(prefix: &str, monitor_yml: &str) -> Self {
         let dir = std::env::temp_dir().join(unique_name(prefix));
         std::fs::create_dir_all(dir.join("config")).expect("config dir");
         std::fs::create_dir_all(dir.join("state")).expect("state dir");
-        std::fs::write(dir.join("config/monitor.yml"), "{}\n").expect("monitor.yml");
+        std::fs::write(dir.join("config/monitor.yml"), monitor_yml).expect("monitor.yml");
         Dir(dir)
     }
     fn config(&self) -> PathBuf {
@@ -209,6 +212,24 @@ fn approve_once_then_always_and_a_near_miss_still_freezes() {
                 .is_some_and(|e| e.iter().any(|n| n == exception.as_str()))
     });
 
+    // --check-config reads the managed drop-in and names its exception.
+    let out = Command::new(agent_bin())
+        .arg("--check-config")
+        .arg("--config")
+        .arg(dir.config())
+        .output()
+        .expect("check-config");
+    let checked = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{checked}");
+    assert!(
+        checked.contains("drop-in: ") && checked.contains("conf.d/90-approved.yml"),
+        "{checked}"
+    );
+    assert!(
+        checked.contains(&format!("exception {exception}: rules=exec,process")),
+        "{checked}"
+    );
+
     // (b) After the reload the same exec passes: audited under the exception, no freeze.
     let _third = container.spawn_exec(&shell);
     let audit = agent.alerts_log.with_file_name("audit.log");
@@ -302,7 +323,12 @@ fn deny_keep_frozen_and_a_decision_survives_an_agent_restart() {
 
 #[test]
 fn the_dashboard_approve_button_resumes_the_container() {
-    let dir = Dir::new("decisions-dashboard");
+    // An unanswered decision times out after 1 s and, by this setting, stays frozen: said
+    // in an alert, still pending.
+    let dir = Dir::with_config(
+        "decisions-dashboard",
+        "decisions: {timeout_seconds: 1, on_timeout: stay_frozen}\n",
+    );
     let address = format!("127.0.0.1:{}", free_port());
     let container = TestContainer::start("decide-dashboard");
     let agent = start_agent(&container, &dir, &address);
@@ -311,6 +337,16 @@ fn the_dashboard_approve_button_resumes_the_container() {
     let _shell = container.spawn_exec(&shell);
     let decision = wait_pending(&container, &agent, &address, &shell);
     let id = decision["id"].as_str().expect("id").to_string();
+    let timed_out = agent.wait_for_alert("the timeout alert", |a| {
+        a["rule"] == "decision_timeout" && a["details"]["decision_id"] == id.as_str()
+    });
+    assert!(
+        timed_out["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stays pending and the container frozen")),
+        "{timed_out}"
+    );
+    assert!(container.is_paused());
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("node")
