@@ -333,6 +333,46 @@ fn the_dashboard_approve_button_resumes_the_container() {
     let container = TestContainer::start("decide-dashboard");
     let agent = start_agent(&container, &dir, &address);
     let token = std::fs::read_to_string(agent.alerts_log.with_file_name("token")).expect("token");
+
+    // A newly blocked destination asks once; --always writes an address:port allow entry.
+    let gateway = container.gateway();
+    let url = format!("http://{gateway}:18790/");
+    let wget = ["wget", "-q", "-O", "/dev/null", url.as_str()];
+    container.exec_status(&wget);
+    let asked = wait_until("a pending decision about the destination", DEADLINE, || {
+        pending(&agent, &address).into_iter().find(|d| {
+            d["subject"]["kind"] == "destination" && d["subject"]["address"] == gateway.as_str()
+        })
+    });
+    let asked_id = asked["id"].as_str().expect("id").to_string();
+    agent.wait_for_alert("the blocked connect names the decision", |a| {
+        a["details"]["decision_id"] == asked_id.as_str() && a["details"]["verdict"] == "blocked"
+    });
+    container.exec_status(&wget);
+    let (ok, text) = operator(&agent, &address, &["approve", &asked_id, "--always"]);
+    let entry = format!("{gateway}:18790");
+    assert!(
+        ok && text.contains(&format!("allow entry `{entry}`")),
+        "{text}"
+    );
+    let managed = std::fs::read_to_string(dir.managed()).expect("the managed file");
+    assert!(managed.contains(&entry), "{managed}");
+    // After the reload the kernel lets it through (nothing listens there: refused, not EPERM).
+    wait_until(
+        "the approved destination to be allowed in the kernel",
+        DEADLINE,
+        || {
+            let (_, out) = container.exec_output(&wget);
+            (!out.contains("Operation not permitted")).then_some(())
+        },
+    );
+    assert!(
+        !pending(&agent, &address)
+            .iter()
+            .any(|d| d["subject"]["kind"] == "destination"),
+        "the same destination asked twice"
+    );
+
     let shell = ["sh", "-c", "echo crabpot-dashboard"];
     let _shell = container.spawn_exec(&shell);
     let decision = wait_pending(&container, &agent, &address, &shell);

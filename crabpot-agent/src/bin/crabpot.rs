@@ -510,7 +510,7 @@ impl std::fmt::Display for RequestError {
 fn decision_error(error: RequestError) -> ExitCode {
     match error {
         RequestError::Answered(status, text)
-            if status.contains(" 404") || status.contains(" 409") =>
+            if !text.is_empty() && (status.contains(" 404") || status.contains(" 409")) =>
         {
             eprintln!("crabpot: {text}");
         }

@@ -529,4 +529,19 @@ mod tests {
         let other_instance = blocked.clone().for_container("c", "def");
         assert!(store.create_for_destination(&other_instance).is_some());
     }
+
+    #[test]
+    fn history_is_bounded_and_pending_ones_are_never_dropped() {
+        let store = DecisionStore::default();
+        let alert = shell_alert();
+        let keep = store.create(&alert, Subject::of_alert(&alert, true));
+        for _ in 0..HISTORY + 3 {
+            let d = store.create(&alert, Subject::of_alert(&alert, true));
+            store
+                .decide(&d.id, Status::Approved, answer("approve"))
+                .expect("decide");
+        }
+        assert_eq!(store.lock().state.decisions.len(), HISTORY + 1);
+        assert_eq!(store.pending().first().map(|d| d.id.clone()), Some(keep.id));
+    }
 }
