@@ -35,7 +35,28 @@ pub struct MonitorConfig {
     /// How long a pending decision waits for an answer (none: for ever).
     pub decision_timeout: Option<Duration>,
     /// What an unanswered one becomes then.
-    pub on_timeout: crate::config_file::OnTimeout,
+    pub on_timeout: OnTimeout,
+}
+
+/// What an unanswered pending decision becomes once `timeout_seconds` pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Nothing is decided: it stays pending (and frozen), said once in an alert.
+    #[default]
+    StayFrozen,
+    Deny,
+    Approve,
+}
+
+impl OnTimeout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::StayFrozen => "stay_frozen",
+            OnTimeout::Deny => "deny",
+            OnTimeout::Approve => "approve",
+        }
+    }
 }
 
 pub(crate) const DEFAULT_DENYLIST: &[&str] = &[
@@ -300,7 +321,7 @@ impl Default for MonitorConfig {
             alerts_log_max_bytes: 10 * 1024 * 1024,
             alerts_log_keep: 5,
             decision_timeout: None,
-            on_timeout: crate::config_file::OnTimeout::StayFrozen,
+            on_timeout: OnTimeout::StayFrozen,
         }
     }
 }

@@ -175,26 +175,7 @@ pub struct AlertsLog {
     pub keep: Option<usize>,
 }
 
-/// What an unanswered pending decision becomes once `timeout_seconds` pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnTimeout {
-    /// Nothing is decided: it stays pending (and frozen), said once in an alert.
-    #[default]
-    StayFrozen,
-    Deny,
-    Approve,
-}
-
-impl OnTimeout {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnTimeout::StayFrozen => "stay_frozen",
-            OnTimeout::Deny => "deny",
-            OnTimeout::Approve => "approve",
-        }
-    }
-}
+use crate::config::OnTimeout;
 
 /// `decisions:`: what happens to a pending decision nobody answers.
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actions::approved_file,
-    config_file::OnTimeout,
+    config::OnTimeout,
     model::{
         alert::{Alert, AlertSource, Severity},
         container::GuardedContainer,
