@@ -337,7 +337,7 @@ impl KernelLoop {
             .apply(judgement, rule_of(&event.body), subject)
         {
             tracing::debug!(
-                exception = name,
+                exception = name.as_str(),
                 pid = event.header.tgid,
                 "exception matched"
             );

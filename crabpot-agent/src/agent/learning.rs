@@ -41,7 +41,7 @@ impl Learning {
             profiles: settings.profiles.clone(),
             auto_pause: settings.monitor.auto_pause,
             policy: settings.policy.clone(),
-            exceptions: settings.exceptions.iter().map(|e| e.as_written()).collect(),
+            exceptions: settings.exceptions.written(),
             file: settings.file.clone(),
         };
         Some(Learning {

@@ -1,6 +1,7 @@
 //! Starting the agent's tasks: the sources, the alert router, the Docker-side channels, the
 //! ring-buffer drain and the HTTP listener; returns the kernel-event loop to run.
-use crate::policy::{break_glass::BreakGlass, exceptions::Exceptions};
+use crate::actions::decide::{DecisionDesk, DeskParts};
+use crate::policy::{break_glass::BreakGlass, decisions::DecisionStore, exceptions::Exceptions};
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
@@ -71,6 +72,7 @@ pub(super) fn start(
         watch_filtered_opens(&mut tasks, map, &metrics);
     }
     let hub = dashboard::Hub::default();
+    let decisions = DecisionStore::open(crate::policy::decisions::state_file());
     let (alerts, stop_router, router) = start_router(
         args,
         &config,
@@ -78,7 +80,7 @@ pub(super) fn start(
         &sources.guarded,
         &metrics,
         &hub,
-        p.log_writer,
+        (p.log_writer, decisions.clone()),
         (p.poll_only_reason, learn.clone()),
     );
     let ticks = Arc::new(ChannelTicks::default());
@@ -93,6 +95,23 @@ pub(super) fn start(
     let audit_task = tokio::spawn(alert_log::writer::run(p.audit_writer, audit_rx));
     let (trust, trust_rx) = watch::channel(p.settings.trust);
     let (trust_resets_tx, trust_resets) = mpsc::channel(8);
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let desk = DecisionDesk::new(DeskParts {
+        store: decisions,
+        docker: docker.clone(),
+        guarded: sources.guarded.clone(),
+        alerts: alerts.clone(),
+        audit: audit_tx.clone(),
+        trust_resets: trust_resets_tx.clone(),
+        reload: reload_tx.clone(),
+        config_dir: p.settings.config_dir.clone(),
+    });
+    if let Some(timeout) = config.decision_timeout {
+        let timeouts = desk
+            .clone()
+            .run_timeouts(timeout, config.on_timeout, stop.clone());
+        tasks.spawn("decision timeouts", timeouts);
+    }
     let http_state = HttpState {
         metrics: metrics.clone(),
         views: StateViews {
@@ -109,6 +128,7 @@ pub(super) fn start(
         hub: hub.clone(),
         trust_resets: trust_resets_tx,
         break_glass,
+        decisions: desk,
     };
     start_http(
         &mut tasks,
@@ -119,7 +139,12 @@ pub(super) fn start(
         &metrics,
     );
     let base_tx = sources.base_tx;
-    start_control(&mut tasks, args, signals, stop, base_tx, &alerts, &metrics);
+    let reload = Reload {
+        requests: (reload_tx, reload_rx),
+        base_tx,
+        exceptions: p.settings.exceptions.clone(),
+    };
+    start_control(&mut tasks, args, signals, stop, reload, &alerts, &metrics);
     let kernel_loop = KernelLoop {
         args: args.clone(),
         guarded: sources.guarded,
@@ -198,26 +223,34 @@ fn watch_filtered_opens(
     });
 }
 
+/// What a reload (SIGHUP, `crabpot approve --always`) replaces, and its request queue.
+struct Reload {
+    requests: (mpsc::Sender<()>, mpsc::Receiver<()>),
+    base_tx: watch::Sender<Arc<Policy>>,
+    exceptions: Arc<Exceptions>,
+}
+
 /// The systemd watchdog and readiness, the signal handler and the SIGHUP reload.
 fn start_control(
     tasks: &mut Tasks,
     args: &AgentArgs,
     signals: Signals,
     stop: &CancellationToken,
-    base_tx: watch::Sender<Arc<Policy>>,
+    reload: Reload,
     alerts: &AlertSender,
     metrics: &Arc<Metrics>,
 ) {
-    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let (reload_tx, reload_rx) = reload.requests;
     tasks.spawn("signals", signals.run(stop.clone(), reload_tx));
     tasks.spawn(
         "reload",
         reload::run(
             args.clone(),
             reload_rx,
-            base_tx,
+            reload.base_tx,
             alerts.clone(),
             metrics.clone(),
+            reload.exceptions,
         ),
     );
     // Only under systemd with WatchdogSec= (otherwise there is nothing to ping).
@@ -322,7 +355,7 @@ fn start_router(
     guarded: &watch::Receiver<Option<crate::model::container::GuardedContainer>>,
     metrics: &Arc<Metrics>,
     hub: &dashboard::Hub,
-    log_writer: AlertLogWriter,
+    (log_writer, decisions): (AlertLogWriter, DecisionStore),
     (poll_only_reason, learn): (Option<String>, Option<Arc<crate::policy::learn::Recorder>>),
 ) -> (
     AlertSender,
@@ -358,6 +391,7 @@ fn start_router(
         },
         webhook: args.webhook.clone().map(|url| (url, args.webhook_format)),
         dashboard: hub.clone(),
+        decisions,
     }
     .start_learning(alerts_rx, router_stop, learn);
     (alerts, stop_router, router)

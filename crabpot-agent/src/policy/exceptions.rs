@@ -323,36 +323,63 @@ impl Exception {
     }
 }
 
-/// Every exception of the configuration, with its hit counter.
+/// Every exception of the configuration, with its hit counter. Replaced in place on a
+/// reload (SIGHUP, `crabpot approve --always`), so every judge holding it sees the new list.
 #[derive(Debug, Default)]
-pub(crate) struct Exceptions(Vec<Exception>);
+pub(crate) struct Exceptions(std::sync::RwLock<Vec<Exception>>);
 
 impl Exceptions {
     pub(crate) fn new(list: Vec<Exception>) -> Self {
-        Exceptions(list)
+        Exceptions(std::sync::RwLock::new(list))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Exception>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.read().is_empty()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Exception> {
-        self.0.iter()
+    /// One line per exception, for `--check-config`.
+    pub(crate) fn describe_all(&self) -> Vec<String> {
+        self.read().iter().map(Exception::describe).collect()
+    }
+
+    /// Every exception as the file gives it (learn mode carries them over).
+    pub(crate) fn written(&self) -> Vec<WrittenException> {
+        self.read().iter().map(Exception::as_written).collect()
+    }
+
+    /// Take the exceptions of a reloaded configuration; an exception kept by name keeps
+    /// its hit count.
+    pub(crate) fn replace(&self, next: &Exceptions) {
+        let mut incoming = std::mem::take(&mut *next.0.write().unwrap_or_else(|p| p.into_inner()));
+        let mut current = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for exception in &mut incoming {
+            if let Some(old) = current.iter().find(|o| o.name == exception.name) {
+                exception
+                    .hits
+                    .store(old.hits.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        *current = incoming;
     }
 
     /// `(name, hits)` of each exception, in file order.
     pub(crate) fn hits(&self) -> Vec<(String, u64)> {
-        self.0
+        self.read()
             .iter()
             .map(|e| (e.name.clone(), e.hits.load(Ordering::Relaxed)))
             .collect()
     }
 
     /// The first exception for one of `scopes` that matches, counted as a hit.
-    pub(crate) fn matching(&self, scopes: &[Scope], subject: &Subject) -> Option<&str> {
-        let hit = self.0.iter().find(|e| e.matches(scopes, subject))?;
+    pub(crate) fn matching(&self, scopes: &[Scope], subject: &Subject) -> Option<String> {
+        let list = self.read();
+        let hit = list.iter().find(|e| e.matches(scopes, subject))?;
         hit.hits.fetch_add(1, Ordering::Relaxed);
-        Some(&hit.name)
+        Some(hit.name.clone())
     }
 
     /// Silence what `judgement` would raise when an exception matches it: the watchdog's
@@ -365,7 +392,7 @@ impl Exceptions {
         judgement: &mut Judgement,
         rule: Option<RuleName>,
         subject: impl FnOnce() -> Subject,
-    ) -> Option<&str> {
+    ) -> Option<String> {
         let watchdog_scope = judgement.watchdog.as_ref().and_then(|a| match a.source {
             AlertSource::Processes => Some(Scope::Process),
             AlertSource::Network => Some(Scope::Network),
@@ -387,7 +414,7 @@ impl Exceptions {
             && let Some(name) = self.matching(&watchdog_scopes, &subject)
             && let Some(alert) = judgement.watchdog.take()
         {
-            silenced(judgement, alert, name);
+            silenced(judgement, alert, &name);
             matched = Some(name);
         }
         if let Some(scope) = rule_scope
@@ -395,7 +422,7 @@ impl Exceptions {
         {
             judgement.violation = false;
             if let Some(alert) = judgement.alert.take() {
-                silenced(judgement, alert, name);
+                silenced(judgement, alert, &name);
             }
             matched = Some(name);
         }

@@ -2,6 +2,7 @@
 pub(crate) mod alerted;
 pub(crate) mod allow;
 pub(crate) mod break_glass;
+pub(crate) mod decisions;
 pub(crate) mod denylist;
 pub(crate) mod dns;
 pub(crate) mod drift;

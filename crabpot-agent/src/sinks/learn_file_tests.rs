@@ -52,7 +52,7 @@ fn carried() -> CarriedOver {
         profiles: vec!["openclaw"],
         auto_pause: false,
         policy,
-        exceptions: exceptions.iter().map(|e| e.as_written()).collect(),
+        exceptions: exceptions.written(),
         file: None,
     }
 }
@@ -144,10 +144,13 @@ fn learned_exceptions_match_what_was_seen_and_nothing_wider() {
         &["sh", "-c", "echo 'it''s' $((1+2))"],
         None,
     );
-    assert_eq!(list.matching(&exec, &seen), Some("learned-exec-1"));
+    assert_eq!(
+        list.matching(&exec, &seen),
+        Some("learned-exec-1".to_string())
+    );
     assert_eq!(
         list.matching(&[Scope::Process], &seen),
-        Some("learned-exec-1")
+        Some("learned-exec-1".to_string())
     );
     // Any other shell, the same shell under another parent: not admitted.
     let other = subject("/bin/sh", "sh", &["sh", "-c", "id"], None);
@@ -161,7 +164,10 @@ fn learned_exceptions_match_what_was_seen_and_nothing_wider() {
     assert_eq!(list.matching(&exec, &elsewhere), None);
     let read = [Scope::Rule(RuleName::ProcOpen)];
     let cmdline = subject("/bin/busybox", "sh", &["cat"], Some("/proc/4242/cmdline"));
-    assert_eq!(list.matching(&read, &cmdline), Some("learned-proc_open-2"));
+    assert_eq!(
+        list.matching(&read, &cmdline),
+        Some("learned-proc_open-2".to_string())
+    );
     let environ = subject("/bin/busybox", "sh", &["cat"], Some("/proc/4242/environ"));
     assert_eq!(list.matching(&read, &environ), None);
     let deeper = subject("/bin/busybox", "sh", &["cat"], Some("/proc/1/x/cmdline"));

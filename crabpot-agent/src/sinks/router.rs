@@ -34,6 +34,28 @@ pub struct AlertRouter {
     pub toasts: bool,
     pub webhook: Option<(String, webhook::WebhookFormat)>,
     pub dashboard: dashboard::Hub,
+    /// Pending decisions: auto-pause adds one per freeze, the router one per newly
+    /// blocked destination.
+    pub decisions: crate::policy::decisions::DecisionStore,
+}
+
+/// The first block of a destination becomes a pending decision; the alert carries its id
+/// and the commands that answer it.
+fn ask_about_destination(
+    decisions: &crate::policy::decisions::DecisionStore,
+    alert: Alert,
+) -> Alert {
+    if alert.control.decision != Some(("connect", "blocked")) {
+        return alert;
+    }
+    match decisions.create_for_destination(&alert) {
+        Some(decision) => {
+            let id = decision.id;
+            let decide = format!("sudo crabpot approve {id} --always  |  sudo crabpot deny {id}");
+            alert.with("decision_id", id).with("decide", decide)
+        }
+        None => alert,
+    }
 }
 
 impl AlertRouter {
@@ -63,6 +85,7 @@ impl AlertRouter {
             toasts,
             webhook,
             dashboard,
+            decisions,
         } = self;
         let mut dispatcher = Dispatcher::counting(metrics.clone());
         dispatcher.add("terminal", false, terminal::run);
@@ -82,7 +105,13 @@ impl AlertRouter {
             });
         }
         let (pause_tx, pause_rx) = mpsc::channel(1024);
-        let pauser = tokio::spawn(actions::pause::run(docker, pause_rx, guarded, alerts));
+        let pauser = tokio::spawn(actions::pause::run(
+            docker,
+            pause_rx,
+            guarded,
+            alerts,
+            decisions.clone(),
+        ));
         tokio::spawn(async move {
             let mut stopping = false;
             loop {
@@ -104,6 +133,7 @@ impl AlertRouter {
                 if let Some(recorder) = &learn {
                     alert = recorder.observe(alert);
                 }
+                let alert = ask_about_destination(&decisions, alert);
                 metrics.alert(&alert, monotonic_ns());
                 let quarantine = alert.control.quarantine;
                 // Posture findings (`no_pause`) are about the launch, not behaviour: no freeze.

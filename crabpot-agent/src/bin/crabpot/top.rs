@@ -108,7 +108,11 @@ async fn refresh(api: &AgentApi, state: &mut TopState) {
     let fetched = async {
         let status = api.get("/api/status").await?.unwrap_or(Value::Null);
         let recent = api.get("/api/recent?last=50").await?.unwrap_or(Value::Null);
-        let pending = api.get("/api/pending").await?;
+        // Listing decisions needs the token: without it the rest still shows.
+        let pending = match &api.token {
+            Some(_) => api.get("/api/pending").await.map_err(|e| format!("{e:#}")),
+            None => Err("listing them needs the control token".to_string()),
+        };
         anyhow::Ok((status, recent, pending))
     }
     .await;
@@ -118,11 +122,15 @@ async fn refresh(api: &AgentApi, state: &mut TopState) {
             state::apply_stats(&mut containers, &recent);
             state.containers = containers;
             state.alerts = state::alerts_from_recent(&recent);
-            state.pending_supported = pending.is_some();
-            state.pending = pending
-                .as_ref()
-                .map(state::pending_from)
-                .unwrap_or_default();
+            state.pending_unavailable = match &pending {
+                Ok(Some(_)) => None,
+                Ok(None) => Some("this agent has no decisions API".into()),
+                Err(why) => Some(why.clone()),
+            };
+            state.pending = match &pending {
+                Ok(Some(value)) => state::pending_from(value),
+                _ => Vec::new(),
+            };
             state.clamp_selection();
             state.error = None;
             state.updated = chrono::Local::now().format("%H:%M:%S").to_string();

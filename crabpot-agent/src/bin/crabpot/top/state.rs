@@ -43,8 +43,8 @@ pub(crate) struct TopState {
     pub(crate) containers: Vec<ContainerRow>,
     pub(crate) alerts: Vec<AlertRow>,
     pub(crate) pending: Vec<PendingRow>,
-    /// The agent answers no decisions API (an older agent): say so instead of "none".
-    pub(crate) pending_supported: bool,
+    /// Why pending decisions cannot be listed (an older agent, no token), instead of "none".
+    pub(crate) pending_unavailable: Option<String>,
     /// The highlighted pending decision.
     pub(crate) selected: usize,
     /// The outcome of the operator's last key.
@@ -163,8 +163,8 @@ pub(crate) fn pending_from(value: &Value) -> Vec<PendingRow> {
             PendingRow {
                 id: text(d, "id").unwrap_or_default(),
                 container: container_name(d.get("container").or(subject.get("container"))),
-                what: text(d, "summary")
-                    .or_else(|| text(subject, "summary"))
+                what: text(d, "describe")
+                    .or_else(|| text(d, "summary"))
                     .or_else(|| text(subject, "message"))
                     .or_else(|| text(d, "reason"))
                     .unwrap_or_default(),
@@ -258,22 +258,24 @@ mod tests {
         let value = json!({"pending": [
             {"id": "d-1", "status": "pending", "container": "crabpot", "summary": "exec sh"},
             {"id": "d-2", "status": "approved", "container": "crabpot", "summary": "x"},
-            {"id": "d-3", "container": {"name": "other"}, "subject": {"message": "connect"}}]});
+            {"id": "d-3", "container": {"name": "other"}, "subject": {"message": "connect"}},
+            {"id": "d-4", "status": "pending", "describe": "exec /bin/sh -c id",
+             "subject": {"message": "the alert"}}]});
         let mut state = TopState {
             pending: pending_from(&value),
             selected: 5,
             ..TopState::default()
         };
-        assert_eq!(state.pending.len(), 2);
+        assert_eq!(state.pending.len(), 3);
         assert_eq!(state.pending[1].what, "connect");
         assert_eq!(state.pending[1].container, "other");
+        assert_eq!(state.pending[2].what, "exec /bin/sh -c id");
         state.clamp_selection();
-        assert_eq!(
-            state.selected_decision().map(|d| d.id.as_str()),
-            Some("d-3")
-        );
+        let selected = state.selected_decision().map(|d| d.id.clone());
+        assert_eq!(selected.as_deref(), Some("d-4"));
         state.select_next();
-        assert_eq!(state.selected, 1);
+        assert_eq!(state.selected, 2);
+        state.select_previous();
         state.select_previous();
         state.select_previous();
         assert_eq!(state.selected, 0);

@@ -33,10 +33,9 @@ pub(crate) fn draw(frame: &mut Frame<'_>, state: &TopState) {
         frame.render_widget(containers_table(state), containers_area);
     }
     if state.pending.is_empty() {
-        let none = if state.pending_supported {
-            "(none)"
-        } else {
-            "(this agent has no decisions API)"
+        let none = match &state.pending_unavailable {
+            Some(why) => format!("({why})"),
+            None => "(none)".to_string(),
         };
         frame.render_widget(placeholder(" pending decisions ", none), pending_area);
     } else {
@@ -47,7 +46,8 @@ pub(crate) fn draw(frame: &mut Frame<'_>, state: &TopState) {
 }
 
 /// An empty list: its title and why it is empty, on the full width.
-fn placeholder(title: &'static str, text: &'static str) -> Paragraph<'static> {
+fn placeholder(title: &'static str, text: impl Into<String>) -> Paragraph<'static> {
+    let text: String = text.into();
     Paragraph::new(text).block(Block::new().borders(Borders::ALL).title(title))
 }
 
@@ -91,7 +91,10 @@ fn container_cells(row: &ContainerRow) -> Row<'static> {
 
 /// A column as wide as its longest entry (names are long: test and per-session containers).
 fn fitted<S: AsRef<str>>(values: impl Iterator<Item = S>, title: &str) -> Constraint {
-    let widest = values.map(|v| v.as_ref().chars().count()).max().unwrap_or(0);
+    let widest = values
+        .map(|v| v.as_ref().chars().count())
+        .max()
+        .unwrap_or(0);
     let width = widest.max(title.len()).clamp(9, 48);
     Constraint::Length(u16::try_from(width).unwrap_or(48))
 }
@@ -257,7 +260,6 @@ mod tests {
                 what: "exec /bin/sh".into(),
                 since: "05:00:02".into(),
             }],
-            pending_supported: true,
             message: "resumed crabpot".into(),
             ..TopState::default()
         };
@@ -287,6 +289,7 @@ mod tests {
         let state = TopState {
             agent: "127.0.0.1:1".into(),
             error: Some("crabpot-agent is not running".into()),
+            pending_unavailable: Some("this agent has no decisions API".into()),
             ..TopState::default()
         };
         let text = screen(&state);
