@@ -16,12 +16,17 @@ use crate::{
 #[command(
     name = "crabpot-agent",
     version,
-    about = "Guards one AI-agent container with eBPF and the Docker API (run as root)"
+    about = "Guards AI-agent containers with eBPF and the Docker API (run as root)"
 )]
 pub struct AgentArgs {
-    /// Name of the container to guard.
-    #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
-    pub container: String,
+    /// Name of a container to guard; repeatable [default: crabpot, unless --select is given].
+    #[arg(long, env = "CRABPOT_CONTAINER")]
+    pub container: Vec<String>,
+
+    /// Also guard every container a selector matches, attached when it starts:
+    /// `label=KEY=VALUE`, `name=PREFIX*` or `name=NAME`; repeatable.
+    #[arg(long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub select: Vec<String>,
 
     /// Print one line per kernel event on stdout (`text`, or `json` for JSON lines).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "text")]
@@ -186,4 +191,9 @@ mod tests {
         assert!(AgentArgs::try_parse_from(["crabpot-agent", "--events", "xml"]).is_err());
         assert!(AgentArgs::try_parse_from(["crabpot-agent", "--bogus"]).is_err());
     }
+}
+
+/// A `--select` value, checked (kept as given).
+fn parse_selector(text: &str) -> Result<String, String> {
+    crate::sources::select::Selector::parse(text).map(|_| text.to_string())
 }

@@ -44,7 +44,7 @@ pub use install::{Layout as InstallLayout, install};
 pub use policy::posture::{Finding as PostureFinding, PostureReport};
 pub use sinks::{
     alert_log::reader,
-    http::{ShellAnnounce, ShellGrant, Status},
+    http::{ContainerStatus, ShellAnnounce, ShellGrant, Status},
     terminal::format_alert,
 };
 
@@ -52,7 +52,10 @@ pub use sinks::{
 pub use channels::ChannelTicks;
 pub use config::MonitorConfig;
 pub use model::alert::{Alert, AlertSource, Severity, now_rfc3339};
-pub use model::{container::GuardedContainer, sender::AlertSender};
+pub use model::{
+    container::{Guarded, GuardedContainer, GuardedUnit},
+    sender::AlertSender,
+};
 pub use policy::{break_glass::BreakGlass, trust::TrustScore};
 pub use sinks::{
     alert_log::{AlertLogWriter, reader::read_alerts},

@@ -21,6 +21,7 @@ use crate::{
 mod signals;
 mod start;
 mod tasks;
+mod units;
 
 /// Queue between the ring-buffer drain and the agent loop, in batches of up to
 /// `ring::BATCH` events (64 × 256: at most 16 Ki events in flight).
@@ -37,7 +38,6 @@ const TASKS_ON_STOP: Duration = Duration::from_secs(3);
 struct Prepared {
     settings: settings::Settings,
     config: Arc<crate::config::MonitorConfig>,
-    scanner: LogScanner,
     log_writer: AlertLogWriter,
     audit_writer: AlertLogWriter,
     token: String,
@@ -79,7 +79,8 @@ async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
     // A bad setting is an error, not a reason to fall back to poll-only mode.
     bpf::loader::check_ring_size(args.ring_buffer_bytes)?;
     let config = Arc::new(settings.monitor.clone());
-    let scanner = LogScanner::new(&config.log_patterns)?;
+    // Checked here; each guarded container's logs channel compiles its own.
+    LogScanner::new(&config.log_patterns)?;
     let (log_writer, audit_writer) = open_logs(&config)?;
     let log_writer = log_writer.with_format(args.output_format);
     check_exposure(args)?;
@@ -120,7 +121,6 @@ async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         settings,
         config,
-        scanner,
         log_writer,
         audit_writer,
         token,

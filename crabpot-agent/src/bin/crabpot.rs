@@ -625,6 +625,19 @@ fn status(agent: &str, json: bool) -> ExitCode {
             ""
         }
     );
+    // Several guarded containers: one line each (the lines above describe the first).
+    if status.containers.len() > 1 {
+        for c in &status.containers {
+            println!(
+                "guarded: {} {} ({}), trust {} after {} violation(s)",
+                c.name,
+                c.id.get(..12).unwrap_or(&c.id),
+                c.state,
+                c.trust_score,
+                c.violations
+            );
+        }
+    }
     if let Some(layers) = status.info["layers"].as_array() {
         let text: Vec<String> = layers
             .iter()

@@ -74,6 +74,9 @@ pub struct StateViews {
     pub ticks: Arc<ChannelTicks>,
     /// The posture audit of the guarded container (none before the first).
     pub posture: watch::Receiver<Option<PostureReport>>,
+    /// Every guarded container, and each one's trust score (by name).
+    pub guarded: watch::Receiver<crate::model::container::Guarded>,
+    pub trusts: watch::Receiver<std::collections::BTreeMap<String, TrustScore>>,
 }
 
 fn must<T>(result: prometheus::Result<T>) -> T {
