@@ -170,9 +170,32 @@ impl AgentArgs {
     }
 }
 
+/// A `--select` value, checked (kept as given).
+fn parse_selector(text: &str) -> Result<String, String> {
+    crate::sources::select::Selector::parse(text).map(|_| text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containers_repeat_and_selectors_are_checked() {
+        let args = AgentArgs::parse_from([
+            "crabpot-agent",
+            "--container",
+            "a",
+            "--container",
+            "b",
+            "--select",
+            "label=team=ai",
+            "--select",
+            "name=agent-*",
+        ]);
+        assert_eq!(args.container, ["a", "b"]);
+        assert_eq!(args.select, ["label=team=ai", "name=agent-*"]);
+        assert!(AgentArgs::try_parse_from(["crabpot-agent", "--select", "image=x"]).is_err());
+    }
 
     #[test]
     fn events_flag_defaults_to_text() {
@@ -191,9 +214,4 @@ mod tests {
         assert!(AgentArgs::try_parse_from(["crabpot-agent", "--events", "xml"]).is_err());
         assert!(AgentArgs::try_parse_from(["crabpot-agent", "--bogus"]).is_err());
     }
-}
-
-/// A `--select` value, checked (kept as given).
-fn parse_selector(text: &str) -> Result<String, String> {
-    crate::sources::select::Selector::parse(text).map(|_| text.to_string())
 }

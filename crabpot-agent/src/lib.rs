@@ -44,7 +44,8 @@ pub use install::{Layout as InstallLayout, install};
 pub use policy::posture::{Finding as PostureFinding, PostureReport};
 pub use sinks::{
     alert_log::reader,
-    http::{ContainerStatus, ShellAnnounce, ShellGrant, Status},
+    http::{ShellAnnounce, ShellGrant, Status},
+    metrics::ContainerStatus,
     terminal::format_alert,
 };
 

@@ -109,7 +109,8 @@ impl KernelLoop {
         let mut state = LoopState::default();
         let mut guarded = self.guarded.clone();
         let mut feeds = Feeds::default();
-        self.on_set_change(&mut guarded, &mut feeds, &mut state).await;
+        self.on_set_change(&mut guarded, &mut feeds, &mut state)
+            .await;
         let mut following = true;
         let mut sweep = tokio::time::interval(REPEAT_SWEEP);
         let mut dns_expiry = tokio::time::interval(crate::actions::dns_learn::EXPIRE_EVERY);
@@ -228,7 +229,8 @@ impl KernelLoop {
             .min_by_key(|t| t.score)
             .copied()
             .unwrap_or(self.trust_start);
-        self.trust.send_if_modified(|t| std::mem::replace(t, lowest) != lowest);
+        self.trust
+            .send_if_modified(|t| std::mem::replace(t, lowest) != lowest);
         self.trusts.send_if_modified(|t| {
             let changed = *t != all;
             *t = all;
@@ -385,7 +387,9 @@ impl KernelLoop {
         } else {
             Vec::new()
         };
-        let container = owner.as_ref().and_then(|o| o.unit.container.borrow().clone());
+        let container = owner
+            .as_ref()
+            .and_then(|o| o.unit.container.borrow().clone());
         self.judges.rules.set_container(container.as_ref());
         let mut judgement = self.judges.judge(&event, &lineage, &policy);
         self.dns.annotate(&event, &mut judgement);

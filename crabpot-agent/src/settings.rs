@@ -51,7 +51,9 @@ pub fn apply_file(
     let secs = |s: &Option<config_file::Seconds>| s.map(|s| Duration::from_secs(s.0));
     if file.container.is_some() || file.containers.is_some() || file.select.is_some() {
         monitor.containers = file.container.iter().cloned().collect();
-        monitor.containers.extend(file.containers.iter().flatten().cloned());
+        monitor
+            .containers
+            .extend(file.containers.iter().flatten().cloned());
         monitor.select = file.select.clone().unwrap_or_default();
     }
     if let Some(on) = file.auto_pause {
@@ -258,5 +260,40 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
             eprintln!("crabpot-agent: {error}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn chosen(flags: &[&str], file: &str) -> MonitorConfig {
+        let mut monitor = MonitorConfig::default();
+        let mut policy = Policy::default();
+        let mut trust = TrustScore::default();
+        let file = config_file::parse(std::path::Path::new("t.yml"), file).expect("file");
+        apply_file(&mut monitor, &mut policy, &mut trust, &file);
+        let args =
+            AgentArgs::parse_from(std::iter::once("crabpot-agent").chain(flags.iter().copied()));
+        choose_containers(&args, &mut monitor, None).expect("valid");
+        monitor
+    }
+
+    #[test]
+    fn containers_come_from_flags_over_the_file_and_default_to_crabpot() {
+        let none = chosen(&[], "{}");
+        assert_eq!(
+            (none.container.as_str(), none.containers.len()),
+            ("crabpot", 1)
+        );
+        let file = chosen(&[], "containers: [a, b]\nselect: ['label=k=v']\n");
+        assert_eq!(file.containers, ["a", "b"]);
+        assert_eq!(file.select, ["label=k=v"]);
+        let only_select = chosen(&["--select", "name=x*"], "container: a\n");
+        assert!(only_select.containers.is_empty(), "{only_select:?}");
+        assert_eq!(only_select.container, "");
+        let flags = chosen(&["--container", "c"], "containers: [a, b]\n");
+        assert_eq!((flags.container.as_str(), flags.containers.len()), ("c", 1));
     }
 }

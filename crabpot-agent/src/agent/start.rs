@@ -39,7 +39,8 @@ use crate::{
 };
 
 use super::{
-    ALERT_CAPACITY, BUS_CAPACITY, Prepared, Running, announce, report_layers, signals::Signals,
+    ALERT_CAPACITY, BUS_CAPACITY, Prepared, Running, announce, report_layers,
+    signals::Signals,
     tasks::Tasks,
     units::{UnitParts, Units},
 };
@@ -279,7 +280,10 @@ fn primary_container(
         return unit.container.clone();
     }
     let (primary_tx, primary) = watch::channel(None);
-    tasks.spawn("first guarded container", follow_first(guarded.clone(), primary_tx));
+    tasks.spawn(
+        "first guarded container",
+        follow_first(guarded.clone(), primary_tx),
+    );
     primary
 }
 
@@ -293,7 +297,9 @@ async fn follow_first(
         let first = {
             let set = guarded.borrow_and_update();
             feeds.sync(&set);
-            set.values().next().and_then(|u| u.container.borrow().clone())
+            set.values()
+                .next()
+                .and_then(|u| u.container.borrow().clone())
         };
         primary.send_if_modified(|current| {
             let changed = *current != first;
@@ -452,6 +458,7 @@ fn start_http(
                 let (events, dropped) = counter_source.event_counts();
                 serde_json::json!({"events": events, "dropped": dropped})
             },
+            http_state.views.clone(),
         ),
     );
     if let Some(address) = args.metrics_listen {

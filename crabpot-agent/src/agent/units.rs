@@ -116,9 +116,21 @@ impl Units {
         if self.units.contains_key(name) {
             return;
         }
+        if selected {
+            tracing::info!("container `{name}` matches a selector: guarding it");
+        }
         let parts = &mut self.parts;
         let mut tasks = Tasks::new(parts.stop.child_token());
         let (current, container) = watch::channel(None);
+        let alerts = AlertSender::new(parts.alerts.clone(), container.clone(), name.to_string());
+        // In the set before its tracker publishes it: every part can place its records.
+        self.registry.send_modify(|guarded| {
+            let unit = GuardedUnit {
+                container: container.clone(),
+                alerts: alerts.clone(),
+            };
+            guarded.insert(name.to_string(), unit);
+        });
         let (docker_events, _) = broadcast::channel(256);
         let tracker = ContainerTracker::new(
             parts.docker.clone(),
@@ -128,31 +140,22 @@ impl Units {
             docker_events.clone(),
         );
         tasks.spawn("container tracker", tracker.run());
-        let alerts = AlertSender::new(parts.alerts.clone(), container.clone(), name.to_string());
         let ctx = WatchContext {
             docker: parts.docker.clone(),
             config: parts.config.clone(),
             container: container.clone(),
-            alerts: alerts.clone(),
+            alerts,
             ticks: parts.ticks.clone(),
             docker_events,
         };
         let views = parts.views.take();
         spawn_channels(&mut tasks, ctx, parts, views);
-        self.units.insert(
-            name.to_string(),
-            Unit {
-                tasks,
-                container: container.clone(),
-                selected,
-            },
-        );
-        self.registry.send_modify(|guarded| {
-            guarded.insert(name.to_string(), GuardedUnit { container, alerts });
-        });
-        if selected {
-            tracing::info!("container `{name}` matches a selector: guarding it");
-        }
+        let unit = Unit {
+            tasks,
+            container,
+            selected,
+        };
+        self.units.insert(name.to_string(), unit);
     }
 
     /// Stop guarding container `name`: out of the set first (no record is routed to it any
@@ -278,12 +281,7 @@ impl Units {
 }
 
 /// The Docker-side channels of one container.
-fn spawn_channels(
-    tasks: &mut Tasks,
-    ctx: WatchContext,
-    parts: &UnitParts,
-    views: Option<Views>,
-) {
+fn spawn_channels(tasks: &mut Tasks, ctx: WatchContext, parts: &UnitParts, views: Option<Views>) {
     let shared = &parts.shared;
     let config = &parts.config;
     let (stats_tx, posture_tx) = views.unwrap_or_else(|| {

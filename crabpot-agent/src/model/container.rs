@@ -65,12 +65,9 @@ pub(crate) fn unit_named<'a>(
 ) -> Option<(&'a String, &'a GuardedUnit)> {
     let by_id = (!id.is_empty())
         .then(|| {
-            guarded.iter().find(|(_, unit)| {
-                unit.container
-                    .borrow()
-                    .as_ref()
-                    .is_some_and(|c| c.id == id)
-            })
+            guarded
+                .iter()
+                .find(|(_, unit)| unit.container.borrow().as_ref().is_some_and(|c| c.id == id))
         })
         .flatten();
     by_id
@@ -85,7 +82,8 @@ pub(crate) fn unit_named<'a>(
 /// set (containers attached and detached).
 #[derive(Default)]
 pub(crate) struct Feeds {
-    feeds: std::collections::BTreeMap<String, tokio::sync::watch::Receiver<Option<GuardedContainer>>>,
+    feeds:
+        std::collections::BTreeMap<String, tokio::sync::watch::Receiver<Option<GuardedContainer>>>,
 }
 
 impl Feeds {

@@ -62,50 +62,7 @@ pub struct Status {
     pub exceptions: Vec<(String, u64)>,
     /// Every guarded container (one when one is guarded).
     #[serde(default)]
-    pub containers: Vec<ContainerStatus>,
-}
-
-/// One guarded container in `/api/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContainerStatus {
-    pub name: String,
-    /// Empty while it is not running.
-    pub id: String,
-    /// `running`, `paused`, `quarantined` or `absent` (not running).
-    pub state: String,
-    pub trust_score: i32,
-    pub violations: u32,
-}
-
-/// Every guarded container with its state and trust.
-fn containers(state: &HttpState) -> Vec<ContainerStatus> {
-    let trusts = state.views.trusts.borrow().clone();
-    let set = state.views.guarded.borrow().clone();
-    set.iter()
-        .map(|(name, unit)| {
-            let current = unit.container.borrow().clone();
-            let trust = trusts.get(name).copied().unwrap_or_default();
-            ContainerStatus {
-                name: name.clone(),
-                id: current.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
-                state: state_word(current.as_ref(), &trust).into(),
-                trust_score: trust.score,
-                violations: trust.violations,
-            }
-        })
-        .collect()
-}
-
-fn state_word(
-    container: Option<&crate::model::container::GuardedContainer>,
-    trust: &crate::policy::trust::TrustScore,
-) -> &'static str {
-    match container {
-        None => "absent",
-        Some(c) if c.paused && trust.score < trust.quarantine_below => "quarantined",
-        Some(c) if c.paused => "paused",
-        Some(_) => "running",
-    }
+    pub containers: Vec<crate::sinks::metrics::ContainerStatus>,
 }
 
 #[derive(Deserialize)]
@@ -159,7 +116,7 @@ pub(crate) fn status(state: &HttpState) -> Status {
         kernel_events_dropped,
         container: container.as_ref().map(|c| c.name.clone()),
         container_id: container.as_ref().map(|c| c.id.clone()),
-        state: state_word(container.as_ref(), &trust).into(),
+        state: crate::sinks::metrics::state_word(container.as_ref(), &trust).into(),
         trust_score: trust.score,
         violations: trust.violations,
         quarantined: trust.score < trust.quarantine_below,
@@ -172,7 +129,7 @@ pub(crate) fn status(state: &HttpState) -> Status {
             .collect(),
         info: serde_json::to_value(&*state.info).unwrap_or_default(),
         exceptions: state.metrics.exception_hits(),
-        containers: containers(state),
+        containers: state.views.containers(),
     }
 }
 

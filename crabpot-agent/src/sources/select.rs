@@ -17,11 +17,8 @@ pub(crate) enum Selector {
 impl Selector {
     /// Parse `label=KEY=VALUE`, `name=PREFIX*` or `name=NAME`.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "`{text}`: a selector is `label=KEY=VALUE`, `name=PREFIX*` or `name=NAME`"
-            )
-        };
+        let bad =
+            || format!("`{text}`: a selector is `label=KEY=VALUE`, `name=PREFIX*` or `name=NAME`");
         let (kind, rest) = text.split_once('=').ok_or_else(bad)?;
         match kind.trim() {
             "label" => {
@@ -80,7 +77,11 @@ mod tests {
         let label = Selector::parse("label=team=ai").expect("label");
         assert!(label.matches("x", &labels));
         assert!(!label.matches("x", &HashMap::new()));
-        assert!(!Selector::parse("label=team=ml").expect("label").matches("x", &labels));
+        assert!(
+            !Selector::parse("label=team=ml")
+                .expect("label")
+                .matches("x", &labels)
+        );
         let prefix = Selector::parse("name=agent-*").expect("prefix");
         assert_eq!(prefix, Selector::NamePrefix("agent-".into()));
         assert!(prefix.matches("/agent-1", &labels));
@@ -89,8 +90,22 @@ mod tests {
         assert!(exact.matches("gw", &labels) && !exact.matches("gw2", &labels));
         // A value may itself contain `=`.
         let eq = Selector::parse("label=a=b=c").expect("label");
-        assert_eq!(eq, Selector::Label { key: "a".into(), value: "b=c".into() });
-        for bad in ["", "label", "label=", "label==v", "name=", "name=a*b*", "image=x"] {
+        assert_eq!(
+            eq,
+            Selector::Label {
+                key: "a".into(),
+                value: "b=c".into()
+            }
+        );
+        for bad in [
+            "",
+            "label",
+            "label=",
+            "label==v",
+            "name=",
+            "name=a*b*",
+            "image=x",
+        ] {
             assert!(Selector::parse(bad).is_err(), "{bad}");
         }
     }

@@ -14,8 +14,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use crabpot_agent::{
     ALERT_CAPACITY, Alert, AlertLogWriter, AlertRouter, AlertSender, AlertSource, ChannelTicks,
-    Guarded, GuardedContainer, GuardedUnit, HttpState, Hub, Metrics, MonitorConfig, Severity, StateViews, StaticInfo,
-    TrustScore, http_router,
+    Guarded, GuardedContainer, GuardedUnit, HttpState, Hub, Metrics, MonitorConfig, Severity,
+    StateViews, StaticInfo, TrustScore, http_router,
 };
 use futures_util::StreamExt as _;
 use tokio::{
