@@ -7,7 +7,7 @@ use std::{
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, container::docker_status, http, pin_dir,
+    Agent, DEADLINE, TestContainer, agent_bin, container::docker_status, crabpot, http, pin_dir,
     unique_name, wait_until,
 };
 use serde_json::Value;
@@ -68,6 +68,17 @@ fn listed(address: &str) -> Vec<(String, String, String)> {
             (field("name"), field("id"), field("state"))
         })
         .collect()
+}
+
+/// The trust score `/api/status` gives container `name`.
+fn trust_of(address: &str, name: &str) -> i64 {
+    let status: Value =
+        serde_json::from_str(&http::get(address, "/api/status")).expect("status JSON");
+    status["containers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["trust_score"].as_i64())
+        .unwrap_or_else(|| panic!("no trust for {name}: {status}"))
 }
 
 /// Whether `/api/status` lists `name` as running (its cgroup then in the kernel filter).
@@ -160,6 +171,33 @@ fn label_selected_containers_are_guarded_each_on_its_own() {
         "a shell in the unlabelled container did not finish"
     );
     assert!(!unlabelled.is_paused());
+
+    // Trust is per container: a resume of one resets its trust alone, and a blocked connect
+    // costs only the trust of the container it came from.
+    let token = agent.alerts_log.with_file_name("token");
+    let token = token.to_string_lossy();
+    let second_trust = trust_of(&address, &second.name);
+    let resume = [
+        "resume",
+        "--container",
+        first.name.as_str(),
+        "--agent",
+        &address,
+    ];
+    let (ok, out) = crabpot(&[&resume[..], &["--token-file", &token]].concat());
+    assert!(ok, "{out}");
+    assert_eq!(trust_of(&address, &first.name), 100);
+    assert_eq!(trust_of(&address, &second.name), second_trust);
+    let url = format!(
+        "http://{}:9/",
+        first.inspect("{{.NetworkSettings.Gateway}}")
+    );
+    let (code, out) = first.exec_output(&["wget", "-q", "-O", "/dev/null", &url]);
+    assert_ne!(code, 0, "the connect to {url} went through: {out}");
+    wait_until("the first container's trust charged", DEADLINE, || {
+        (trust_of(&address, &first.name) < 100).then_some(())
+    });
+    assert_eq!(trust_of(&address, &second.name), second_trust);
 
     // Started after the agent: guarded within a second of its start.
     late.run(&with_label);

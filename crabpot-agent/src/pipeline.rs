@@ -342,14 +342,27 @@ impl KernelLoop {
         }
     }
 
-    /// An operator's explicit way back: full trust for every guarded container, audited
-    /// (who, how, what the lowest was).
+    /// An operator's explicit way back: full trust for the container named (every guarded
+    /// one when none is), audited (who, how, what it was).
     async fn on_trust_reset(&mut self, request: TrustReset, state: &mut LoopState) {
-        let before = *self.trust.borrow();
-        for unit in state.units.values_mut() {
-            unit.trust.reset();
+        let target = request.container.as_deref().and_then(|wanted| {
+            let set = self.guarded.borrow();
+            crate::model::container::unit_named(&set, wanted, wanted).map(|(name, _)| name.clone())
+        });
+        let before = match &target {
+            Some(name) => state.units.get(name).map(|u| u.trust),
+            None => Some(*self.trust.borrow()),
+        }
+        .unwrap_or(self.trust_start);
+        for (name, unit) in &mut state.units {
+            if target.as_ref().is_none_or(|t| t == name) {
+                unit.trust.reset();
+            }
         }
         self.publish_trust(state);
+        let alerts = target
+            .as_deref()
+            .map_or_else(|| self.alerts.clone(), |t| self.sender_of(t));
         let how = request.reason.as_str();
         let alert = Alert::new(
             Severity::Info,
@@ -365,7 +378,7 @@ impl KernelLoop {
         .with("from", request.from.clone())
         .with("previous_score", before.score)
         .with("previous_violations", before.violations);
-        self.alerts.raise(alert).await;
+        alerts.raise(alert).await;
         let _ = request.reply.send(before);
     }
 

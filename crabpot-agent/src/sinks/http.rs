@@ -68,6 +68,8 @@ pub struct Status {
 #[derive(Deserialize)]
 pub(crate) struct TokenQuery {
     token: Option<String>,
+    /// Pause and resume: the guarded container (name or id) meant; the first when absent.
+    container: Option<String>,
 }
 
 fn presented(headers: &HeaderMap, query: &TokenQuery) -> Option<String> {
@@ -159,9 +161,17 @@ async fn api_status(
     Json(status(&state)).into_response()
 }
 
-async fn control(state: &HttpState, pause: bool) -> Result<(), Response> {
-    let Some(container) = state.views.container.borrow().clone() else {
-        return Err((StatusCode::CONFLICT, "no container is being guarded\n").into_response());
+async fn control(state: &HttpState, pause: bool, named: Option<&str>) -> Result<(), Response> {
+    let current = match named {
+        Some(wanted) => {
+            let set = state.views.guarded.borrow();
+            crate::model::container::unit_named(&set, wanted, wanted)
+                .and_then(|(_, unit)| unit.container.borrow().clone())
+        }
+        None => state.views.container.borrow().clone(),
+    };
+    let Some(container) = current else {
+        return Err((StatusCode::CONFLICT, "no such container is being guarded\n").into_response());
     };
     let result = if pause {
         state.docker.pause_container(&container.id).await
@@ -177,11 +187,17 @@ async fn control(state: &HttpState, pause: bool) -> Result<(), Response> {
 }
 
 /// Reset trust through the kernel-event loop (audited there); the text for the operator.
-async fn reset_trust(state: &HttpState, reason: ResetReason, peer: SocketAddr) -> Response {
+async fn reset_trust(
+    state: &HttpState,
+    reason: ResetReason,
+    peer: SocketAddr,
+    container: Option<String>,
+) -> Response {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let request = TrustReset {
         reason,
         from: format!("{peer} (token holder)"),
+        container,
         reply,
     };
     if state.trust_resets.send(request).await.is_err() {
@@ -208,7 +224,7 @@ async fn api_pause(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    match control(&state, true).await {
+    match control(&state, true, q.container.as_deref()).await {
         Ok(()) => (StatusCode::OK, "paused\n").into_response(),
         Err(response) => response,
     }
@@ -224,10 +240,10 @@ async fn api_resume(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    if let Err(response) = control(&state, false).await {
+    if let Err(response) = control(&state, false, q.container.as_deref()).await {
         return response;
     }
-    reset_trust(&state, ResetReason::Resume, peer).await
+    reset_trust(&state, ResetReason::Resume, peer, q.container).await
 }
 
 async fn api_trust_reset(
@@ -239,7 +255,7 @@ async fn api_trust_reset(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    reset_trust(&state, ResetReason::Reset, peer).await
+    reset_trust(&state, ResetReason::Reset, peer, q.container).await
 }
 
 /// What `crabpot shell` announces: who, which container, which exact argv.
