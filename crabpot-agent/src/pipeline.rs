@@ -18,7 +18,7 @@ use crate::{
     events::Judges,
     model::{
         alert::{Alert, AlertSource, Severity},
-        container::{Feeds, Guarded, GuardedUnit, unit_of_cgroup},
+        container::{Feeds, Guarded, GuardedUnit},
         event::{EventBody, KernelAction, KernelEvent},
         sender::AlertSender,
     },
@@ -69,6 +69,8 @@ struct LoopState {
     overrun_alerted: bool,
     /// Each guarded container's own, by name.
     units: HashMap<String, UnitState>,
+    /// The running containers by guarded cgroup id (the hot path's lookup, kept on changes).
+    owners: HashMap<u64, Owner>,
 }
 
 /// What the loop keeps for one guarded container.
@@ -81,10 +83,20 @@ struct UnitState {
     quarantined_at: Option<Instant>,
 }
 
-/// The guarded container a kernel event belongs to, as the loop handles it.
+/// The guarded container a kernel event belongs to, as the loop handles it (cheap to clone).
+#[derive(Clone)]
 struct Owner {
-    name: String,
-    unit: GuardedUnit,
+    name: Arc<str>,
+    unit: Arc<GuardedUnit>,
+}
+
+impl Owner {
+    fn new(name: &str, unit: &GuardedUnit) -> Self {
+        Owner {
+            name: name.into(),
+            unit: Arc::new(unit.clone()),
+        }
+    }
 }
 
 /// How often closed repeat windows are summarised.
@@ -160,7 +172,20 @@ impl KernelLoop {
         for name in added {
             self.on_container_change(&name, state).await;
         }
+        self.index_owners(state);
         self.publish_trust(state);
+    }
+
+    /// Index the running containers by their guarded cgroup id.
+    fn index_owners(&self, state: &mut LoopState) {
+        let set = self.guarded.borrow();
+        state.owners = set
+            .iter()
+            .filter_map(|(name, unit)| {
+                let id = unit.container.borrow().as_ref()?.cgroup.id;
+                Some((id, Owner::new(name, unit)))
+            })
+            .collect();
     }
 
     /// Closed repeat windows, summarised in each container's name.
@@ -190,17 +215,13 @@ impl KernelLoop {
     /// The guarded container a kernel event belongs to: the one whose cgroup the kernel
     /// filter matched; else (records stamped with the task's own cgroup) the one whose
     /// cgroup holds the process; the only one when a single container is guarded.
-    fn owner_of(&self, event: &KernelEvent) -> Option<Owner> {
-        let set = self.guarded.borrow();
-        let owner = |(name, unit): (&String, &GuardedUnit)| Owner {
-            name: name.clone(),
-            unit: unit.clone(),
-        };
-        if let Some(found) = unit_of_cgroup(&set, event.header.cgroup_id) {
-            return Some(owner(found));
+    fn owner_of(&self, event: &KernelEvent, state: &LoopState) -> Option<Owner> {
+        if let Some(owner) = state.owners.get(&event.header.cgroup_id) {
+            return Some(owner.clone());
         }
+        let set = self.guarded.borrow();
         if set.len() == 1 {
-            return set.iter().next().map(owner);
+            return set.iter().next().map(|(name, unit)| Owner::new(name, unit));
         }
         let tgid = event.header.tgid;
         let relative = (tgid != 0)
@@ -214,7 +235,7 @@ impl KernelLoop {
                         || relative.starts_with(&format!("{}/", c.cgroup.relative))
                 })
             })
-            .map(owner)
+            .map(|(name, unit)| Owner::new(name, unit))
     }
 
     /// Publish every container's trust, and the lowest as the agent's.
@@ -296,6 +317,15 @@ impl KernelLoop {
 
     /// A new container instance (re-created, new Docker id) starts at full trust.
     async fn on_container_change(&mut self, name: &str, state: &mut LoopState) {
+        self.index_owners(state);
+        let current = self.guarded.borrow().get(name).map(|u| {
+            let id = u.container.borrow().as_ref().map(|c| c.id.clone());
+            (id, u.alerts.clone())
+        });
+        // Detached meanwhile: nothing to keep for it.
+        let Some((id, sender)) = current else {
+            return;
+        };
         let start = self.trust_start;
         let unit = state
             .units
@@ -306,11 +336,7 @@ impl KernelLoop {
                 instance: None,
                 quarantined_at: None,
             });
-        let current = self.guarded.borrow().get(name).map(|u| {
-            let id = u.container.borrow().as_ref().map(|c| c.id.clone());
-            (id, u.alerts.clone())
-        });
-        let Some((Some(id), sender)) = current else {
+        let Some(id) = id else {
             return;
         };
         if unit.instance.as_deref() == Some(id.as_str()) {
@@ -383,10 +409,10 @@ impl KernelLoop {
     }
 
     async fn on_event(&mut self, event: KernelEvent, state: &mut LoopState) -> anyhow::Result<()> {
-        let table = &mut state.table;
         self.metrics.kernel_event(event.kind());
         let policy = self.policy.borrow().clone();
-        let owner = self.owner_of(&event);
+        let owner = self.owner_of(&event, state);
+        let table = &mut state.table;
         if self.dns.learn_from(&event, &policy.allow_hosts) {
             // No process is behind a DNS reply (softirq): learned from, printed, no more.
             return self.print_event(&event, &[], owner.as_ref());
@@ -451,7 +477,7 @@ impl KernelLoop {
                 self.metrics.decision(rule, verdict);
             }
             // A repeat of a blocked act inside its window is counted, not re-reported.
-            let repeats = owner.and_then(|o| state.units.get_mut(&o.name));
+            let repeats = owner.and_then(|o| state.units.get_mut(&*o.name));
             let first = !judgement.violation
                 || repeats.is_none_or(|u| u.repeats.first(&alert, Instant::now()));
             if first {
@@ -550,7 +576,7 @@ impl KernelLoop {
             let current = owner.and_then(|o| o.unit.container.borrow().clone());
             let (name, id) = match (&current, owner) {
                 (Some(c), _) => (c.name.as_str(), c.id.as_str()),
-                (None, Some(o)) => (o.name.as_str(), ""),
+                (None, Some(o)) => (&*o.name, ""),
                 (None, None) => ("", ""),
             };
             let observed = ObservedEvent {
@@ -571,7 +597,7 @@ impl KernelLoop {
             tracing::warn!("policy violation outside every guarded container: no trust to charge");
             return;
         };
-        let Some(unit) = state.units.get_mut(&owner.name) else {
+        let Some(unit) = state.units.get_mut(&*owner.name) else {
             return;
         };
         let entered = unit.trust.violation();

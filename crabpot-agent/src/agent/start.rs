@@ -67,29 +67,13 @@ pub(super) fn start(
     let ticks = Arc::new(ChannelTicks::default());
     metrics.set_exceptions(p.settings.exceptions.clone());
     let shared = Shared::new(&config, BreakGlass::default());
-    let (stats_tx, stats_rx) = watch::channel(None);
-    let (posture_tx, posture_rx) = watch::channel(None);
-    let (units, guarded) = Units::new(UnitParts {
-        docker: docker.clone(),
-        config: config.clone(),
-        guard: sources.guard.take(),
-        alerts: alerts_tx.clone(),
-        ticks: ticks.clone(),
-        shared: shared.clone(),
-        exceptions: p.settings.exceptions.clone(),
-        policy: sources.policy_rx.clone(),
-        allow: sources.allow.clone(),
-        views: Some((stats_tx, posture_tx)),
-        stop: stop.clone(),
-    });
-    tasks.spawn("guarded containers", units.run());
+    let (guarded, (stats_rx, posture_rx)) = start_units(
+        &mut tasks,
+        (&docker, &config, stop),
+        (&alerts_tx, &ticks, &shared, &p.settings.exceptions),
+        &mut sources,
+    );
     let primary = primary_container(&mut tasks, &config, &guarded);
-    if let Some(enforcer) = sources.enforcer.take() {
-        tasks.spawn(
-            "in-kernel enforcer",
-            enforcer.run(guarded.clone(), sources.policy_rx.clone()),
-        );
-    }
     let alerts = AlertSender::new(alerts_tx, primary.clone(), config.container.clone());
     let (stop_router, router) = start_router(
         args,
@@ -268,6 +252,58 @@ fn start_sources(
         policy_rx,
     }
 }
+
+/// The guarded containers (named ones attached now, selected ones as they start) and the
+/// in-kernel enforcer that hooks each of them; the set they are in, and the stats and
+/// posture feeds of the first one.
+fn start_units(
+    tasks: &mut Tasks,
+    (docker, config, stop): (
+        &bollard::Docker,
+        &Arc<crate::config::MonitorConfig>,
+        &CancellationToken,
+    ),
+    (alerts, ticks, shared, exceptions): UnitShared<'_>,
+    sources: &mut Sources,
+) -> (watch::Receiver<Guarded>, ChannelViews) {
+    let (stats_tx, stats_rx) = watch::channel(None);
+    let (posture_tx, posture_rx) = watch::channel(None);
+    let (units, guarded) = Units::new(UnitParts {
+        docker: docker.clone(),
+        config: config.clone(),
+        guard: sources.guard.take(),
+        alerts: alerts.clone(),
+        ticks: ticks.clone(),
+        shared: shared.clone(),
+        exceptions: exceptions.clone(),
+        policy: sources.policy_rx.clone(),
+        allow: sources.allow.clone(),
+        views: Some((stats_tx, posture_tx)),
+        stop: stop.clone(),
+    });
+    tasks.spawn("guarded containers", units.run());
+    if let Some(enforcer) = sources.enforcer.take() {
+        tasks.spawn(
+            "in-kernel enforcer",
+            enforcer.run(guarded.clone(), sources.policy_rx.clone()),
+        );
+    }
+    (guarded, (stats_rx, posture_rx))
+}
+
+/// What the channels publish for the metrics and the dashboard: stats and posture.
+type ChannelViews = (
+    watch::Receiver<Option<crate::channels::stats::StatsSample>>,
+    watch::Receiver<Option<crate::policy::posture::PostureReport>>,
+);
+
+/// What every guarded container's channels share with the rest of the agent.
+type UnitShared<'a> = (
+    &'a mpsc::Sender<crate::model::alert::Alert>,
+    &'a Arc<ChannelTicks>,
+    &'a Shared,
+    &'a Arc<crate::policy::exceptions::Exceptions>,
+);
 
 /// The container the agent-wide views (metrics, the dashboard's header, status) and
 /// agent-wide records describe: the first named, else the first selected one guarded.

@@ -45,17 +45,6 @@ pub struct GuardedUnit {
 /// `--select` matched). One container is a set of one.
 pub type Guarded = std::collections::BTreeMap<String, GuardedUnit>;
 
-/// The guarded container whose cgroup is `cgroup_id` (the guarded cgroup the kernel filter
-/// matched, as the event header carries it).
-pub(crate) fn unit_of_cgroup(guarded: &Guarded, cgroup_id: u64) -> Option<(&String, &GuardedUnit)> {
-    guarded.iter().find(|(_, unit)| {
-        unit.container
-            .borrow()
-            .as_ref()
-            .is_some_and(|c| c.cgroup.id == cgroup_id)
-    })
-}
-
 /// The guarded container a record names: by Docker id, else by name; the only one when a
 /// single container is guarded and the record names none.
 pub(crate) fn unit_named<'a>(
