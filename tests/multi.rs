@@ -38,8 +38,8 @@ impl Drop for Unpin {
     }
 }
 
-/// An agent guarding every container labelled `crabpot.test=<label>`.
-fn start_agent(label: &str, address: &str) -> Agent {
+/// An agent guarding every container labelled `crabpot.test=<label>`, plus `extra` flags.
+fn start_agent(label: &str, address: &str, extra: &[&str]) -> Agent {
     let dir = std::env::temp_dir().join(unique_name("multi-agent"));
     std::fs::create_dir_all(&dir).expect("agent directory");
     let alerts_log = dir.join("alerts.log");
@@ -49,7 +49,8 @@ fn start_agent(label: &str, address: &str) -> Agent {
         .args(["--select", &selector, "--listen", address, "--alerts-log"])
         .arg(&alerts_log)
         .arg("--token-file")
-        .arg(dir.join("token"));
+        .arg(dir.join("token"))
+        .args(extra);
     let mut agent = Agent::spawn(&mut command);
     agent.alerts_log = alerts_log;
     agent
@@ -145,13 +146,23 @@ fn label_selected_containers_are_guarded_each_on_its_own() {
     // The negative case: the same image, no label.
     let unlabelled = TestContainer::start("multi-none");
     let late = TestContainer::named("multi-late");
+    // Chosen by a name prefix (no label), and one named that does not exist (waited for).
+    let prefixed = TestContainer::named("multi-prefix");
+    prefixed.run(&[]);
+    let prefix = format!("name={}*", &prefixed.name[..prefixed.name.len() - 2]);
+    let missing = unique_name("multi-missing");
     let _unpin = Unpin(vec![
         first.name.clone(),
         second.name.clone(),
         late.name.clone(),
+        prefixed.name.clone(),
     ]);
     let address = format!("127.0.0.1:{}", free_port());
-    let agent = start_agent(&label, &address);
+    let agent = start_agent(
+        &label,
+        &address,
+        &["--select", &prefix, "--container", &missing],
+    );
     agent.wait_guarding(&first.name, first.cgroup_id());
     agent.wait_guarding(&second.name, second.cgroup_id());
     agent.wait_for_log(&["HTTP listener on"], DEADLINE);
@@ -159,11 +170,24 @@ fn label_selected_containers_are_guarded_each_on_its_own() {
         (listed_running(&address, &first.name) && listed_running(&address, &second.name))
             .then_some(())
     });
-    let names: Vec<String> = listed(&address).into_iter().map(|(n, _, _)| n).collect();
-    assert_eq!(names.len(), 2, "only the labelled containers: {names:?}");
+    wait_until("the prefixed one listed as running", DEADLINE, || {
+        listed_running(&address, &prefixed.name).then_some(())
+    });
+    let all = listed(&address);
+    let names: Vec<&str> = all.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        4,
+        "the selected and the named ones only: {names:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|(n, id, state)| n == &missing && id.is_empty() && state == "absent"),
+        "{all:?}"
+    );
 
     // Each shell freezes its own container; the other keeps running.
-    shell_freezes_only(&agent, &first, &[&second, &unlabelled]);
+    shell_freezes_only(&agent, &first, &[&second, &unlabelled, &prefixed]);
     shell_freezes_only(&agent, &second, &[&first, &unlabelled]);
     // Not selected: a shell there is neither stopped nor frozen.
     assert!(
