@@ -646,7 +646,7 @@ fn status(agent: &str, json: bool) -> ExitCode {
             println!(
                 "guarded: {} {} ({}), trust {} after {} violation(s)",
                 c.name,
-                c.id.get(..12).unwrap_or(&c.id),
+                c.id.get(..12).filter(|id| !id.is_empty()).unwrap_or("-"),
                 c.state,
                 c.trust_score,
                 c.violations
