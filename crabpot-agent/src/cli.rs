@@ -16,12 +16,17 @@ use crate::{
 #[command(
     name = "crabpot-agent",
     version,
-    about = "Guards one AI-agent container with eBPF and the Docker API (run as root)"
+    about = "Guards AI-agent containers with eBPF and the Docker API (run as root)"
 )]
 pub struct AgentArgs {
-    /// Name of the container to guard.
-    #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
-    pub container: String,
+    /// Name of a container to guard; repeatable [default: crabpot, unless --select is given].
+    #[arg(long, env = "CRABPOT_CONTAINER")]
+    pub container: Vec<String>,
+
+    /// Also guard every container a selector matches, attached when it starts:
+    /// `label=KEY=VALUE`, `name=PREFIX*` or `name=NAME`; repeatable.
+    #[arg(long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub select: Vec<String>,
 
     /// Print one line per kernel event on stdout (`text`, or `json` for JSON lines).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "text")]
@@ -176,9 +181,32 @@ impl AgentArgs {
     }
 }
 
+/// A `--select` value, checked (kept as given).
+fn parse_selector(text: &str) -> Result<String, String> {
+    crate::sources::select::Selector::parse(text).map(|_| text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containers_repeat_and_selectors_are_checked() {
+        let args = AgentArgs::parse_from([
+            "crabpot-agent",
+            "--container",
+            "a",
+            "--container",
+            "b",
+            "--select",
+            "label=team=ai",
+            "--select",
+            "name=agent-*",
+        ]);
+        assert_eq!(args.container, ["a", "b"]);
+        assert_eq!(args.select, ["label=team=ai", "name=agent-*"]);
+        assert!(AgentArgs::try_parse_from(["crabpot-agent", "--select", "image=x"]).is_err());
+    }
 
     #[test]
     fn events_flag_defaults_to_text() {

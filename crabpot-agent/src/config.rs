@@ -13,7 +13,12 @@ pub struct LogPattern {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorConfig {
+    /// The first container named (`--container`), or empty when only selectors choose.
     pub container: String,
+    /// Every container guarded by name (`--container`, repeatable; `containers:`).
+    pub containers: Vec<String>,
+    /// Selectors for further containers (`--select`, `select:`), checked when parsed.
+    pub select: Vec<String>,
     pub stats_interval: Duration,
     pub cpu_threshold: f64,
     pub cpu_sustain: Duration,
@@ -305,6 +310,8 @@ impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
             container: "crabpot".into(),
+            containers: vec!["crabpot".into()],
+            select: Vec::new(),
             stats_interval: Duration::from_secs(2),
             cpu_threshold: 80.0,
             cpu_sustain: Duration::from_secs(30),

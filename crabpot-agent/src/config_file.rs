@@ -199,6 +199,10 @@ pub struct Added {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub container: Option<String>,
+    /// Several containers by name (with or instead of `container`).
+    pub containers: Option<Vec<String>>,
+    /// Selectors (`label=KEY=VALUE`, `name=PREFIX*`) for further containers.
+    pub select: Option<Vec<String>>,
     pub profiles: Option<Vec<Profile>>,
     pub auto_pause: Option<bool>,
     #[serde(default)]

@@ -45,6 +45,7 @@ pub use policy::posture::{Finding as PostureFinding, PostureReport};
 pub use sinks::{
     alert_log::reader,
     http::{DecisionAnswer, ShellAnnounce, ShellGrant, Status},
+    metrics::ContainerStatus,
     terminal::format_alert,
 };
 
@@ -52,7 +53,10 @@ pub use sinks::{
 pub use channels::ChannelTicks;
 pub use config::MonitorConfig;
 pub use model::alert::{Alert, AlertSource, Severity, now_rfc3339};
-pub use model::{container::GuardedContainer, sender::AlertSender};
+pub use model::{
+    container::{Guarded, GuardedContainer, GuardedUnit},
+    sender::AlertSender,
+};
 pub use policy::{break_glass::BreakGlass, trust::TrustScore};
 pub use sinks::{
     alert_log::{AlertLogWriter, reader::read_alerts},

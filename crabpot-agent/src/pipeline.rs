@@ -2,6 +2,7 @@
 //! rules and the ASF-42 policy, costs trust when it is a violation, and is printed on
 //! request.
 use std::{
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,7 +18,7 @@ use crate::{
     events::Judges,
     model::{
         alert::{Alert, AlertSource, Severity},
-        container::GuardedContainer,
+        container::{Feeds, Guarded, GuardedUnit},
         event::{EventBody, KernelAction, KernelEvent, RuleName},
         sender::AlertSender,
     },
@@ -39,13 +40,20 @@ use crate::{
 
 pub(crate) struct KernelLoop {
     pub args: AgentArgs,
-    pub guarded: watch::Receiver<Option<GuardedContainer>>,
+    /// Every guarded container; a kernel event belongs to the one whose cgroup it names.
+    pub guarded: watch::Receiver<Guarded>,
     /// One judge per event kind (events/).
     pub judges: Judges,
     pub policy: watch::Receiver<Arc<Policy>>,
+    /// Agent-wide records (each container's own go through its sender).
     pub alerts: AlertSender,
     pub audit: mpsc::Sender<Arc<Alert>>,
+    /// The lowest trust score of the guarded containers (the agent's headline).
     pub trust: watch::Sender<TrustScore>,
+    /// Each guarded container's trust score, by name.
+    pub trusts: watch::Sender<BTreeMap<String, TrustScore>>,
+    /// A new container's trust (full, with the configured thresholds).
+    pub trust_start: TrustScore,
     /// Operators' trust resets (from the HTTP control actions).
     pub trust_resets: mpsc::Receiver<TrustReset>,
     pub metrics: Arc<Metrics>,
@@ -61,12 +69,37 @@ pub(crate) struct KernelLoop {
 #[derive(Default)]
 struct LoopState {
     table: ProcessTable,
-    repeats: Repeats,
     overrun_alerted: bool,
+    /// Each guarded container's own, by name.
+    units: HashMap<String, UnitState>,
+    /// The running containers by guarded cgroup id (the hot path's lookup, kept on changes).
+    owners: HashMap<u64, Owner>,
+}
+
+/// What the loop keeps for one guarded container.
+struct UnitState {
+    trust: TrustScore,
+    repeats: Repeats,
     /// The container instance (Docker id) the trust score belongs to.
     instance: Option<String>,
     /// When the last quarantine was announced.
     quarantined_at: Option<Instant>,
+}
+
+/// The guarded container a kernel event belongs to, as the loop handles it (cheap to clone).
+#[derive(Clone)]
+struct Owner {
+    name: Arc<str>,
+    unit: Arc<GuardedUnit>,
+}
+
+impl Owner {
+    fn new(name: &str, unit: &GuardedUnit) -> Self {
+        Owner {
+            name: name.into(),
+            unit: Arc::new(unit.clone()),
+        }
+    }
 }
 
 /// How often closed repeat windows are summarised.
@@ -88,11 +121,11 @@ impl KernelLoop {
     ) -> anyhow::Result<()> {
         let kernel = bus.is_some();
         let mut bus = bus.unwrap_or_else(|| mpsc::channel(1).1);
-        let mut state = LoopState {
-            instance: self.guarded.borrow().as_ref().map(|c| c.id.clone()),
-            ..LoopState::default()
-        };
+        let mut state = LoopState::default();
         let mut guarded = self.guarded.clone();
+        let mut feeds = Feeds::default();
+        self.on_set_change(&mut guarded, &mut feeds, &mut state)
+            .await;
         let mut following = true;
         let mut sweep = tokio::time::interval(REPEAT_SWEEP);
         let mut dns_expiry = tokio::time::interval(crate::actions::dns_learn::EXPIRE_EVERY);
@@ -107,16 +140,15 @@ impl KernelLoop {
                     // The drain logged why; the agent stops rather than run blind.
                     None => anyhow::bail!("the ring-buffer drain stopped: no more kernel events"),
                 },
-                Some(request) = self.trust_resets.recv() => self.on_trust_reset(request).await,
+                Some(request) = self.trust_resets.recv() => {
+                    self.on_trust_reset(request, &mut state).await;
+                }
                 changed = guarded.changed(), if following => match changed {
-                    Ok(()) => self.on_container_change(&mut state).await,
+                    Ok(()) => self.on_set_change(&mut guarded, &mut feeds, &mut state).await,
                     Err(_) => following = false,
                 },
-                _ = sweep.tick() => {
-                    for summary in state.repeats.close_expired(Instant::now()) {
-                        self.alerts.raise(summary).await;
-                    }
-                }
+                name = feeds.changed() => self.on_container_change(&name, &mut state).await,
+                _ = sweep.tick() => self.sweep_repeats(&mut state).await,
                 _ = settle.tick() => {
                     for alert in self.judges.rules.due_failures() {
                         self.alerts.raise(alert).await;
@@ -125,6 +157,109 @@ impl KernelLoop {
                 () = stop.cancelled() => return Ok(()),
             }
         }
+    }
+
+    /// Containers attached or detached: each new one starts at full trust, a detached one's
+    /// state goes with it.
+    async fn on_set_change(
+        &mut self,
+        guarded: &mut watch::Receiver<Guarded>,
+        feeds: &mut Feeds,
+        state: &mut LoopState,
+    ) {
+        let (added, names): (Vec<String>, Vec<String>) = {
+            let set = guarded.borrow_and_update();
+            (feeds.sync(&set), set.keys().cloned().collect())
+        };
+        state.units.retain(|name, _| names.contains(name));
+        for name in added {
+            self.on_container_change(&name, state).await;
+        }
+        self.index_owners(state);
+        self.publish_trust(state);
+    }
+
+    /// Index the running containers by their guarded cgroup id.
+    fn index_owners(&self, state: &mut LoopState) {
+        let set = self.guarded.borrow();
+        state.owners = set
+            .iter()
+            .filter_map(|(name, unit)| {
+                let id = unit.container.borrow().as_ref()?.cgroup.id;
+                Some((id, Owner::new(name, unit)))
+            })
+            .collect();
+    }
+
+    /// Closed repeat windows, summarised in each container's name.
+    async fn sweep_repeats(&mut self, state: &mut LoopState) {
+        let now = Instant::now();
+        for (name, unit) in &mut state.units {
+            let summaries = unit.repeats.close_expired(now);
+            if summaries.is_empty() {
+                continue;
+            }
+            let sender = self.sender_of(name);
+            for summary in summaries {
+                sender.raise(summary).await;
+            }
+        }
+    }
+
+    /// The sender that names container `name` in its records (the agent's when it is gone).
+    fn sender_of(&self, name: &str) -> AlertSender {
+        self.guarded
+            .borrow()
+            .get(name)
+            .map(|unit| unit.alerts.clone())
+            .unwrap_or_else(|| self.alerts.clone())
+    }
+
+    /// The guarded container a kernel event belongs to: the one whose cgroup the kernel
+    /// filter matched; else (records stamped with the task's own cgroup) the one whose
+    /// cgroup holds the process; the only one when a single container is guarded.
+    fn owner_of(&self, event: &KernelEvent, state: &LoopState) -> Option<Owner> {
+        if let Some(owner) = state.owners.get(&event.header.cgroup_id) {
+            return Some(owner.clone());
+        }
+        let set = self.guarded.borrow();
+        if set.len() == 1 {
+            return set.iter().next().map(|(name, unit)| Owner::new(name, unit));
+        }
+        let tgid = event.header.tgid;
+        let relative = (tgid != 0)
+            .then(|| crate::sources::cgroup::cgroup_of_pid(tgid).ok())
+            .flatten()?
+            .relative;
+        set.iter()
+            .find(|(_, unit)| {
+                unit.container.borrow().as_ref().is_some_and(|c| {
+                    relative == c.cgroup.relative
+                        || relative.starts_with(&format!("{}/", c.cgroup.relative))
+                })
+            })
+            .map(|(name, unit)| Owner::new(name, unit))
+    }
+
+    /// Publish every container's trust, and the lowest as the agent's.
+    fn publish_trust(&self, state: &LoopState) {
+        let all: BTreeMap<String, TrustScore> = state
+            .units
+            .iter()
+            .map(|(name, unit)| (name.clone(), unit.trust))
+            .collect();
+        let lowest = all
+            .values()
+            .min_by_key(|t| t.score)
+            .copied()
+            .unwrap_or(self.trust_start);
+        self.trust
+            .send_if_modified(|t| std::mem::replace(t, lowest) != lowest);
+        self.trusts.send_if_modified(|t| {
+            let changed = *t != all;
+            *t = all;
+            changed
+        });
     }
 
     async fn on_message(
@@ -184,21 +319,41 @@ impl KernelLoop {
     }
 
     /// A new container instance (re-created, new Docker id) starts at full trust.
-    async fn on_container_change(&mut self, state: &mut LoopState) {
-        let Some(id) = self.guarded.borrow().as_ref().map(|c| c.id.clone()) else {
+    async fn on_container_change(&mut self, name: &str, state: &mut LoopState) {
+        self.index_owners(state);
+        let current = self.guarded.borrow().get(name).map(|u| {
+            let id = u.container.borrow().as_ref().map(|c| c.id.clone());
+            (id, u.alerts.clone())
+        });
+        // Detached meanwhile: nothing to keep for it.
+        let Some((id, sender)) = current else {
             return;
         };
-        if state.instance.as_deref() == Some(id.as_str()) {
+        let start = self.trust_start;
+        let unit = state
+            .units
+            .entry(name.to_string())
+            .or_insert_with(|| UnitState {
+                trust: start,
+                repeats: Repeats::default(),
+                instance: None,
+                quarantined_at: None,
+            });
+        let Some(id) = id else {
+            return;
+        };
+        if unit.instance.as_deref() == Some(id.as_str()) {
             return;
         }
-        let previous = state.instance.replace(id.clone());
+        let previous = unit.instance.replace(id.clone());
         if previous.is_none() {
             return;
         }
-        let before = *self.trust.borrow();
-        self.trust.send_modify(TrustScore::reset);
-        state.repeats.clear();
-        state.quarantined_at = None;
+        let before = unit.trust;
+        unit.trust.reset();
+        unit.repeats.clear();
+        unit.quarantined_at = None;
+        self.publish_trust(state);
         if before.violations > 0 {
             let short: String = id.chars().take(12).collect();
             let alert = Alert::new(
@@ -212,14 +367,31 @@ impl KernelLoop {
             )
             .with("trust_score", 100)
             .with("previous_score", before.score);
-            self.alerts.raise(alert).await;
+            sender.raise(alert).await;
         }
     }
 
-    /// An operator's explicit way back: full trust, audited (who, how, what it was).
-    async fn on_trust_reset(&mut self, request: TrustReset) {
-        let before = *self.trust.borrow();
-        self.trust.send_modify(TrustScore::reset);
+    /// An operator's explicit way back: full trust for the container named (every guarded
+    /// one when none is), audited (who, how, what it was).
+    async fn on_trust_reset(&mut self, request: TrustReset, state: &mut LoopState) {
+        let target = request.container.as_deref().and_then(|wanted| {
+            let set = self.guarded.borrow();
+            crate::model::container::unit_named(&set, wanted, wanted).map(|(name, _)| name.clone())
+        });
+        let before = match &target {
+            Some(name) => state.units.get(name).map(|u| u.trust),
+            None => Some(*self.trust.borrow()),
+        }
+        .unwrap_or(self.trust_start);
+        for (name, unit) in &mut state.units {
+            if target.as_ref().is_none_or(|t| t == name) {
+                unit.trust.reset();
+            }
+        }
+        self.publish_trust(state);
+        let alerts = target
+            .as_deref()
+            .map_or_else(|| self.alerts.clone(), |t| self.sender_of(t));
         let how = request.reason.as_str();
         let alert = Alert::new(
             Severity::Info,
@@ -235,17 +407,18 @@ impl KernelLoop {
         .with("from", request.from.clone())
         .with("previous_score", before.score)
         .with("previous_violations", before.violations);
-        self.alerts.raise(alert).await;
+        alerts.raise(alert).await;
         let _ = request.reply.send(before);
     }
 
     async fn on_event(&mut self, event: KernelEvent, state: &mut LoopState) -> anyhow::Result<()> {
-        let table = &mut state.table;
         self.metrics.kernel_event(event.kind());
         let policy = self.policy.borrow().clone();
+        let owner = self.owner_of(&event, state);
+        let table = &mut state.table;
         if self.dns.learn_from(&event, &policy.allow_hosts) {
             // No process is behind a DNS reply (softirq): learned from, printed, no more.
-            return self.print_event(&event, &[]);
+            return self.print_event(&event, &[], owner.as_ref());
         }
         if event.header.tgid != 0 {
             // Packets are seen at egress, possibly in softirq context: no task behind them.
@@ -256,15 +429,17 @@ impl KernelLoop {
         } else {
             Vec::new()
         };
-        self.judges
-            .rules
-            .set_container(self.guarded.borrow().as_ref());
+        let container = owner
+            .as_ref()
+            .and_then(|o| o.unit.container.borrow().clone());
+        self.judges.rules.set_container(container.as_ref());
         let mut judgement = self.judges.judge(&event, &lineage, &policy);
         self.dns.annotate(&event, &mut judgement);
         self.except(&mut judgement, &event, &lineage, state);
         self.learn(&mut judgement, &event, &lineage, state);
-        self.carry_out(judgement, &event, &lineage, state).await;
-        self.print_event(&event, &lineage)
+        self.carry_out(judgement, &event, &lineage, state, owner.as_ref())
+            .await;
+        self.print_event(&event, &lineage, owner.as_ref())
     }
 
     /// Carry out what a judgement says, in order: the watchdog's alert, the audit record,
@@ -275,9 +450,12 @@ impl KernelLoop {
         event: &KernelEvent,
         lineage: &[crate::model::event::Ancestor],
         state: &mut LoopState,
+        owner: Option<&Owner>,
     ) {
+        // Records name the container the event came from; a CRITICAL freezes that one.
+        let alerts = owner.map_or_else(|| self.alerts.clone(), |o| o.unit.alerts.clone());
         if let Some(alert) = self.settle_kernel_stop(event, judgement.watchdog.take()) {
-            self.alerts.raise(alert).await;
+            alerts.raise(alert).await;
         }
         if lineage.is_empty() && (judgement.audit.is_some() || judgement.alert.is_some()) {
             // Opens skip the lineage walk on the hot path; a record needs it.
@@ -293,7 +471,7 @@ impl KernelLoop {
             if let Some((rule, _)) = record.control.decision {
                 self.metrics.decision(rule, "logged");
             }
-            let record = self.alerts.stamp(record);
+            let record = alerts.stamp(record);
             let _ = self.audit.send(Arc::new(record)).await;
         }
         if let Some(alert) = judgement.alert {
@@ -303,18 +481,20 @@ impl KernelLoop {
                 self.metrics.decision(rule, verdict);
             }
             // A repeat of a blocked act inside its window is counted, not re-reported.
-            let first = !judgement.violation || state.repeats.first(&alert, Instant::now());
+            let repeats = owner.and_then(|o| state.units.get_mut(&*o.name));
+            let first = !judgement.violation
+                || repeats.is_none_or(|u| u.repeats.first(&alert, Instant::now()));
             if first {
-                self.alerts.raise(alert).await;
+                alerts.raise(alert).await;
                 if judgement.violation {
-                    self.violation(state).await;
+                    self.violation(state, owner).await;
                 }
             }
         } else if judgement.violation {
-            self.violation(state).await;
+            self.violation(state, owner).await;
         }
         if let Some(target) = judgement.undo_mount {
-            self.undo_mount(target);
+            self.undo_mount(target, owner);
         }
         if let Some(pid) = judgement.kill_pid {
             crate::actions::escape::kill_escaped(pid);
@@ -469,12 +649,14 @@ impl KernelLoop {
         &self,
         event: &KernelEvent,
         lineage: &[crate::model::event::Ancestor],
+        owner: Option<&Owner>,
     ) -> anyhow::Result<()> {
         if let Some(format) = self.args.events {
-            let current = self.guarded.borrow().clone();
-            let (name, id) = match &current {
-                Some(c) => (c.name.as_str(), c.id.as_str()),
-                None => (self.args.container.as_str(), ""),
+            let current = owner.and_then(|o| o.unit.container.borrow().clone());
+            let (name, id) = match (&current, owner) {
+                (Some(c), _) => (c.name.as_str(), c.id.as_str()),
+                (None, Some(o)) => (&*o.name, ""),
+                (None, None) => ("", ""),
             };
             let observed = ObservedEvent {
                 container: name,
@@ -487,20 +669,40 @@ impl KernelLoop {
         Ok(())
     }
 
-    async fn violation(&mut self, state: &mut LoopState) {
-        let mut entered = false;
-        self.trust.send_modify(|trust| entered = trust.violation());
-        let trust = *self.trust.borrow();
-        tracing::warn!("policy violation: trust score now {}", trust.score);
+    /// A violation costs the trust of the container it happened in; below the threshold,
+    /// that container is quarantined (frozen), the others keep running.
+    async fn violation(&mut self, state: &mut LoopState, owner: Option<&Owner>) {
+        let Some(owner) = owner else {
+            tracing::warn!("policy violation outside every guarded container: no trust to charge");
+            return;
+        };
+        let Some(unit) = state.units.get_mut(&*owner.name) else {
+            return;
+        };
+        let entered = unit.trust.violation();
+        let trust = unit.trust;
+        tracing::warn!(
+            "policy violation in `{}`: trust score now {}",
+            owner.name,
+            trust.score
+        );
         // Still quarantined, but running again (unpaused without a trust reset): a new
         // running-to-frozen transition, unless the last announcement is still in flight.
-        let running = self.guarded.borrow().as_ref().is_some_and(|c| !c.paused);
-        let settled = state
+        let running = owner
+            .unit
+            .container
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| !c.paused);
+        let settled = unit
             .quarantined_at
             .is_none_or(|at| at.elapsed() >= QUARANTINE_SETTLE);
         let again = !entered && trust.requarantine() && running && settled;
         if entered || again {
-            state.quarantined_at = Some(Instant::now());
+            unit.quarantined_at = Some(Instant::now());
+        }
+        self.publish_trust(state);
+        if entered || again {
             let alert = Alert::new(
                 Severity::Critical,
                 AlertSource::Policy,
@@ -512,15 +714,18 @@ impl KernelLoop {
             .quarantine()
             .with("trust_score", trust.score)
             .with("violations", trust.violations);
-            self.alerts.raise(alert).await;
+            owner.unit.alerts.raise(alert).await;
         }
     }
 
-    fn undo_mount(&self, target: String) {
-        let Some(container) = self.guarded.borrow().clone() else {
+    fn undo_mount(&self, target: String, owner: Option<&Owner>) {
+        let Some(owner) = owner else {
             return;
         };
-        let alerts = self.alerts.clone();
+        let Some(container) = owner.unit.container.borrow().clone() else {
+            return;
+        };
+        let alerts = owner.unit.alerts.clone();
         tokio::spawn(async move {
             let outcome =
                 unmount_in_container(container.pid, &container.cgroup.directory, target.clone())

@@ -72,8 +72,12 @@ pub fn apply_file(
     file: &FileConfig,
 ) {
     let secs = |s: &Option<config_file::Seconds>| s.map(|s| Duration::from_secs(s.0));
-    if let Some(name) = &file.container {
-        monitor.container = name.clone();
+    if file.container.is_some() || file.containers.is_some() || file.select.is_some() {
+        monitor.containers = file.container.iter().cloned().collect();
+        monitor
+            .containers
+            .extend(file.containers.iter().flatten().cloned());
+        monitor.select = file.select.clone().unwrap_or_default();
     }
     if let Some(on) = file.auto_pause {
         monitor.auto_pause = on;
@@ -174,9 +178,7 @@ pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     apply_file(&mut monitor, &mut policy, &mut trust, &file);
 
     // Flags win over the file.
-    if args.container != "crabpot" || file.container.is_none() {
-        monitor.container = args.container.clone();
-    }
+    choose_containers(args, &mut monitor, path.as_deref())?;
     if args.no_auto_pause {
         monitor.auto_pause = false;
     }
@@ -237,6 +239,33 @@ pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     })
 }
 
+/// The containers to guard: flags over the file; `crabpot` when nothing names or selects.
+fn choose_containers(
+    args: &AgentArgs,
+    monitor: &mut MonitorConfig,
+    path: Option<&std::path::Path>,
+) -> Result<(), ConfigError> {
+    if !args.container.is_empty() || !args.select.is_empty() {
+        monitor.containers = args.container.clone();
+        monitor.select = args.select.clone();
+    }
+    for selector in &monitor.select {
+        crate::sources::select::Selector::parse(selector).map_err(|message| {
+            ConfigError::Invalid {
+                path: path.map(PathBuf::from).unwrap_or_default(),
+                line: 0,
+                column: 0,
+                message,
+            }
+        })?;
+    }
+    if monitor.containers.is_empty() && monitor.select.is_empty() {
+        monitor.containers.push("crabpot".into());
+    }
+    monitor.container = monitor.containers.first().cloned().unwrap_or_default();
+    Ok(())
+}
+
 /// `--check-config`: validate and summarise without starting. Exit code 0 or 2.
 pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
     match resolve(args) {
@@ -251,6 +280,12 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
                 println!("drop-in: {}", dropin.display());
             }
             println!("container: {}", settings.monitor.container);
+            if settings.monitor.containers.len() > 1 {
+                println!("containers: {}", settings.monitor.containers.join(", "));
+            }
+            if !settings.monitor.select.is_empty() {
+                println!("select: {}", settings.monitor.select.join(", "));
+            }
             println!("profiles: {}", settings.profiles.join("+"));
             for (rule, action) in settings.policy.rules() {
                 println!("rule {}: {action}", rule.as_str());
@@ -272,5 +307,40 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
             eprintln!("crabpot-agent: {error}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn chosen(flags: &[&str], file: &str) -> MonitorConfig {
+        let mut monitor = MonitorConfig::default();
+        let mut policy = Policy::default();
+        let mut trust = TrustScore::default();
+        let file = config_file::parse(std::path::Path::new("t.yml"), file).expect("file");
+        apply_file(&mut monitor, &mut policy, &mut trust, &file);
+        let args =
+            AgentArgs::parse_from(std::iter::once("crabpot-agent").chain(flags.iter().copied()));
+        choose_containers(&args, &mut monitor, None).expect("valid");
+        monitor
+    }
+
+    #[test]
+    fn containers_come_from_flags_over_the_file_and_default_to_crabpot() {
+        let none = chosen(&[], "{}");
+        assert_eq!(
+            (none.container.as_str(), none.containers.len()),
+            ("crabpot", 1)
+        );
+        let file = chosen(&[], "containers: [a, b]\nselect: ['label=k=v']\n");
+        assert_eq!(file.containers, ["a", "b"]);
+        assert_eq!(file.select, ["label=k=v"]);
+        let only_select = chosen(&["--select", "name=x*"], "container: a\n");
+        assert!(only_select.containers.is_empty(), "{only_select:?}");
+        assert_eq!(only_select.container, "");
+        let flags = chosen(&["--container", "c"], "containers: [a, b]\n");
+        assert_eq!((flags.container.as_str(), flags.containers.len()), ("c", 1));
     }
 }

@@ -243,6 +243,11 @@ impl DeskParts {
                     "{} from {} (approve {})",
                     request.who, request.from, decision.id
                 ),
+                container: Some(if decision.container_id.is_empty() {
+                    decision.container.clone()
+                } else {
+                    decision.container_id.clone()
+                }),
                 reply,
             };
             let _ = self.trust_resets.send(reset).await;

@@ -13,7 +13,7 @@ use aya::{
 use crabpot_common::{DENY_NAME_LEN, control, exec_action};
 use tokio::sync::watch;
 
-use crate::model::container::GuardedContainer;
+use crate::model::container::{Feeds, Guarded, GuardedContainer};
 use crate::{
     actions::{
         kernel_allow::{KernelAllow, SharedAllow},
@@ -146,8 +146,10 @@ pub(crate) struct Enforcer {
     switches: KernelSwitches,
     /// The connect allowlist, shared with the DNS learner of the kernel-event loop.
     allow: SharedAllow,
-    links: Vec<Held>,
-    attached_to: Option<u64>,
+    /// Each guarded container's hooks, by name: the cgroup they are on and the links.
+    attached: std::collections::HashMap<String, (u64, Vec<Held>)>,
+    /// The escape guard on the cgroup2 root: once, for every container.
+    root: Vec<Held>,
     lsm_rules: Vec<RuleName>,
     /// False once pinning failed: hooks then end with the agent (said loudly).
     pinning: bool,
@@ -213,8 +215,8 @@ impl Enforcer {
             control,
             switches,
             allow: KernelAllow::new(allow_v4, allow_v6).shared(),
-            links: Vec::new(),
-            attached_to: None,
+            attached: std::collections::HashMap::new(),
+            root: Vec::new(),
             lsm_rules: Vec::new(),
             pinning: true,
         })
@@ -291,7 +293,7 @@ impl Enforcer {
     /// Attach the cgroup hooks to `container`'s cgroup and pin them; then let go of the
     /// previous ones (ours on an old cgroup, or a previous agent's pins).
     pub(crate) fn follow(&mut self, container: &GuardedContainer) -> Result<(), EnforceError> {
-        if self.attached_to == Some(container.cgroup.id) {
+        if self.attached.get(&container.name).map(|(id, _)| *id) == Some(container.cgroup.id) {
             return Ok(());
         }
         let dir =
@@ -307,17 +309,21 @@ impl Enforcer {
         // Cgroup links run side by side with any already attached (the previous agent's):
         // the new hooks are in force before the old ones go.
         let mut fresh = self.attach_all(&dir)?;
-        fresh.extend(self.attach_root(&root)?);
+        if self.root.is_empty() {
+            fresh.extend(self.attach_root(&root)?);
+        }
         let pin_dir = self.pin_dir(&container.name);
         let mut held = Vec::new();
         let mut kept: Vec<PathBuf> = Vec::new();
         for (name, link) in fresh {
             // The escape guard lives with the agent: its process table is kept by tracepoints
             // that end with the agent, and stale entries must not outlive them.
-            let pinnable = !ROOT_SOCK_PROGRAMS.contains(&name);
+            if ROOT_SOCK_PROGRAMS.contains(&name) {
+                self.root.push(Held::Unpinned(link));
+                continue;
+            }
             let path = pin_dir
                 .as_ref()
-                .filter(|_| pinnable)
                 .and_then(|dir| pins::pin_path(dir, container.cgroup.id, name).ok());
             match path {
                 Some(path) => match link.pin(&path) {
@@ -333,15 +339,19 @@ impl Enforcer {
                             path.display()
                         );
                         self.pinning = false;
-                        self.links.extend(held);
+                        // Kept until the unpinned ones replace them.
+                        let entry = self.attached.entry(container.name.clone()).or_default();
+                        entry.0 = 0;
+                        entry.1.extend(held);
                         return self.follow(container);
                     }
                 },
                 None => held.push(Held::Unpinned(link)),
             }
         }
-        self.detach_all();
-        self.links = held;
+        self.unpin(&container.name);
+        self.attached
+            .insert(container.name.clone(), (container.cgroup.id, held));
         if let Some(dir) = &pin_dir {
             match pins::remove_pins(dir, &kept) {
                 Ok(0) => {}
@@ -349,7 +359,6 @@ impl Enforcer {
                 Err(error) => tracing::warn!("cannot remove old pins: {error}"),
             }
         }
-        self.attached_to = Some(container.cgroup.id);
         self.allow_resolvers(container);
         tracing::info!(
             "enforcing on cgroup {} (connect, sendmsg, socket, egress, DNS-reply hooks attached, \
@@ -427,8 +436,12 @@ impl Enforcer {
         }
     }
 
-    fn detach_all(&mut self) {
-        for held in self.links.drain(..) {
+    /// Let go of container `name`'s hooks (the pins removed: they detach).
+    fn unpin(&mut self, name: &str) {
+        let Some((_, links)) = self.attached.remove(name) else {
+            return;
+        };
+        for held in links {
             // Dropping the last reference to a link detaches it.
             if let Held::Pinned(pinned) = held
                 && let Err(error) = pinned.unpin()
@@ -437,7 +450,39 @@ impl Enforcer {
                 tracing::debug!("unpinning a cgroup hook: {error}");
             }
         }
-        self.attached_to = None;
+    }
+
+    /// Container `name` is no longer guarded: its hooks detached, its pin directory gone.
+    fn detach(&mut self, name: &str) {
+        self.unpin(name);
+        if self.pinning
+            && let Ok(dir) = pins::container_dir(name)
+            && let Err(error) = pins::remove_pins(&dir, &[])
+        {
+            tracing::warn!("cannot remove the pins of `{name}`: {error}");
+        }
+        tracing::info!("hooks of container `{name}` detached");
+    }
+
+    /// Hooks on every guarded container that runs; none left on one no longer guarded.
+    fn follow_all(&mut self, guarded: &Guarded) {
+        let gone: Vec<String> = self
+            .attached
+            .keys()
+            .filter(|name| !guarded.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.detach(&name);
+        }
+        for unit in guarded.values() {
+            let current = unit.container.borrow().clone();
+            if let Some(current) = current
+                && let Err(error) = self.follow(&current)
+            {
+                tracing::error!("cannot enforce on container `{}`: {error}", current.name);
+            }
+        }
     }
 
     /// Keep the hooks on the current container, and the kernel's policy current, until the
@@ -445,18 +490,17 @@ impl Enforcer {
     /// event lost.
     pub(crate) async fn run(
         mut self,
-        mut container: watch::Receiver<Option<GuardedContainer>>,
+        mut guarded: watch::Receiver<Guarded>,
         mut policy: watch::Receiver<Arc<Policy>>,
     ) {
+        let mut feeds = Feeds::default();
         loop {
-            let current = container.borrow_and_update().clone();
-            if let Some(current) = current
-                && let Err(error) = self.follow(&current)
-            {
-                tracing::error!("cannot enforce on container `{}`: {error}", current.name);
-            }
+            let set = guarded.borrow_and_update().clone();
+            feeds.sync(&set);
+            self.follow_all(&set);
             tokio::select! {
-                changed = container.changed() => if changed.is_err() { return },
+                changed = guarded.changed() => if changed.is_err() { return },
+                _ = feeds.changed() => {}
                 changed = policy.changed() => {
                     if changed.is_err() {
                         return;

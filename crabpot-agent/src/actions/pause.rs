@@ -1,6 +1,6 @@
-//! Auto-pause: every CRITICAL freezes the container (`docker pause`, the cgroup freezer),
-//! then one follow-up CRITICAL announces it. Alerts that arrive while it is already frozen
-//! do nothing more.
+//! Auto-pause: every CRITICAL freezes the container it names (`docker pause`, the cgroup
+//! freezer), then one follow-up CRITICAL announces it. Alerts that arrive while it is already
+//! frozen do nothing more; the other guarded containers keep running.
 //!
 //! Through Docker, not by writing the cgroup freezer ourselves: tried, a direct freeze taken
 //! at the exec tracepoint catches `runc init` mid-exec, the v1 freezer stays in FREEZING and
@@ -12,8 +12,7 @@ use bollard::{Docker, errors::Error as DockerError};
 use tokio::sync::{mpsc, watch};
 
 use crate::model::alert::{Alert, AlertSource, Severity};
-use crate::model::container::GuardedContainer;
-use crate::model::sender::AlertSender;
+use crate::model::container::{Guarded, GuardedContainer, unit_named};
 use crate::policy::decisions::{DecisionStore, Subject};
 
 /// How long after Docker was asked to stop a run it counts as stopping. Longer than
@@ -75,12 +74,17 @@ async fn still_running(docker: &Docker, id: &str) -> bool {
 pub(crate) async fn run(
     docker: Docker,
     mut criticals: mpsc::Receiver<Alert>,
-    container: watch::Receiver<Option<GuardedContainer>>,
-    alerts: AlertSender,
+    guarded: watch::Receiver<Guarded>,
     decisions: DecisionStore,
 ) {
     while let Some(trigger) = criticals.recv().await {
-        let Some(current) = container.borrow().clone() else {
+        // The container the alert names (by id, else name), announced through its sender.
+        let found = {
+            let set = guarded.borrow();
+            unit_named(&set, &trigger.container, &trigger.container_id)
+                .map(|(_, unit)| (unit.container.borrow().clone(), unit.alerts.clone()))
+        };
+        let Some((Some(current), alerts)) = found else {
             continue;
         };
         if !should_pause(&trigger, &current) {

@@ -38,6 +38,8 @@ impl Learning {
         });
         let carried = CarriedOver {
             container: settings.monitor.container.clone(),
+            containers: settings.monitor.containers.clone(),
+            select: settings.monitor.select.clone(),
             profiles: settings.profiles.clone(),
             auto_pause: settings.monitor.auto_pause,
             policy: settings.policy.clone(),

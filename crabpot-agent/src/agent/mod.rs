@@ -22,6 +22,7 @@ mod learning;
 mod signals;
 mod start;
 mod tasks;
+mod units;
 
 /// Queue between the ring-buffer drain and the agent loop, in batches of up to
 /// `ring::BATCH` events (64 × 256: at most 16 Ki events in flight).
@@ -38,7 +39,6 @@ const TASKS_ON_STOP: Duration = Duration::from_secs(3);
 struct Prepared {
     settings: settings::Settings,
     config: Arc<crate::config::MonitorConfig>,
-    scanner: LogScanner,
     log_writer: AlertLogWriter,
     audit_writer: AlertLogWriter,
     token: String,
@@ -99,7 +99,8 @@ async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
         settings.policy = crate::policy::learn::audit_everything(&settings.policy);
     }
     let config = Arc::new(settings.monitor.clone());
-    let scanner = LogScanner::new(&config.log_patterns)?;
+    // Checked here; each guarded container's logs channel compiles its own.
+    LogScanner::new(&config.log_patterns)?;
     let (log_writer, audit_writer) = open_logs(&config)?;
     let log_writer = log_writer.with_format(args.output_format);
     check_exposure(args)?;
@@ -140,7 +141,6 @@ async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         settings,
         config,
-        scanner,
         log_writer,
         audit_writer,
         token,

@@ -5,7 +5,7 @@ use crate::policy::{break_glass::BreakGlass, decisions::DecisionStore, exception
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
-    sync::{broadcast, mpsc, watch},
+    sync::{mpsc, watch},
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
@@ -13,15 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::model::sender::AlertSender;
 use crate::{
     actions::dns_learn::DnsLearner,
-    channels::{
-        self as watchers, ChannelTicks, WatchContext,
-        health::HealthWatcher,
-        logs::{LogScanner, LogsWatcher},
-        network::NetworkPoll,
-        processes::ProcessPoll,
-        stats::StatsWatcher,
-    },
+    channels::ChannelTicks,
     events::Judges,
+    model::container::{Feeds, Guarded, GuardedContainer},
     policy::alerted::AlertedPids,
 };
 use crate::{
@@ -42,15 +36,14 @@ use crate::{
         router::AlertRouter,
         systemd, toast,
     },
-    sources::{
-        bpf::{self, bus::BusMessage, drops},
-        container::ContainerTracker,
-    },
+    sources::bpf::{self, bus::BusMessage, drops},
 };
 
 use super::{
-    ALERT_CAPACITY, BUS_CAPACITY, Prepared, Running, announce, report_layers, signals::Signals,
+    ALERT_CAPACITY, BUS_CAPACITY, Prepared, Running, announce, report_layers,
+    signals::Signals,
     tasks::Tasks,
+    units::{UnitParts, Units},
 };
 
 /// Start every task: sources, sinks, channels, the HTTP listener, the signal handler;
@@ -67,39 +60,47 @@ pub(super) fn start(
     let (config, policy, docker) = (p.config, p.policy, p.docker);
     let (metrics, layers) = observe_layers(args, &p.settings, &config, &policy, p.kernel.as_ref());
     let mut tasks = Tasks::new(stop.clone());
-    let mut sources = start_sources(&mut tasks, &config, &docker, &policy, p.kernel);
+    let mut sources = start_sources(&mut tasks, &policy, p.kernel);
     if let Some(map) = sources.open_filtered.take() {
         watch_filtered_opens(&mut tasks, map, &metrics);
     }
     let hub = dashboard::Hub::default();
     let decisions = DecisionStore::open(crate::policy::decisions::state_file());
-    let (alerts, stop_router, router) = start_router(
+    let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
+    let ticks = Arc::new(ChannelTicks::default());
+    metrics.set_exceptions(p.settings.exceptions.clone());
+    let shared = Shared::new(&config, BreakGlass::default());
+    let (guarded, (stats_rx, posture_rx)) = start_units(
+        &mut tasks,
+        (&docker, &config, stop),
+        (&alerts_tx, &ticks, &shared, &p.settings.exceptions),
+        &mut sources,
+    );
+    let primary = primary_container(&mut tasks, &config, &guarded);
+    let alerts = AlertSender::new(alerts_tx, primary.clone(), config.container.clone());
+    let (stop_router, router) = start_router(
         args,
         &config,
         &docker,
-        &sources.guarded,
+        &guarded,
         &metrics,
         &hub,
         (p.log_writer, decisions.clone()),
         (p.poll_only_reason, learn.clone()),
+        (&alerts, alerts_rx),
     );
-    let ticks = Arc::new(ChannelTicks::default());
-    let ctx = watch_context(&docker, &config, &sources, &alerts, &ticks);
-    metrics.set_exceptions(p.settings.exceptions.clone());
-    let operator = (BreakGlass::default(), p.settings.exceptions.clone());
-    let (shared, (stats_rx, posture_rx)) =
-        start_channels(&mut tasks, ctx, &config, &sources, p.scanner, operator);
     let break_glass = shared.glass.clone();
     let bus = start_drain(&mut tasks, sources.events, sources.dropped);
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
     let audit_task = tokio::spawn(alert_log::writer::run(p.audit_writer, audit_rx));
     let (trust, trust_rx) = watch::channel(p.settings.trust);
+    let (trusts, trusts_rx) = watch::channel(std::collections::BTreeMap::new());
     let (trust_resets_tx, trust_resets) = mpsc::channel(8);
     let (reload_tx, reload_rx) = mpsc::channel(1);
     let desk = DecisionDesk::new(DeskParts {
         store: decisions,
         docker: docker.clone(),
-        guarded: sources.guarded.clone(),
+        guarded: primary.clone(),
         alerts: alerts.clone(),
         audit: audit_tx.clone(),
         trust_resets: trust_resets_tx.clone(),
@@ -115,11 +116,13 @@ pub(super) fn start(
     let http_state = HttpState {
         metrics: metrics.clone(),
         views: StateViews {
-            container: sources.guarded.clone(),
+            container: primary.clone(),
             stats: stats_rx,
             posture: posture_rx,
             trust: trust_rx,
             ticks,
+            guarded: guarded.clone(),
+            trusts: trusts_rx,
         },
         token: Arc::new(p.token),
         remote: args.listen_remote,
@@ -130,14 +133,7 @@ pub(super) fn start(
         break_glass,
         decisions: desk,
     };
-    start_http(
-        &mut tasks,
-        args,
-        http_state,
-        hub,
-        &sources.guarded,
-        &metrics,
-    );
+    start_http(&mut tasks, args, http_state, hub, &primary, &metrics);
     let base_tx = sources.base_tx;
     let reload = Reload {
         requests: (reload_tx, reload_rx),
@@ -147,12 +143,14 @@ pub(super) fn start(
     start_control(&mut tasks, args, signals, stop, reload, &alerts, &metrics);
     let kernel_loop = KernelLoop {
         args: args.clone(),
-        guarded: sources.guarded,
+        guarded,
         judges: judges(shared),
         policy: sources.policy_rx,
         alerts: alerts.clone(),
         audit: audit_tx,
         trust,
+        trusts,
+        trust_start: p.settings.trust,
         trust_resets,
         metrics,
         dns: DnsLearner::new(sources.allow),
@@ -167,25 +165,6 @@ pub(super) fn start(
         audit_task,
     };
     (running, kernel_loop, bus)
-}
-
-/// What every Docker-side channel shares: the engine, the settings, the container, where
-/// alerts go and where ticks are recorded.
-fn watch_context(
-    docker: &bollard::Docker,
-    config: &Arc<crate::config::MonitorConfig>,
-    sources: &Sources,
-    alerts: &AlertSender,
-    ticks: &Arc<ChannelTicks>,
-) -> WatchContext {
-    WatchContext {
-        docker: docker.clone(),
-        config: config.clone(),
-        container: sources.guarded.clone(),
-        alerts: alerts.clone(),
-        ticks: ticks.clone(),
-        docker_events: sources.docker_events.clone(),
-    }
 }
 
 /// Announce the start, say which layer enforces each rule, and publish that in metrics.
@@ -260,33 +239,32 @@ fn start_control(
     systemd::notify("READY=1");
 }
 
-/// The sources every later part follows: the container tracker (the guarded container and
-/// its Docker events), the host-name resolver, the in-kernel enforcer.
+/// The sources every later part follows: the kernel's cgroup filter (for the container
+/// trackers), the host-name resolver, the in-kernel enforcer (started with the set of
+/// guarded containers).
 struct Sources {
     allow: Option<crate::actions::kernel_allow::SharedAllow>,
     events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
     open_filtered: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
+    guard: Option<crate::sources::guard::SharedGuard>,
+    enforcer: Option<crate::actions::enforcer::Enforcer>,
     base_tx: watch::Sender<Arc<Policy>>,
     policy_rx: watch::Receiver<Arc<Policy>>,
-    guarded: watch::Receiver<Option<crate::model::container::GuardedContainer>>,
-    docker_events: broadcast::Sender<crate::sources::container::DockerEvent>,
 }
 
 fn start_sources(
     tasks: &mut Tasks,
-    config: &crate::config::MonitorConfig,
-    docker: &bollard::Docker,
     policy: &Arc<Policy>,
     kernel: Option<kernel_side::KernelSide>,
 ) -> Sources {
     let allow = kernel.as_ref().map(|k| k.enforcer.allow());
-    let (events, dropped, open_filtered, cgroups, enforcer) = match kernel {
+    let (events, dropped, open_filtered, guard, enforcer) = match kernel {
         Some(k) => (
             Some(k.events),
             Some(k.dropped),
             Some(k.open_filtered),
-            Some(k.guard),
+            Some(Arc::new(std::sync::Mutex::new(k.guard))),
             Some(k.enforcer),
         ),
         None => (None, None, None, None, None),
@@ -294,35 +272,115 @@ fn start_sources(
     // SIGHUP replaces the base policy; the host resolver publishes it, names resolved.
     let (base_tx, base_rx) = watch::channel(policy.clone());
     let (policy_tx, policy_rx) = watch::channel(policy.clone());
-    let (guarded_tx, guarded) = watch::channel(None);
-    let (docker_events, _) = broadcast::channel(256);
-    let tracker = ContainerTracker::new(
-        docker.clone(),
-        config.container.clone(),
-        cgroups,
-        guarded_tx,
-        docker_events.clone(),
-    );
-    tasks.spawn("container tracker", tracker.run());
     tasks.spawn(
         "host-name resolver",
         hosts::keep_resolved(base_rx, policy_tx),
     );
-    if let Some(enforcer) = enforcer {
-        tasks.spawn(
-            "in-kernel enforcer",
-            enforcer.run(guarded.clone(), policy_rx.clone()),
-        );
-    }
     Sources {
         allow,
         events,
         dropped,
         open_filtered,
+        guard,
+        enforcer,
         base_tx,
         policy_rx,
-        guarded,
-        docker_events,
+    }
+}
+
+/// The guarded containers (named ones attached now, selected ones as they start) and the
+/// in-kernel enforcer that hooks each of them; the set they are in, and the stats and
+/// posture feeds of the first one.
+fn start_units(
+    tasks: &mut Tasks,
+    (docker, config, stop): (
+        &bollard::Docker,
+        &Arc<crate::config::MonitorConfig>,
+        &CancellationToken,
+    ),
+    (alerts, ticks, shared, exceptions): UnitShared<'_>,
+    sources: &mut Sources,
+) -> (watch::Receiver<Guarded>, ChannelViews) {
+    let (stats_tx, stats_rx) = watch::channel(None);
+    let (posture_tx, posture_rx) = watch::channel(None);
+    let (units, guarded) = Units::new(UnitParts {
+        docker: docker.clone(),
+        config: config.clone(),
+        guard: sources.guard.take(),
+        alerts: alerts.clone(),
+        ticks: ticks.clone(),
+        shared: shared.clone(),
+        exceptions: exceptions.clone(),
+        policy: sources.policy_rx.clone(),
+        allow: sources.allow.clone(),
+        views: Some((stats_tx, posture_tx)),
+        stop: stop.clone(),
+    });
+    tasks.spawn("guarded containers", units.run());
+    if let Some(enforcer) = sources.enforcer.take() {
+        tasks.spawn(
+            "in-kernel enforcer",
+            enforcer.run(guarded.clone(), sources.policy_rx.clone()),
+        );
+    }
+    (guarded, (stats_rx, posture_rx))
+}
+
+/// What the channels publish for the metrics and the dashboard: stats and posture.
+type ChannelViews = (
+    watch::Receiver<Option<crate::channels::stats::StatsSample>>,
+    watch::Receiver<Option<crate::policy::posture::PostureReport>>,
+);
+
+/// What every guarded container's channels share with the rest of the agent.
+type UnitShared<'a> = (
+    &'a mpsc::Sender<crate::model::alert::Alert>,
+    &'a Arc<ChannelTicks>,
+    &'a Shared,
+    &'a Arc<crate::policy::exceptions::Exceptions>,
+);
+
+/// The container the agent-wide views (metrics, the dashboard's header, status) and
+/// agent-wide records describe: the first named, else the first selected one guarded.
+fn primary_container(
+    tasks: &mut Tasks,
+    config: &crate::config::MonitorConfig,
+    guarded: &watch::Receiver<Guarded>,
+) -> watch::Receiver<Option<GuardedContainer>> {
+    if let Some(unit) = guarded.borrow().get(&config.container) {
+        return unit.container.clone();
+    }
+    let (primary_tx, primary) = watch::channel(None);
+    tasks.spawn(
+        "first guarded container",
+        follow_first(guarded.clone(), primary_tx),
+    );
+    primary
+}
+
+/// Publish the state of the first container in the set, whichever it is at the moment.
+async fn follow_first(
+    mut guarded: watch::Receiver<Guarded>,
+    primary: watch::Sender<Option<GuardedContainer>>,
+) {
+    let mut feeds = Feeds::default();
+    loop {
+        let first = {
+            let set = guarded.borrow_and_update();
+            feeds.sync(&set);
+            set.values()
+                .next()
+                .and_then(|u| u.container.borrow().clone())
+        };
+        primary.send_if_modified(|current| {
+            let changed = *current != first;
+            *current = first;
+            changed
+        });
+        tokio::select! {
+            changed = guarded.changed() => if changed.is_err() { return },
+            _ = feeds.changed() => {}
+        }
     }
 }
 
@@ -352,18 +410,13 @@ fn start_router(
     args: &AgentArgs,
     config: &crate::config::MonitorConfig,
     docker: &bollard::Docker,
-    guarded: &watch::Receiver<Option<crate::model::container::GuardedContainer>>,
+    guarded: &watch::Receiver<Guarded>,
     metrics: &Arc<Metrics>,
     hub: &dashboard::Hub,
     (log_writer, decisions): (AlertLogWriter, DecisionStore),
     (poll_only_reason, learn): (Option<String>, Option<Arc<crate::policy::learn::Recorder>>),
-) -> (
-    AlertSender,
-    tokio::sync::oneshot::Sender<()>,
-    JoinHandle<()>,
-) {
-    let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
-    let alerts = AlertSender::new(alerts_tx, guarded.clone(), config.container.clone());
+    (alerts, alerts_rx): (&AlertSender, mpsc::Receiver<crate::model::alert::Alert>),
+) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<()>) {
     if let Some(reason) = poll_only_reason {
         let alert = crate::model::alert::Alert::new(
             crate::model::alert::Severity::Warning,
@@ -394,82 +447,31 @@ fn start_router(
         decisions,
     }
     .start_learning(alerts_rx, router_stop, learn);
-    (alerts, stop_router, router)
+    (stop_router, router)
 }
 
 /// What the `docker top` backstop shares with the kernel rules: one denylist, one set of
 /// executable identities, one record of what was alerted, the health probes.
-struct Shared {
-    denylist: Arc<Denylist>,
-    identity: Arc<ExeIdentity>,
-    alerted_pids: AlertedPids,
-    probes: crate::policy::origin::Probes,
-    glass: BreakGlass,
+#[derive(Clone)]
+pub(super) struct Shared {
+    pub denylist: Arc<Denylist>,
+    pub identity: Arc<ExeIdentity>,
+    pub alerted_pids: AlertedPids,
+    pub probes: crate::policy::origin::Probes,
+    pub glass: BreakGlass,
 }
 
-/// The six Docker-side channels; returns what the kernel rules share with them and the
-/// stats feed.
-fn start_channels(
-    tasks: &mut Tasks,
-    ctx: WatchContext,
-    config: &crate::config::MonitorConfig,
-    sources: &Sources,
-    scanner: LogScanner,
-    (glass, exceptions): (BreakGlass, Arc<Exceptions>),
-) -> (Shared, ChannelViews) {
-    let shared = Shared {
-        denylist: Arc::new(Denylist::new(&config.process_denylist)),
-        identity: Arc::new(ExeIdentity::new(&config.process_denylist)),
-        alerted_pids: AlertedPids::default(),
-        probes: crate::policy::origin::Probes::default(),
-        glass,
-    };
-    let (stats_tx, stats_rx) = watch::channel(None);
-    tasks.spawn(
-        "stats channel",
-        watchers::run_stream(StatsWatcher::new(stats_tx), ctx.clone()),
-    );
-    let processes = ProcessPoll::new(
-        shared.denylist.clone(),
-        shared.identity.clone(),
-        shared.alerted_pids.clone(),
-        config.process_poll,
-    )
-    .with_probes(shared.probes.clone())
-    .with_operator(shared.glass.clone(), exceptions);
-    tasks.spawn(
-        "process channel",
-        watchers::run_polling(processes, ctx.clone()),
-    );
-    let network = NetworkPoll::new(config.network_poll, sources.policy_rx.clone())
-        .with_dynamic_allow(sources.allow.clone());
-    tasks.spawn(
-        "network channel",
-        watchers::run_polling(network, ctx.clone()),
-    );
-    tasks.spawn(
-        "logs channel",
-        watchers::run_stream(LogsWatcher::new(scanner), ctx.clone()),
-    );
-    tasks.spawn(
-        "pids channel",
-        watchers::run_polling(watchers::pids::PidsWatcher::default(), ctx.clone()),
-    );
-    tasks.spawn("health channel", HealthWatcher::default().run(ctx.clone()));
-    let (posture_tx, posture_rx) = watch::channel(None);
-    tasks.spawn(
-        "posture channel",
-        watchers::posture::PostureWatcher::new(posture_tx).run(ctx.clone()),
-    );
-    tasks.spawn("events channel", watchers::events::run(ctx));
-    (shared, (stats_rx, posture_rx))
+impl Shared {
+    fn new(config: &crate::config::MonitorConfig, glass: BreakGlass) -> Self {
+        Shared {
+            denylist: Arc::new(Denylist::new(&config.process_denylist)),
+            identity: Arc::new(ExeIdentity::new(&config.process_denylist)),
+            alerted_pids: AlertedPids::default(),
+            probes: crate::policy::origin::Probes::default(),
+            glass,
+        }
+    }
 }
-
-/// What the channels publish for the metrics and the dashboard: stats and posture.
-type ChannelViews = (
-    watch::Receiver<Option<crate::channels::stats::StatsSample>>,
-    watch::Receiver<Option<crate::policy::posture::PostureReport>>,
-);
 
 /// The ring-buffer drain and the drop-counter watch, feeding the bus the kernel loop
 /// reads; no bus without a kernel side.
@@ -501,7 +503,7 @@ fn start_http(
     args: &AgentArgs,
     mut http_state: HttpState,
     hub: dashboard::Hub,
-    guarded: &watch::Receiver<Option<crate::model::container::GuardedContainer>>,
+    guarded: &watch::Receiver<Option<GuardedContainer>>,
     metrics: &Arc<Metrics>,
 ) {
     let dashboard_url = format!("http://{}/?token={}", args.listen, http_state.token);
@@ -528,6 +530,7 @@ fn start_http(
                 let (events, dropped) = counter_source.event_counts();
                 serde_json::json!({"events": events, "dropped": dropped})
             },
+            http_state.views.clone(),
         ),
     );
     if let Some(address) = args.metrics_listen {

@@ -64,8 +64,10 @@ enum Command {
     /// back to 100 (audited in the alerts log); with no agent running, Docker is asked
     /// directly.
     Resume {
-        #[arg(long, default_value = "crabpot", env = "CRABPOT_CONTAINER")]
-        container: String,
+        /// The container (name); the agent's first guarded one when absent (`crabpot`
+        /// without an agent).
+        #[arg(long, env = "CRABPOT_CONTAINER")]
+        container: Option<String>,
         #[command(flatten)]
         agent: AgentAccess,
     },
@@ -254,7 +256,7 @@ async fn main() -> ExitCode {
         Command::Pause { container } => {
             report(&container, "paused", control::pause(&container).await)
         }
-        Command::Resume { container, agent } => resume(&container, &agent).await,
+        Command::Resume { container, agent } => resume(container.as_deref(), &agent).await,
         Command::Shell {
             container,
             agent,
@@ -493,8 +495,21 @@ fn report(
 
 /// Resume through the running agent (unfreeze + audited trust reset); with no agent
 /// answering, through Docker directly.
-async fn resume(container: &str, access: &AgentAccess) -> ExitCode {
-    match control_request(access, "/api/resume") {
+async fn resume(named: Option<&str>, access: &AgentAccess) -> ExitCode {
+    let container = named.unwrap_or("crabpot");
+    // Docker names are [a-zA-Z0-9][a-zA-Z0-9_.-]*: nothing to escape in the query.
+    if !container
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        eprintln!("crabpot: `{container}` is not a container name");
+        return ExitCode::FAILURE;
+    }
+    let path = match named {
+        Some(name) => format!("/api/resume?container={name}"),
+        None => "/api/resume".to_string(),
+    };
+    match control_request(access, &path) {
         Ok(text) => {
             print!("crabpot: container resumed; {text}");
             ExitCode::SUCCESS
@@ -791,6 +806,19 @@ fn status(agent: &str, json: bool) -> ExitCode {
             ""
         }
     );
+    // Several guarded containers: one line each (the lines above describe the first).
+    if status.containers.len() > 1 {
+        for c in &status.containers {
+            println!(
+                "guarded: {} {} ({}), trust {} after {} violation(s)",
+                c.name,
+                c.id.get(..12).filter(|id| !id.is_empty()).unwrap_or("-"),
+                c.state,
+                c.trust_score,
+                c.violations
+            );
+        }
+    }
     if let Some(layers) = status.info["layers"].as_array() {
         let text: Vec<String> = layers
             .iter()

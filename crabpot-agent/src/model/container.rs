@@ -32,3 +32,83 @@ pub struct ProcessCgroup {
     /// The path from the cgroup2 root (`/docker/<id>`), as the kernel names it.
     pub relative: String,
 }
+
+/// One guarded container as every part reaches it: its own feed (absent while it is not
+/// running) and the sender that stamps its records with its name and id.
+#[derive(Clone)]
+pub struct GuardedUnit {
+    pub container: tokio::sync::watch::Receiver<Option<GuardedContainer>>,
+    pub alerts: super::sender::AlertSender,
+}
+
+/// Every guarded container, by name (the `--container` name, or the name of a container a
+/// `--select` matched). One container is a set of one.
+pub type Guarded = std::collections::BTreeMap<String, GuardedUnit>;
+
+/// The guarded container a record names: by Docker id, else by name; the only one when a
+/// single container is guarded and the record names none.
+pub(crate) fn unit_named<'a>(
+    guarded: &'a Guarded,
+    name: &str,
+    id: &str,
+) -> Option<(&'a String, &'a GuardedUnit)> {
+    let by_id = (!id.is_empty())
+        .then(|| {
+            guarded
+                .iter()
+                .find(|(_, unit)| unit.container.borrow().as_ref().is_some_and(|c| c.id == id))
+        })
+        .flatten();
+    by_id
+        .or_else(|| guarded.get_key_value(name))
+        .or_else(|| match guarded.len() {
+            1 if name.is_empty() => guarded.iter().next(),
+            _ => None,
+        })
+}
+
+/// Follows the feed of every guarded container: which one changed, kept in step with the
+/// set (containers attached and detached).
+#[derive(Default)]
+pub(crate) struct Feeds {
+    feeds:
+        std::collections::BTreeMap<String, tokio::sync::watch::Receiver<Option<GuardedContainer>>>,
+}
+
+impl Feeds {
+    /// Follow exactly the containers of `guarded`; the names newly followed.
+    pub(crate) fn sync(&mut self, guarded: &Guarded) -> Vec<String> {
+        self.feeds.retain(|name, _| guarded.contains_key(name));
+        let mut added = Vec::new();
+        for (name, unit) in guarded {
+            if !self.feeds.contains_key(name) {
+                let mut feed = unit.container.clone();
+                // What it holds now is handled by the caller as the newly followed state.
+                feed.borrow_and_update();
+                self.feeds.insert(name.clone(), feed);
+                added.push(name.clone());
+            }
+        }
+        added
+    }
+
+    /// The name of the next container whose state changes (or whose feed ends: it is then
+    /// no longer followed); never returns while nothing is followed.
+    pub(crate) async fn changed(&mut self) -> String {
+        if self.feeds.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.feeds.iter_mut().map(|(name, feed)| {
+            Box::pin(async move { (name.clone(), feed.changed().await.is_ok()) })
+        });
+        let ((name, open), _, _) = futures_util::future::select_all(waits).await;
+        if open {
+            if let Some(feed) = self.feeds.get_mut(&name) {
+                feed.borrow_and_update();
+            }
+        } else {
+            self.feeds.remove(&name);
+        }
+        name
+    }
+}

@@ -56,6 +56,9 @@ pub(crate) fn audit_everything(policy: &Policy) -> Policy {
 /// What of the running policy learn mode carries into the proposed file.
 pub(crate) struct CarriedOver {
     pub container: String,
+    /// Every container guarded by name, and the selectors (several containers).
+    pub containers: Vec<String>,
+    pub select: Vec<String>,
     pub profiles: Vec<&'static str>,
     pub auto_pause: bool,
     /// The configured policy (before learn mode put its blocking rules in audit).

@@ -81,6 +81,8 @@ pub struct TrustReset {
     pub reason: ResetReason,
     /// Who asked: the peer address of the authenticated request.
     pub from: String,
+    /// The guarded container (name or id) whose trust is reset; every one when absent.
+    pub container: Option<String>,
     pub reply: oneshot::Sender<TrustScore>,
 }
 

@@ -62,11 +62,16 @@ pub struct Status {
     /// The operator's exceptions and how many events each silenced.
     #[serde(default)]
     pub exceptions: Vec<(String, u64)>,
+    /// Every guarded container (one when one is guarded).
+    #[serde(default)]
+    pub containers: Vec<crate::sinks::metrics::ContainerStatus>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct TokenQuery {
     token: Option<String>,
+    /// Pause and resume: the guarded container (name or id) meant; the first when absent.
+    container: Option<String>,
 }
 
 fn presented(headers: &HeaderMap, query: &TokenQuery) -> Option<String> {
@@ -115,12 +120,7 @@ pub(crate) fn status(state: &HttpState) -> Status {
         kernel_events_dropped,
         container: container.as_ref().map(|c| c.name.clone()),
         container_id: container.as_ref().map(|c| c.id.clone()),
-        state: match &container {
-            None => "absent".into(),
-            Some(c) if c.paused && trust.score < trust.quarantine_below => "quarantined".into(),
-            Some(c) if c.paused => "paused".into(),
-            Some(_) => "running".into(),
-        },
+        state: crate::sinks::metrics::state_word(container.as_ref(), &trust).into(),
         trust_score: trust.score,
         violations: trust.violations,
         quarantined: trust.score < trust.quarantine_below,
@@ -133,6 +133,7 @@ pub(crate) fn status(state: &HttpState) -> Status {
             .collect(),
         info: serde_json::to_value(&*state.info).unwrap_or_default(),
         exceptions: state.metrics.exception_hits(),
+        containers: state.views.containers(),
     }
 }
 
@@ -174,16 +175,27 @@ async fn api_recent(
     headers: HeaderMap,
     Query(q): Query<RecentQuery>,
 ) -> Response {
-    let token = TokenQuery { token: q.token };
+    let token = TokenQuery {
+        token: q.token,
+        container: None,
+    };
     if let Some(refusal) = view_refused(&state, &headers, &token) {
         return refusal;
     }
     Json(state.hub.recent(q.last.unwrap_or(50))).into_response()
 }
 
-async fn control(state: &HttpState, pause: bool) -> Result<(), Response> {
-    let Some(container) = state.views.container.borrow().clone() else {
-        return Err((StatusCode::CONFLICT, "no container is being guarded\n").into_response());
+async fn control(state: &HttpState, pause: bool, named: Option<&str>) -> Result<(), Response> {
+    let current = match named {
+        Some(wanted) => {
+            let set = state.views.guarded.borrow();
+            crate::model::container::unit_named(&set, wanted, wanted)
+                .and_then(|(_, unit)| unit.container.borrow().clone())
+        }
+        None => state.views.container.borrow().clone(),
+    };
+    let Some(container) = current else {
+        return Err((StatusCode::CONFLICT, "no such container is being guarded\n").into_response());
     };
     let result = if pause {
         state.docker.pause_container(&container.id).await
@@ -199,11 +211,17 @@ async fn control(state: &HttpState, pause: bool) -> Result<(), Response> {
 }
 
 /// Reset trust through the kernel-event loop (audited there); the text for the operator.
-async fn reset_trust(state: &HttpState, reason: ResetReason, peer: SocketAddr) -> Response {
+async fn reset_trust(
+    state: &HttpState,
+    reason: ResetReason,
+    peer: SocketAddr,
+    container: Option<String>,
+) -> Response {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let request = TrustReset {
         reason,
         from: format!("{peer} (token holder)"),
+        container,
         reply,
     };
     if state.trust_resets.send(request).await.is_err() {
@@ -230,7 +248,7 @@ async fn api_pause(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    match control(&state, true).await {
+    match control(&state, true, q.container.as_deref()).await {
         Ok(()) => (StatusCode::OK, "paused\n").into_response(),
         Err(response) => response,
     }
@@ -246,10 +264,10 @@ async fn api_resume(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    if let Err(response) = control(&state, false).await {
+    if let Err(response) = control(&state, false, q.container.as_deref()).await {
         return response;
     }
-    reset_trust(&state, ResetReason::Resume, peer).await
+    reset_trust(&state, ResetReason::Resume, peer, q.container).await
 }
 
 async fn api_trust_reset(
@@ -261,7 +279,7 @@ async fn api_trust_reset(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    reset_trust(&state, ResetReason::Reset, peer).await
+    reset_trust(&state, ResetReason::Reset, peer, q.container).await
 }
 
 /// What `crabpot shell` announces: who, which container, which exact argv.

@@ -80,7 +80,18 @@ fn header(out: &mut String, carried: &CarriedOver, session: &Session) {
 }
 
 fn policy_section(out: &mut String, carried: &CarriedOver) {
-    out.push_str(&format!("container: {}\n", scalar(&carried.container)));
+    if carried.containers.len() <= 1 && carried.select.is_empty() {
+        out.push_str(&format!("container: {}\n", scalar(&carried.container)));
+    } else {
+        let list = |items: &[String]| items.iter().map(|i| scalar(i)).collect::<Vec<_>>();
+        out.push_str(&format!(
+            "containers: [{}]\n",
+            list(&carried.containers).join(", ")
+        ));
+        if !carried.select.is_empty() {
+            out.push_str(&format!("select: [{}]\n", list(&carried.select).join(", ")));
+        }
+    }
     out.push_str(&format!("profiles: [{}]\n", carried.profiles.join(", ")));
     if !carried.auto_pause {
         out.push_str("auto_pause: false\n");

@@ -49,6 +49,8 @@ fn carried() -> CarriedOver {
     let exceptions = Exceptions::new(file.exceptions.unwrap_or_default());
     CarriedOver {
         container: "gateway".into(),
+        containers: vec!["gateway".into()],
+        select: Vec::new(),
         profiles: vec!["openclaw"],
         auto_pause: false,
         policy,
@@ -108,7 +110,7 @@ fn the_proposed_file_parses_and_carries_the_policy_over() {
         TrustScore::default(),
     );
     apply_file(&mut monitor, &mut policy, &mut trust, &file);
-    assert_eq!(monitor.container, "gateway");
+    assert_eq!(monitor.containers, ["gateway"]);
     assert!(!monitor.auto_pause);
     assert_eq!(policy.action(RuleName::Socket), Action::Block);
     assert_eq!(policy.action(RuleName::Connect), Action::Block);
@@ -209,4 +211,22 @@ fn the_file_is_replaced_atomically() {
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn several_guarded_containers_and_selectors_are_carried_over() {
+    let mut several = carried();
+    several.containers = vec!["gateway".into(), "bridge".into()];
+    several.select = vec!["label=crabpot.guard=yes".into()];
+    let text = render(&learned(), &several, &session());
+    let file =
+        parse(Path::new("monitor.learned.yml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let (mut monitor, mut policy, mut trust) = (
+        MonitorConfig::default(),
+        Policy::default(),
+        TrustScore::default(),
+    );
+    apply_file(&mut monitor, &mut policy, &mut trust, &file);
+    assert_eq!(monitor.containers, ["gateway", "bridge"], "{text}");
+    assert_eq!(monitor.select, ["label=crabpot.guard=yes"], "{text}");
 }

@@ -63,6 +63,9 @@ struct ContainerGauges {
     trust: IntGauge,
     posture_score: GaugeVec,
     posture_findings: GaugeVec,
+    /// Per guarded container (`container` label): trust score and frozen.
+    guarded_trust: GaugeVec,
+    guarded_paused: GaugeVec,
 }
 
 /// What the scrape reads.
@@ -74,6 +77,52 @@ pub struct StateViews {
     pub ticks: Arc<ChannelTicks>,
     /// The posture audit of the guarded container (none before the first).
     pub posture: watch::Receiver<Option<PostureReport>>,
+    /// Every guarded container, and each one's trust score (by name).
+    pub guarded: watch::Receiver<crate::model::container::Guarded>,
+    pub trusts: watch::Receiver<std::collections::BTreeMap<String, TrustScore>>,
+}
+
+/// One guarded container in `/api/status` and on the dashboard.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    /// Empty while it is not running.
+    pub id: String,
+    /// `running`, `paused`, `quarantined` or `absent` (not running).
+    pub state: String,
+    pub trust_score: i32,
+    pub violations: u32,
+}
+
+/// A container's state in one word.
+pub(crate) fn state_word(container: Option<&GuardedContainer>, trust: &TrustScore) -> &'static str {
+    match container {
+        None => "absent",
+        Some(c) if c.paused && trust.score < trust.quarantine_below => "quarantined",
+        Some(c) if c.paused => "paused",
+        Some(_) => "running",
+    }
+}
+
+impl StateViews {
+    /// Every guarded container with its state and trust.
+    pub(crate) fn containers(&self) -> Vec<ContainerStatus> {
+        let trusts = self.trusts.borrow().clone();
+        let set = self.guarded.borrow().clone();
+        set.iter()
+            .map(|(name, unit)| {
+                let current = unit.container.borrow().clone();
+                let trust = trusts.get(name).copied().unwrap_or_default();
+                ContainerStatus {
+                    name: name.clone(),
+                    id: current.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+                    state: state_word(current.as_ref(), &trust).into(),
+                    trust_score: trust.score,
+                    violations: trust.violations,
+                }
+            })
+            .collect()
+    }
 }
 
 fn must<T>(result: prometheus::Result<T>) -> T {
@@ -146,6 +195,16 @@ impl ContainerGauges {
                 "crabpot_posture_findings",
                 "1 for each posture finding of the guarded container's launch settings.",
                 &["finding", "severity"],
+            ),
+            guarded_trust: r.gauge_vec(
+                "crabpot_guarded_container_trust_score",
+                "Trust score of each guarded container (0-100).",
+                &["container"],
+            ),
+            guarded_paused: r.gauge_vec(
+                "crabpot_guarded_container_paused",
+                "1 while that guarded container is frozen.",
+                &["container"],
             ),
         }
     }
@@ -407,6 +466,17 @@ impl Metrics {
             .quarantined
             .set(i64::from(trust.score < trust.quarantine_below));
         self.render_posture(views.posture.borrow().as_ref());
+        // Detached containers leave the series.
+        self.container.guarded_trust.reset();
+        self.container.guarded_paused.reset();
+        for c in views.containers() {
+            let label = [c.name.as_str()];
+            let gauge = self.container.guarded_trust.with_label_values(&label);
+            gauge.set(f64::from(c.trust_score));
+            let paused = matches!(c.state.as_str(), "paused" | "quarantined");
+            let gauge = self.container.guarded_paused.with_label_values(&label);
+            gauge.set(f64::from(u8::from(paused)));
+        }
         for (channel, at) in views.ticks.snapshot() {
             if let Ok(time) = chrono::DateTime::parse_from_rfc3339(&at) {
                 self.last_tick

@@ -8,7 +8,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::model::container::GuardedContainer;
+use crate::model::container::Guarded;
 use crate::model::sender::AlertSender;
 use crate::{
     actions,
@@ -26,8 +26,9 @@ pub struct AlertRouter {
     pub metrics: Arc<Metrics>,
     pub auto_pause: bool,
     pub docker: bollard::Docker,
-    pub guarded: watch::Receiver<Option<GuardedContainer>>,
-    /// For the auto-pause action's own announcements.
+    /// Every guarded container: a CRITICAL freezes the one it names.
+    pub guarded: watch::Receiver<Guarded>,
+    /// Agent-wide records (the auto-pause announces through each container's own sender).
     pub alerts: AlertSender,
     pub log_writer: AlertLogWriter,
     /// Raise Windows toasts (WSL2).
@@ -80,7 +81,7 @@ impl AlertRouter {
             auto_pause,
             docker,
             guarded,
-            alerts,
+            alerts: _,
             log_writer,
             toasts,
             webhook,
@@ -109,7 +110,6 @@ impl AlertRouter {
             docker,
             pause_rx,
             guarded,
-            alerts,
             decisions.clone(),
         ));
         tokio::spawn(async move {

@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
 
 use crate::model::container::GuardedContainer;
-use crate::sources::{cgroup::cgroup_of_pid, docker::is_not_found, guard::GuardMaps};
+use crate::sources::{cgroup::cgroup_of_pid, docker::is_not_found, guard::SharedGuard};
 
 /// Signals with which a Docker `kill` event means the container is being stopped (stop,
 /// restart and `rm -f` send TERM then KILL; INT and QUIT are common stop signals).
@@ -47,7 +47,7 @@ pub(crate) struct ContainerTracker {
     docker: Docker,
     name: String,
     /// The kernel's cgroup filter; absent in poll-only mode.
-    cgroups: Option<GuardMaps>,
+    cgroups: Option<SharedGuard>,
     current: watch::Sender<Option<GuardedContainer>>,
     events: broadcast::Sender<DockerEvent>,
     said_missing: bool,
@@ -57,7 +57,7 @@ impl ContainerTracker {
     pub(crate) fn new(
         docker: Docker,
         name: String,
-        cgroups: Option<GuardMaps>,
+        cgroups: Option<SharedGuard>,
         current: watch::Sender<Option<GuardedContainer>>,
         events: broadcast::Sender<DockerEvent>,
     ) -> Self {
@@ -239,9 +239,14 @@ impl ContainerTracker {
     fn set(&mut self, next: Option<GuardedContainer>) {
         let previous = self.current.borrow().as_ref().map(|c| c.cgroup.id);
         let next_id = next.as_ref().map(|c| c.cgroup.id);
+        // A poisoned lock still holds valid maps: keep guarding with them.
+        let mut maps = self
+            .cgroups
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         if let Some(cgroup) = next.as_ref().map(|c| &c.cgroup)
             && Some(cgroup.id) != previous
-            && let Some(cgroups) = self.cgroups.as_mut()
+            && let Some(cgroups) = maps.as_mut()
             && let Err(error) = cgroups.add(cgroup)
         {
             tracing::error!(
@@ -251,11 +256,12 @@ impl ContainerTracker {
         }
         if let Some(old) = previous
             && Some(old) != next_id
-            && let Some(cgroups) = self.cgroups.as_mut()
+            && let Some(cgroups) = maps.as_mut()
             && let Err(error) = cgroups.remove(old)
         {
             tracing::warn!("cannot remove stale cgroup {old} from the kernel filter: {error}");
         }
+        drop(maps);
         self.current.send_replace(next);
     }
 }

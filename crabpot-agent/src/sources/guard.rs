@@ -13,6 +13,9 @@ use crate::model::container::ProcessCgroup;
 /// Directories walked when seeding the tracked processes (bounds a hostile tree).
 const MAX_SEED_DIRS: usize = 4096;
 
+/// The kernel's filter, shared by the trackers of every guarded container.
+pub(crate) type SharedGuard = std::sync::Arc<std::sync::Mutex<GuardMaps>>;
+
 pub struct GuardMaps {
     pub cgroups: HashMap<MapData, u64, u32>,
     pub levels: Array<MapData, u64>,

@@ -5,3 +5,4 @@ pub(crate) mod container;
 pub(crate) mod docker;
 pub(crate) mod guard;
 pub(crate) mod lineage;
+pub(crate) mod select;

@@ -14,8 +14,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use crabpot_agent::{
     ALERT_CAPACITY, Alert, AlertLogWriter, AlertRouter, AlertSender, AlertSource, ChannelTicks,
-    GuardedContainer, HttpState, Hub, Metrics, MonitorConfig, Severity, StateViews, StaticInfo,
-    TrustScore, http_router,
+    Guarded, GuardedContainer, GuardedUnit, HttpState, Hub, Metrics, MonitorConfig, Severity,
+    StateViews, StaticInfo, TrustScore, http_router,
 };
 use futures_util::StreamExt as _;
 use tokio::{
@@ -51,6 +51,11 @@ impl Agent {
         let (guarded_tx, guarded) = watch::channel(None);
         let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_CAPACITY);
         let sender = AlertSender::new(alerts_tx, guarded.clone(), defaults.container.clone());
+        let unit = GuardedUnit {
+            container: guarded.clone(),
+            alerts: sender.clone(),
+        };
+        let (_set_tx, set) = watch::channel(Guarded::from([(defaults.container.clone(), unit)]));
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::default();
         let (stop, router_stop) = oneshot::channel();
@@ -58,7 +63,7 @@ impl Agent {
             metrics: metrics.clone(),
             auto_pause: false,
             docker: docker.clone(),
-            guarded: guarded.clone(),
+            guarded: set.clone(),
             alerts: sender.clone(),
             log_writer,
             toasts: false,
@@ -77,6 +82,8 @@ impl Agent {
                 trust,
                 ticks: Arc::new(ChannelTicks::default()),
                 posture: watch::channel(None).1,
+                guarded: set,
+                trusts: watch::channel(Default::default()).1,
             },
             token: Arc::new("0".repeat(64)),
             remote: false,

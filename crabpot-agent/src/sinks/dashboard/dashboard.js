@@ -65,6 +65,10 @@ function setState(s) {
   $("trust").textContent = s.trust_score;
   $("bpf").textContent = s.bpf ? Object.entries(s.bpf).map(([r, l]) => `${r}=${l}`).join(" ") : "-";
   $("counters").textContent = s.counters ? `events ${s.counters.events} · dropped ${s.counters.dropped}` : "";
+  // Several guarded containers: each with its state and trust.
+  const list = s.containers || [];
+  $("containers").textContent = list.length > 1
+    ? "guarded: " + list.map((c) => `${c.name} ${c.state} ${c.trust_score}`).join(" · ") : "";
 }
 
 function connect() {

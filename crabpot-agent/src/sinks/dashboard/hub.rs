@@ -132,8 +132,14 @@ pub(crate) async fn follow_state(
     mut trust: watch::Receiver<TrustScore>,
     bpf_mode: Value,
     counters: impl Fn() -> Value + Send + 'static,
+    views: crate::sinks::metrics::StateViews,
 ) {
+    // Every guarded container is listed; any one's change is shown.
+    let (mut set, mut trusts) = (views.guarded.clone(), views.trusts.clone());
+    let mut feeds = crate::model::container::Feeds::default();
     loop {
+        feeds.sync(&set.borrow_and_update());
+        trusts.borrow_and_update();
         let state = {
             let c = container.borrow_and_update().clone();
             let t = *trust.borrow_and_update();
@@ -149,6 +155,7 @@ pub(crate) async fn follow_state(
                 "violations": t.violations,
                 "bpf": bpf_mode,
                 "counters": counters(),
+                "containers": views.containers(),
             })
         };
         hub.state(state);
@@ -162,6 +169,9 @@ pub(crate) async fn follow_state(
             }
             changed = container.changed() => if changed.is_err() { return },
             changed = trust.changed() => if changed.is_err() { return },
+            changed = set.changed() => if changed.is_err() { return },
+            changed = trusts.changed() => if changed.is_err() { return },
+            _ = feeds.changed() => {}
         }
     }
 }
