@@ -356,6 +356,7 @@ fn start_router(
         },
         webhook: args.webhook.clone().map(|url| (url, args.webhook_format)),
         dashboard: hub.clone(),
+        delivery: crate::sinks::delivery::Delivery::from_args(args),
     }
     .start(alerts_rx, router_stop);
     (alerts, stop_router, router)

@@ -1,11 +1,15 @@
 //! The alert router: every alert to every sink (and the metrics); CRITICALs (except the
-//! `no_pause` ones: posture findings), and any quarantine, also to the auto-pause action. On
-//! stop it takes no new alert but delivers every queued one.
+//! `no_pause` ones: posture findings), and any quarantine, also to the auto-pause action.
+//! Between the two, de-duplication (sinks/dedup.rs): the pause decision and the metrics see
+//! every alert, the sinks see the first of identical ones at once and the rest folded into
+//! one record at the end of the window. On stop it takes no new alert but delivers every
+//! queued one (and every open fold).
 use std::sync::Arc;
 
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
+    time::Instant,
 };
 
 use crate::model::container::GuardedContainer;
@@ -15,9 +19,12 @@ use crate::{
     model::alert::{Alert, Severity},
     sinks::{
         alert_log::{self, AlertLogWriter},
-        dashboard,
+        alertmanager, dashboard,
+        dedup::Dedup,
+        delivery::Delivery,
         dispatcher::Dispatcher,
         metrics::{Metrics, monotonic_ns},
+        rate_limit::{limited, sleep_until},
         terminal, toast, webhook,
     },
 };
@@ -34,24 +41,56 @@ pub struct AlertRouter {
     pub toasts: bool,
     pub webhook: Option<(String, webhook::WebhookFormat)>,
     pub dashboard: dashboard::Hub,
+    /// De-duplication, Alertmanager, filters and rate limits of the remote sinks.
+    pub delivery: Delivery,
+}
+
+/// What the routing loop holds.
+struct Stage {
+    metrics: Arc<Metrics>,
+    auto_pause: bool,
+    pause_tx: mpsc::Sender<Alert>,
+    dedup: Dedup,
+    dispatcher: Dispatcher,
 }
 
 impl AlertRouter {
     pub fn start(
         self,
-        mut incoming: mpsc::Receiver<Alert>,
-        mut stop: oneshot::Receiver<()>,
+        incoming: mpsc::Receiver<Alert>,
+        stop: oneshot::Receiver<()>,
     ) -> JoinHandle<()> {
+        let (pause_tx, pause_rx) = mpsc::channel(1024);
+        let pauser = tokio::spawn(actions::pause::run(
+            self.docker.clone(),
+            pause_rx,
+            self.guarded.clone(),
+            self.alerts.clone(),
+        ));
+        let stage = Stage {
+            metrics: self.metrics.clone(),
+            auto_pause: self.auto_pause,
+            pause_tx,
+            dedup: Dedup::new(self.delivery.dedup_window),
+            dispatcher: self.sinks(),
+        };
+        tokio::spawn(async move {
+            stage.run(incoming, stop).await;
+            pauser.abort();
+        })
+    }
+
+    /// One queue and task per sink; the remote and noisy ones filtered and rate-limited.
+    fn sinks(self) -> Dispatcher {
         let AlertRouter {
             metrics,
-            auto_pause,
-            docker,
             guarded,
-            alerts,
             log_writer,
             toasts,
             webhook,
             dashboard,
+            delivery,
+            ..
         } = self;
         let mut dispatcher = Dispatcher::counting(metrics.clone());
         dispatcher.add("terminal", false, terminal::run);
@@ -61,47 +100,87 @@ impl AlertRouter {
         dispatcher.add("dashboard", false, move |rx| {
             dashboard::hub::run_alert_sink(dashboard, rx)
         });
+        let critical = |alert: &Alert| alert.severity == Severity::Critical;
         if toasts {
-            dispatcher.add("toast", false, toast::run);
+            let stage = limited(
+                "toast",
+                delivery.toast_rate,
+                critical,
+                metrics.clone(),
+                toast::run,
+            );
+            dispatcher.add("toast", false, stage);
         }
         if let Some((url, format)) = webhook {
             let failures = metrics.clone();
-            dispatcher.add("webhook", false, move |rx| {
-                webhook::run(url, format, rx, failures)
-            });
+            let min = delivery.webhook_min_severity;
+            let stage = limited(
+                "webhook",
+                delivery.webhook_rate,
+                move |alert: &Alert| alert.severity >= min,
+                metrics.clone(),
+                move |rx| webhook::run(url, format, rx, failures),
+            );
+            dispatcher.add("webhook", false, stage);
         }
-        let (pause_tx, pause_rx) = mpsc::channel(1024);
-        let pauser = tokio::spawn(actions::pause::run(docker, pause_rx, guarded, alerts));
-        tokio::spawn(async move {
-            let mut stopping = false;
-            loop {
-                let next = if stopping {
-                    incoming.recv().await
-                } else {
-                    tokio::select! {
-                        next = incoming.recv() => next,
-                        _ = &mut stop => {
-                            stopping = true;
-                            incoming.close();
-                            continue;
-                        }
-                    }
-                };
-                let Some(alert) = next else { break };
-                // Container output is hostile: no alert is bigger than a bound.
-                let alert = alert.bounded();
-                metrics.alert(&alert, monotonic_ns());
-                let quarantine = alert.control.quarantine;
-                // Posture findings (`no_pause`) are about the launch, not behaviour: no freeze.
-                let pausing = alert.severity == Severity::Critical && !alert.control.no_pause;
-                if (auto_pause && pausing) || quarantine {
-                    // Full only if pausing is already far behind: it is in hand.
-                    let _ = pause_tx.try_send(alert.clone());
+        if let Some(sink) = delivery.alertmanager {
+            let failures = metrics.clone();
+            let min = sink.min_severity;
+            let stage = limited(
+                "alertmanager",
+                sink.rate,
+                move |alert: &Alert| alert.severity >= min || alertmanager::holds(alert),
+                metrics.clone(),
+                move |rx| alertmanager::run(sink.url, rx, guarded, failures),
+            );
+            dispatcher.add("alertmanager", false, stage);
+        }
+        dispatcher
+    }
+}
+
+impl Stage {
+    async fn run(mut self, mut incoming: mpsc::Receiver<Alert>, mut stop: oneshot::Receiver<()>) {
+        let mut stopping = false;
+        loop {
+            let due = self.dedup.next_end();
+            let next = tokio::select! {
+                next = incoming.recv() => next,
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    incoming.close();
+                    continue;
                 }
-                dispatcher.dispatch(alert).await;
-            }
-            pauser.abort();
-            dispatcher.close().await;
-        })
+                _ = sleep_until(due) => {
+                    for folded in self.dedup.close_due(Instant::now()) {
+                        self.dispatcher.dispatch(folded).await;
+                    }
+                    continue;
+                }
+            };
+            let Some(alert) = next else { break };
+            self.route(alert).await;
+        }
+        for folded in self.dedup.close_all() {
+            self.dispatcher.dispatch(folded).await;
+        }
+        self.dispatcher.close().await;
+    }
+
+    async fn route(&mut self, alert: Alert) {
+        // Container output is hostile: no alert is bigger than a bound.
+        let alert = alert.bounded();
+        self.metrics.alert(&alert, monotonic_ns());
+        let quarantine = alert.control.quarantine;
+        // Posture findings (`no_pause`) are about the launch, not behaviour: no freeze.
+        let pausing = alert.severity == Severity::Critical && !alert.control.no_pause;
+        if (self.auto_pause && pausing) || quarantine {
+            // Full only if pausing is already far behind: it is in hand.
+            let _ = self.pause_tx.try_send(alert.clone());
+        }
+        // The pause decision above saw it first: de-duplication never delays a freeze.
+        if let Some(alert) = self.dedup.admit(alert, Instant::now()) {
+            self.dispatcher.dispatch(alert).await;
+        }
     }
 }

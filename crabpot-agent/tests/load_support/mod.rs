@@ -64,6 +64,7 @@ impl Agent {
             toasts: false,
             webhook: None,
             dashboard: hub.clone(),
+            delivery: Default::default(),
         }
         .start(alerts_rx, router_stop);
         let (_stats_tx, stats) = watch::channel(None);
