@@ -184,3 +184,65 @@ impl Stage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::alert::AlertSource;
+
+    fn shell(pid: u32) -> Alert {
+        Alert::new(Severity::Critical, AlertSource::Processes, "shell")
+            .rule("process_denylisted")
+            .with("executable", "sh")
+            .with("pid", pid)
+            .for_container("box", "id")
+    }
+
+    #[tokio::test]
+    async fn every_alert_reaches_the_pause_decision_and_the_sinks_get_first_and_fold() {
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let mut dispatcher = Dispatcher::default();
+        dispatcher.add("file", true, move |mut rx| async move {
+            while let Some(alert) = rx.recv().await {
+                let _ = seen_tx.send(alert);
+            }
+        });
+        let (pause_tx, mut pause_rx) = mpsc::channel(16);
+        let stage = Stage {
+            metrics: Arc::new(Metrics::new()),
+            auto_pause: true,
+            pause_tx,
+            dedup: Dedup::new(Duration::from_millis(200)),
+            dispatcher,
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let (_stop_tx, stop) = oneshot::channel();
+        let task = tokio::spawn(stage.run(rx, stop));
+        for pid in 1..=4 {
+            tx.send(shell(pid)).await.expect("send");
+        }
+        let first = seen.recv().await.expect("the first at once");
+        assert_eq!(
+            (first.count, &first.details["pid"]),
+            (1, &serde_json::json!(1))
+        );
+        for pid in 1..=4 {
+            let paused = pause_rx
+                .recv()
+                .await
+                .expect("every alert to the pause decision");
+            assert_eq!(paused.details["pid"], pid);
+        }
+        // The fold comes when the window ends, without another alert.
+        let folded = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+            .await
+            .expect("the fold at window end")
+            .expect("a record");
+        assert_eq!(folded.count, 3);
+        drop(tx);
+        task.await.expect("router ends");
+        assert!(seen.recv().await.is_none(), "nothing else");
+    }
+}
