@@ -250,6 +250,17 @@ fn repeats_fold_with_a_count_and_the_webhook_is_rate_limited() {
         "{records:#?}"
     );
     assert!(records.len() < RAISED as usize, "{records:#?}");
+    // Folded records are schema v1 records like any other.
+    let schema: Value =
+        serde_json::from_str(include_str!("../docs/alert.schema.json")).expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for record in agent.alerts() {
+        let errors: Vec<String> = validator
+            .iter_errors(&record)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?} in {record}");
+    }
     // The metrics count every alert raised, folded or not.
     let metrics = http::get(&address, "/metrics");
     let counted: f64 = metrics
