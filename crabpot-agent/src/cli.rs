@@ -103,6 +103,17 @@ pub struct AgentArgs {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Learn mode for DURATION (90s, 10m, 1h): every rule in audit (nothing blocked, killed,
+    /// stopped or frozen, no trust cost), what would have been raised recorded; then write
+    /// a proposed policy file (--learn-output) and exit 0.
+    #[arg(long, value_name = "DURATION", value_parser = crate::policy::learn::parse_duration)]
+    pub learn: Option<std::time::Duration>,
+
+    /// Where learn mode writes the proposed policy [default: monitor.learned.yml beside the
+    /// alerts log].
+    #[arg(long, value_name = "PATH", requires = "learn")]
+    pub learn_output: Option<PathBuf>,
+
     /// Address of the HTTP listener (metrics, status, control).
     #[arg(long, default_value = "127.0.0.1:9876")]
     pub listen: std::net::SocketAddr,

@@ -32,6 +32,31 @@ pub struct MonitorConfig {
     pub alerts_log: PathBuf,
     pub alerts_log_max_bytes: u64,
     pub alerts_log_keep: usize,
+    /// How long a pending decision waits for an answer (none: for ever).
+    pub decision_timeout: Option<Duration>,
+    /// What an unanswered one becomes then.
+    pub on_timeout: OnTimeout,
+}
+
+/// What an unanswered pending decision becomes once `timeout_seconds` pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Nothing is decided: it stays pending (and frozen), said once in an alert.
+    #[default]
+    StayFrozen,
+    Deny,
+    Approve,
+}
+
+impl OnTimeout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::StayFrozen => "stay_frozen",
+            OnTimeout::Deny => "deny",
+            OnTimeout::Approve => "approve",
+        }
+    }
 }
 
 pub(crate) const DEFAULT_DENYLIST: &[&str] = &[
@@ -295,6 +320,8 @@ impl Default for MonitorConfig {
             alerts_log: default_alerts_log(),
             alerts_log_max_bytes: 10 * 1024 * 1024,
             alerts_log_keep: 5,
+            decision_timeout: None,
+            on_timeout: OnTimeout::StayFrozen,
         }
     }
 }

@@ -175,6 +175,25 @@ pub struct AlertsLog {
     pub keep: Option<usize>,
 }
 
+use crate::config::OnTimeout;
+
+/// `decisions:`: what happens to a pending decision nobody answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decisions {
+    pub timeout_seconds: Option<Seconds>,
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// What the drop-ins (`conf.d/*.yml`) add to the lists: appended to the effective lists
+/// (the defaults' or the main file's), never replacing them.
+#[derive(Debug, Default)]
+pub struct Added {
+    pub allow: Vec<AllowSpec>,
+    pub denylist: Vec<String>,
+    pub patterns: Vec<PatternSpec>,
+}
+
 /// The file, every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +219,11 @@ pub struct FileConfig {
     pub alerts_log: AlertsLog,
     /// Named, narrow matches that silence a rule's or the watchdog's alert.
     pub exceptions: Option<Vec<crate::policy::exceptions::Exception>>,
+    #[serde(default)]
+    pub decisions: Decisions,
+    /// The drop-ins' list entries (never read from a file itself).
+    #[serde(skip)]
+    pub added: Added,
 }
 
 /// Parse the text of a configuration file named `path`.
@@ -233,6 +257,101 @@ pub(crate) fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         source,
     })?;
     parse(path, &text)
+}
+
+/// The drop-in directory of a configuration directory.
+pub(crate) fn dropin_dir(config_dir: &Path) -> PathBuf {
+    config_dir.join("conf.d")
+}
+
+/// The drop-ins of `dir` (`*.yml`, `*.yaml`), in name order; none when it does not exist.
+pub(crate) fn dropins(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|ext| ext == "yml" || ext == "yaml")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn over<T>(base: &mut Option<T>, next: Option<T>) {
+    if next.is_some() {
+        *base = next;
+    }
+}
+
+/// Lay a drop-in over what was read before it: lists (allow, denylist, log patterns,
+/// exceptions) are appended, every scalar or map key it sets overrides.
+pub(crate) fn merge(base: &mut FileConfig, next: FileConfig) {
+    over(&mut base.container, next.container);
+    over(&mut base.profiles, next.profiles);
+    over(&mut base.auto_pause, next.auto_pause);
+    let (t, n) = (&mut base.thresholds, next.thresholds);
+    over(&mut t.cpu_percent, n.cpu_percent);
+    over(&mut t.cpu_sustain_seconds, n.cpu_sustain_seconds);
+    over(&mut t.memory_percent, n.memory_percent);
+    let (i, n) = (&mut base.intervals, next.intervals);
+    over(&mut i.stats_seconds, n.stats_seconds);
+    over(&mut i.processes_seconds, n.processes_seconds);
+    over(&mut i.network_seconds, n.network_seconds);
+    over(&mut i.health_seconds, n.health_seconds);
+    over(&mut base.health_failures, next.health_failures);
+    base.added
+        .denylist
+        .extend(next.denylist.unwrap_or_default());
+    base.added.allow.extend(next.allow.unwrap_or_default());
+    base.added
+        .patterns
+        .extend(next.logs.patterns.unwrap_or_default());
+    over(&mut base.logs.line_max, next.logs.line_max);
+    let (r, n) = (&mut base.policy, next.policy);
+    over(&mut r.mount, n.mount);
+    over(&mut r.exec, n.exec);
+    over(&mut r.ptrace, n.ptrace);
+    over(&mut r.proc_open, n.proc_open);
+    over(&mut r.socket, n.socket);
+    over(&mut r.connect, n.connect);
+    over(&mut base.trust.penalty, next.trust.penalty);
+    over(
+        &mut base.trust.quarantine_below,
+        next.trust.quarantine_below,
+    );
+    let (a, n) = (&mut base.alerts_log, next.alerts_log);
+    over(&mut a.path, n.path);
+    over(&mut a.max_bytes, n.max_bytes);
+    over(&mut a.keep, n.keep);
+    if let Some(more) = next.exceptions {
+        base.exceptions.get_or_insert_with(Vec::new).extend(more);
+    }
+    over(
+        &mut base.decisions.timeout_seconds,
+        next.decisions.timeout_seconds,
+    );
+    over(&mut base.decisions.on_timeout, next.decisions.on_timeout);
+}
+
+/// The main file (when there is one) and then every drop-in of `conf_d`, in name order;
+/// returns the merged configuration and the drop-ins read.
+pub(crate) fn load_with_dropins(
+    main: Option<&Path>,
+    conf_d: &Path,
+) -> Result<(FileConfig, Vec<PathBuf>), ConfigError> {
+    let mut file = match main {
+        Some(path) => load(path)?,
+        None => FileConfig::default(),
+    };
+    let read = dropins(conf_d);
+    for path in &read {
+        merge(&mut file, load(path)?);
+    }
+    Ok((file, read))
 }
 
 #[cfg(test)]
@@ -311,5 +430,67 @@ mod tests {
 
         let err = parse_text("intervals:\n  health_seconds: 0\n").expect_err("zero interval");
         assert!(err.to_string().contains("at least 1 second"), "{err}");
+    }
+
+    #[test]
+    fn dropins_append_lists_override_scalars_and_name_their_errors() {
+        let dir = std::env::temp_dir().join(format!(
+            "crabpot-confd-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let conf_d = dropin_dir(&dir);
+        std::fs::create_dir_all(&conf_d).expect("conf.d");
+        let main = dir.join("monitor.yml");
+        let write = |path: &Path, text: &str| std::fs::write(path, text).expect("write");
+        write(
+            &main,
+            "auto_pause: true\nallow: [10.0.0.0/8]\nthresholds: {cpu_percent: 90}\n\
+             exceptions:\n  - {name: a, rules: [exec], executable: /bin/a}\n",
+        );
+        write(
+            &conf_d.join("20-b.yml"),
+            "auto_pause: false\nallow: [\"192.0.2.7:443\"]\ndenylist: [nc]\n\
+             exceptions:\n  - {name: b, rules: [exec], executable: /bin/b}\n",
+        );
+        write(
+            &conf_d.join("10-a.yml"),
+            "thresholds: {memory_percent: 50}\ndecisions: {timeout_seconds: 30, on_timeout: deny}\n",
+        );
+        write(&conf_d.join("README.txt"), "not yaml: [");
+        let (file, read) = load_with_dropins(Some(&main), &conf_d).expect("valid");
+        let names: Vec<String> = read
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(names, vec!["10-a.yml", "20-b.yml"], "name order, yml only");
+        assert_eq!(file.auto_pause, Some(false), "the later file overrides");
+        assert_eq!(file.thresholds.cpu_percent, Some(Percent(90.0)), "kept");
+        assert_eq!(file.thresholds.memory_percent, Some(Percent(50.0)));
+        assert_eq!(file.allow.as_ref().map(Vec::len), Some(1), "the main list");
+        assert_eq!(file.added.allow.len(), 1, "appended");
+        assert_eq!(file.added.denylist, vec!["nc".to_string()]);
+        let exceptions: Vec<&str> = file
+            .exceptions
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(exceptions, vec!["a", "b"]);
+        assert_eq!(file.decisions.on_timeout, Some(OnTimeout::Deny));
+
+        write(
+            &conf_d.join("30-bad.yml"),
+            "auto_pause: true\npolicy:\n  exec: maybe\n",
+        );
+        let err = load_with_dropins(Some(&main), &conf_d)
+            .expect_err("bad drop-in")
+            .to_string();
+        assert!(err.contains("conf.d/30-bad.yml:3:"), "{err}");
+        // No main file: the drop-ins alone.
+        std::fs::remove_file(conf_d.join("30-bad.yml")).expect("rm");
+        let (file, _) = load_with_dropins(None, &conf_d).expect("drop-ins only");
+        assert_eq!(file.auto_pause, Some(false));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

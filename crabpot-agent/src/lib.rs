@@ -44,7 +44,7 @@ pub use install::{Layout as InstallLayout, install};
 pub use policy::posture::{Finding as PostureFinding, PostureReport};
 pub use sinks::{
     alert_log::reader,
-    http::{ShellAnnounce, ShellGrant, Status},
+    http::{DecisionAnswer, ShellAnnounce, ShellGrant, Status},
     terminal::format_alert,
 };
 

@@ -8,7 +8,7 @@ use crate::{
     cli::AgentArgs,
     model::alert::{Alert, AlertSource, Severity},
     model::sender::AlertSender,
-    policy::rules::Policy,
+    policy::{exceptions::Exceptions, rules::Policy},
     settings,
     sinks::metrics::Metrics,
 };
@@ -20,17 +20,36 @@ pub(crate) async fn run(
     policy: watch::Sender<Arc<Policy>>,
     alerts: AlertSender,
     metrics: Arc<Metrics>,
+    exceptions: Arc<Exceptions>,
 ) {
     while requests.recv().await.is_some() {
         match settings::resolve(&args) {
-            Ok(next) => {
+            Ok(mut next) => {
+                if args.learn.is_some() {
+                    // Still learning: a reload does not bring blocking back.
+                    next.policy = crate::policy::learn::audit_everything(&next.policy);
+                }
                 let source = next
                     .file
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "flags".into());
                 let allow: Vec<String> = next.policy.allow.iter().map(|a| a.to_string()).collect();
+                let hosts: Vec<String> = next
+                    .policy
+                    .allow_hosts
+                    .iter()
+                    .map(|h| h.name.clone())
+                    .collect();
+                let dropins: Vec<String> = next
+                    .dropins
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
                 policy.send_replace(Arc::new(next.policy));
+                // The exceptions too (conf.d/90-approved.yml is written by `approve --always`).
+                exceptions.replace(&next.exceptions);
+                let excepted: Vec<String> = exceptions.hits().into_iter().map(|(n, _)| n).collect();
                 metrics.config(&settings::config_sha256(next.file.as_deref()));
                 tracing::info!("SIGHUP: configuration reloaded from {source}");
                 let alert = Alert::new(
@@ -38,7 +57,11 @@ pub(crate) async fn run(
                     AlertSource::Policy,
                     format!("Configuration reloaded from {source}"),
                 )
-                .with("allow", allow);
+                .rule("config_reload")
+                .with("allow", allow)
+                .with("allow_hosts", hosts)
+                .with("dropins", dropins)
+                .with("exceptions", excepted);
                 alerts.raise(alert).await;
             }
             Err(error) => {

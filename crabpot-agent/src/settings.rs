@@ -17,6 +17,11 @@ pub(crate) struct Settings {
     pub profiles: Vec<&'static str>,
     /// The file read, if any.
     pub file: Option<PathBuf>,
+    /// The drop-ins read after it (`conf.d/*.yml`, name order).
+    pub dropins: Vec<PathBuf>,
+    /// Where the configuration lives: the file's directory, else the default one. The
+    /// managed approvals go to its `conf.d/90-approved.yml`.
+    pub config_dir: PathBuf,
     /// The operator's exceptions, with their hit counters (shared by every judge).
     pub exceptions: std::sync::Arc<Exceptions>,
 }
@@ -39,6 +44,24 @@ pub(crate) fn config_path(args: &AgentArgs) -> Option<PathBuf> {
             .into_iter()
             .find(|p| p.exists())
     })
+}
+
+/// The configuration directory: that of the file read, else the default one
+/// (/etc/crabpot for root, ~/.crabpot/config otherwise, as the default file locations).
+pub(crate) fn config_dir(path: Option<&std::path::Path>) -> PathBuf {
+    if let Some(dir) = path.and_then(std::path::Path::parent) {
+        return if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_path_buf()
+        };
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/etc/crabpot")
+    } else {
+        crate::config::effective_home().join(".crabpot/config")
+    }
 }
 
 /// Lay a parsed file over the defaults (public for the config fuzz target).
@@ -121,14 +144,30 @@ pub fn apply_file(
     if let Some(n) = file.alerts_log.keep {
         monitor.alerts_log_keep = n;
     }
+    // What the drop-ins add to the lists.
+    monitor
+        .process_denylist
+        .extend(file.added.denylist.iter().cloned());
+    monitor
+        .log_patterns
+        .extend(file.added.patterns.iter().map(|p| LogPattern {
+            name: p.name.clone(),
+            regex: p.regex.0.clone(),
+            severity: p.severity.0,
+        }));
+    if let Some(s) = file.decisions.timeout_seconds {
+        monitor.decision_timeout = Some(Duration::from_secs(s.0));
+    }
+    if let Some(on) = file.decisions.on_timeout {
+        monitor.on_timeout = on;
+    }
 }
 
 pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     let path = config_path(args);
-    let mut file = match &path {
-        Some(path) => config_file::load(path)?,
-        None => FileConfig::default(),
-    };
+    let dir = config_dir(path.as_deref());
+    let (mut file, dropins): (FileConfig, _) =
+        config_file::load_with_dropins(path.as_deref(), &config_file::dropin_dir(&dir))?;
     let mut monitor = MonitorConfig::default();
     let mut policy = Policy::default();
     let mut trust = TrustScore::default();
@@ -182,6 +221,9 @@ pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     for (rule, action) in &args.rules {
         policy.set(*rule, *action);
     }
+    // The drop-ins' allow entries (operators' approvals among them) after the profiles:
+    // added to whatever the profile allows.
+    policy.allow_specs(file.added.allow.iter().cloned());
     let exceptions = Exceptions::new(file.exceptions.take().unwrap_or_default());
     Ok(Settings {
         monitor,
@@ -189,6 +231,8 @@ pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
         trust,
         profiles,
         file: path,
+        dropins,
+        config_dir: dir,
         exceptions: std::sync::Arc::new(exceptions),
     })
 }
@@ -203,6 +247,9 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "no file (defaults and flags)".into());
             println!("configuration OK: {source}");
+            for dropin in &settings.dropins {
+                println!("drop-in: {}", dropin.display());
+            }
             println!("container: {}", settings.monitor.container);
             println!("profiles: {}", settings.profiles.join("+"));
             for (rule, action) in settings.policy.rules() {
@@ -216,8 +263,8 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
                 .chain(settings.policy.allow_hosts.iter().map(|h| h.name.clone()))
                 .collect();
             println!("allow: loopback {}", allow.join(" "));
-            for exception in settings.exceptions.iter() {
-                println!("exception {}", exception.describe());
+            for line in settings.exceptions.describe_all() {
+                println!("exception {line}");
             }
             std::process::ExitCode::SUCCESS
         }

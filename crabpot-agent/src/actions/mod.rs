@@ -1,4 +1,6 @@
 //! What the agent does: in-kernel enforcement, freezing, undoing.
+pub(crate) mod approved_file;
+pub(crate) mod decide;
 pub(crate) mod dns_learn;
 pub(crate) mod enforcer;
 pub(crate) mod escape;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::model::alert::{Alert, AlertSource, Severity};
 use crate::model::container::GuardedContainer;
 use crate::model::sender::AlertSender;
+use crate::policy::decisions::{DecisionStore, Subject};
 
 /// How long after Docker was asked to stop a run it counts as stopping. Longer than
 /// Docker's default 10 s stop timeout (after which it sends SIGKILL); bounded so a
@@ -76,6 +77,7 @@ pub(crate) async fn run(
     mut criticals: mpsc::Receiver<Alert>,
     container: watch::Receiver<Option<GuardedContainer>>,
     alerts: AlertSender,
+    decisions: DecisionStore,
 ) {
     while let Some(trigger) = criticals.recv().await {
         let Some(current) = container.borrow().clone() else {
@@ -92,18 +94,25 @@ pub(crate) async fn run(
         match docker.pause_container(&current.id).await {
             Ok(()) => {
                 tracing::warn!("container `{}` auto-paused", current.name);
+                // Every auto-pause waits for an operator's decision (persisted).
+                let decision = decisions.create(&trigger, Subject::of_alert(&trigger, true));
+                let id = decision.id;
+                let decide = format!("sudo crabpot approve {id}  |  sudo crabpot deny {id}");
                 let alert = Alert::new(
                     Severity::Critical,
                     AlertSource::Policy,
                     format!(
-                        "Container auto-paused after: {} (resume with `crabpot resume`)",
+                        "Container auto-paused after: {} (pending decision {id}: {decide}; or \
+                         resume with `crabpot resume`)",
                         trigger.message
                     ),
                 )
                 .rule("auto_pause")
                 .follow_up()
                 .with("trigger_source", trigger.source.as_str())
-                .with("trigger_message", trigger.message.clone());
+                .with("trigger_message", trigger.message.clone())
+                .with("decision_id", id.clone())
+                .with("decide", decide);
                 alerts.raise(alert).await;
             }
             // 409: already paused (by us a moment ago, or by someone) or not running.

@@ -1,6 +1,7 @@
 //! Starting the agent's tasks: the sources, the alert router, the Docker-side channels, the
 //! ring-buffer drain and the HTTP listener; returns the kernel-event loop to run.
-use crate::policy::{break_glass::BreakGlass, exceptions::Exceptions};
+use crate::actions::decide::{DecisionDesk, DeskParts};
+use crate::policy::{break_glass::BreakGlass, decisions::DecisionStore, exceptions::Exceptions};
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
@@ -59,6 +60,7 @@ pub(super) fn start(
     prepared: Prepared,
     signals: Signals,
     stop: &CancellationToken,
+    learn: Option<Arc<crate::policy::learn::Recorder>>,
 ) -> (Running, KernelLoop, Option<mpsc::Receiver<BusMessage>>) {
     // Taken apart field by field as each part is started.
     let p = prepared;
@@ -70,6 +72,7 @@ pub(super) fn start(
         watch_filtered_opens(&mut tasks, map, &metrics);
     }
     let hub = dashboard::Hub::default();
+    let decisions = DecisionStore::open(crate::policy::decisions::state_file());
     let (alerts, stop_router, router) = start_router(
         args,
         &config,
@@ -77,8 +80,8 @@ pub(super) fn start(
         &sources.guarded,
         &metrics,
         &hub,
-        p.log_writer,
-        p.poll_only_reason,
+        (p.log_writer, decisions.clone()),
+        (p.poll_only_reason, learn.clone()),
     );
     let ticks = Arc::new(ChannelTicks::default());
     let ctx = watch_context(&docker, &config, &sources, &alerts, &ticks);
@@ -92,6 +95,23 @@ pub(super) fn start(
     let audit_task = tokio::spawn(alert_log::writer::run(p.audit_writer, audit_rx));
     let (trust, trust_rx) = watch::channel(p.settings.trust);
     let (trust_resets_tx, trust_resets) = mpsc::channel(8);
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let desk = DecisionDesk::new(DeskParts {
+        store: decisions,
+        docker: docker.clone(),
+        guarded: sources.guarded.clone(),
+        alerts: alerts.clone(),
+        audit: audit_tx.clone(),
+        trust_resets: trust_resets_tx.clone(),
+        reload: reload_tx.clone(),
+        config_dir: p.settings.config_dir.clone(),
+    });
+    if let Some(timeout) = config.decision_timeout {
+        let timeouts = desk
+            .clone()
+            .run_timeouts(timeout, config.on_timeout, stop.clone());
+        tasks.spawn("decision timeouts", timeouts);
+    }
     let http_state = HttpState {
         metrics: metrics.clone(),
         views: StateViews {
@@ -108,6 +128,7 @@ pub(super) fn start(
         hub: hub.clone(),
         trust_resets: trust_resets_tx,
         break_glass,
+        decisions: desk,
     };
     start_http(
         &mut tasks,
@@ -118,7 +139,12 @@ pub(super) fn start(
         &metrics,
     );
     let base_tx = sources.base_tx;
-    start_control(&mut tasks, args, signals, stop, base_tx, &alerts, &metrics);
+    let reload = Reload {
+        requests: (reload_tx, reload_rx),
+        base_tx,
+        exceptions: p.settings.exceptions.clone(),
+    };
+    start_control(&mut tasks, args, signals, stop, reload, &alerts, &metrics);
     let kernel_loop = KernelLoop {
         args: args.clone(),
         guarded: sources.guarded,
@@ -131,6 +157,7 @@ pub(super) fn start(
         metrics,
         dns: DnsLearner::new(sources.allow),
         exceptions: p.settings.exceptions.clone(),
+        learn,
     };
     let running = Running {
         tasks,
@@ -196,26 +223,34 @@ fn watch_filtered_opens(
     });
 }
 
+/// What a reload (SIGHUP, `crabpot approve --always`) replaces, and its request queue.
+struct Reload {
+    requests: (mpsc::Sender<()>, mpsc::Receiver<()>),
+    base_tx: watch::Sender<Arc<Policy>>,
+    exceptions: Arc<Exceptions>,
+}
+
 /// The systemd watchdog and readiness, the signal handler and the SIGHUP reload.
 fn start_control(
     tasks: &mut Tasks,
     args: &AgentArgs,
     signals: Signals,
     stop: &CancellationToken,
-    base_tx: watch::Sender<Arc<Policy>>,
+    reload: Reload,
     alerts: &AlertSender,
     metrics: &Arc<Metrics>,
 ) {
-    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let (reload_tx, reload_rx) = reload.requests;
     tasks.spawn("signals", signals.run(stop.clone(), reload_tx));
     tasks.spawn(
         "reload",
         reload::run(
             args.clone(),
             reload_rx,
-            base_tx,
+            reload.base_tx,
             alerts.clone(),
             metrics.clone(),
+            reload.exceptions,
         ),
     );
     // Only under systemd with WatchdogSec= (otherwise there is nothing to ping).
@@ -320,8 +355,8 @@ fn start_router(
     guarded: &watch::Receiver<Option<crate::model::container::GuardedContainer>>,
     metrics: &Arc<Metrics>,
     hub: &dashboard::Hub,
-    log_writer: AlertLogWriter,
-    poll_only_reason: Option<String>,
+    (log_writer, decisions): (AlertLogWriter, DecisionStore),
+    (poll_only_reason, learn): (Option<String>, Option<Arc<crate::policy::learn::Recorder>>),
 ) -> (
     AlertSender,
     tokio::sync::oneshot::Sender<()>,
@@ -357,8 +392,9 @@ fn start_router(
         webhook: args.webhook.clone().map(|url| (url, args.webhook_format)),
         dashboard: hub.clone(),
         delivery: crate::sinks::delivery::Delivery::from_args(args),
+        decisions,
     }
-    .start(alerts_rx, router_stop);
+    .start_learning(alerts_rx, router_stop, learn);
     (alerts, stop_router, router)
 }
 

@@ -1,5 +1,9 @@
 //! `crabpot`: the operator's command — read alerts, pause and resume the container, reset
-//! trust, audit its launch posture, launch it hardened (up, down, logs, restart).
+//! trust, audit its launch posture, launch it hardened (up, down, logs, restart), watch it
+//! live (top).
+#[path = "crabpot/top.rs"]
+mod top;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::{DateTime, FixedOffset};
@@ -78,6 +82,35 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// The pending decisions (auto-pauses, newly blocked destinations) waiting for an
+    /// answer: `crabpot approve ID` or `crabpot deny ID`.
+    Pending {
+        #[command(flatten)]
+        agent: AgentAccess,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending decision: resume the container and continue the stopped process.
+    Approve {
+        /// The decision's id (from `crabpot pending`, the alert or the toast).
+        id: String,
+        /// Also write the narrowest exception (or allow entry) to the managed
+        /// conf.d/90-approved.yml and reload, so the same act passes from now on.
+        #[arg(long)]
+        always: bool,
+        #[command(flatten)]
+        agent: AgentAccess,
+    },
+    /// Deny a pending decision: kill the offending process tree and resume the container.
+    Deny {
+        id: String,
+        /// Kill the process but leave the container frozen.
+        #[arg(long)]
+        keep_frozen: bool,
+        #[command(flatten)]
+        agent: AgentAccess,
+    },
     /// The trust score of the running agent's container.
     Trust {
         #[command(subcommand)]
@@ -141,6 +174,15 @@ enum Command {
         /// Lines from the end to show ("all" for everything).
         #[arg(long, default_value = "100")]
         tail: String,
+    },
+    /// A live terminal view of the running agent: guarded containers, pending decisions,
+    /// recent alerts; keys to pause, resume, approve and deny (q quits).
+    Top {
+        #[command(flatten)]
+        agent: AgentAccess,
+        /// Refresh period in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
     },
     /// Restart the container and wait until it is ready again.
     Restart {
@@ -221,6 +263,25 @@ async fn main() -> ExitCode {
         Command::Trust {
             action: TrustAction::Reset { agent },
         } => trust_reset(&agent),
+        Command::Pending { agent, json } => pending(&agent, json),
+        Command::Approve { id, always, agent } => {
+            let answer = crabpot_agent::DecisionAnswer {
+                always,
+                ..crabpot_agent::DecisionAnswer::default()
+            };
+            decide(&agent, &id, "approve", answer)
+        }
+        Command::Deny {
+            id,
+            keep_frozen,
+            agent,
+        } => {
+            let answer = crabpot_agent::DecisionAnswer {
+                keep_frozen,
+                ..crabpot_agent::DecisionAnswer::default()
+            };
+            decide(&agent, &id, "deny", answer)
+        }
         Command::Audit { container, json } => audit(&container, json).await,
         Command::Up {
             preset,
@@ -261,6 +322,17 @@ async fn main() -> ExitCode {
             }
         }
         Command::Unload { container, all } => unload(&container, all),
+        Command::Top { agent, interval_ms } => {
+            let args = top::TopArgs {
+                token_file: token_path(&agent),
+                agent: agent.agent,
+                interval: std::time::Duration::from_millis(interval_ms.max(100)),
+            };
+            match top::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => failed(error),
+            }
+        }
     }
 }
 
@@ -442,13 +514,104 @@ async fn resume(container: &str, access: &AgentAccess) -> ExitCode {
 enum RequestError {
     NotRunning(String),
     Other(String),
+    /// The agent answered with an error status: its status line and text.
+    Answered(String, String),
 }
 
 impl std::fmt::Display for RequestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RequestError::NotRunning(text) | RequestError::Other(text) => f.write_str(text),
+            RequestError::Answered(status, text) => {
+                write!(f, "the agent answered: {status} {text}")
+            }
         }
+    }
+}
+
+/// An error of a decision request, said plainly: the agent's own text for an unknown or
+/// stale id; where it looked for a dead agent.
+fn decision_error(error: RequestError) -> ExitCode {
+    match error {
+        RequestError::Answered(status, text)
+            if !text.is_empty() && (status.contains(" 404") || status.contains(" 409")) =>
+        {
+            eprintln!("crabpot: {text}");
+        }
+        RequestError::NotRunning(why) => {
+            eprintln!("crabpot: {why}; is the service running? (`systemctl status crabpot-agent`)");
+        }
+        error => eprintln!("crabpot: {error}"),
+    }
+    ExitCode::FAILURE
+}
+
+/// `crabpot pending`: the decisions waiting for an answer, oldest first.
+fn pending(access: &AgentAccess, json: bool) -> ExitCode {
+    let body = match read_token(access).and_then(|token| {
+        agent_request(&access.agent, "GET", "/api/pending", Some(token.trim()), "")
+    }) {
+        Ok(body) => body,
+        Err(error) => return decision_error(error),
+    };
+    if json {
+        println!("{}", body.trim());
+        return ExitCode::SUCCESS;
+    }
+    let parsed: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(value) => value,
+        Err(error) => {
+            eprintln!("crabpot: unexpected answer from the agent ({error}): {body}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let list = parsed["pending"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("crabpot: no pending decisions");
+        return ExitCode::SUCCESS;
+    }
+    for d in &list {
+        let text = |key: &str| d[key].as_str().unwrap_or("-").to_string();
+        println!(
+            "{}  {}  [{}]  {}",
+            text("id"),
+            text("created"),
+            text("container"),
+            text("describe")
+        );
+    }
+    println!(
+        "crabpot: {} pending; answer with `sudo crabpot approve ID [--always]` or `sudo crabpot \
+         deny ID [--keep-frozen]`",
+        list.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `crabpot approve|deny ID`: the agent carries it out and audits it under the operator's
+/// uid.
+fn decide(
+    access: &AgentAccess,
+    id: &str,
+    verb: &str,
+    mut answer: crabpot_agent::DecisionAnswer,
+) -> ExitCode {
+    answer.uid = Some(operator_uid());
+    // Ids are d-<seconds>-<n>: nothing else reaches the URL path.
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        eprintln!("crabpot: `{id}` is not a decision id (d-…); list them with `crabpot pending`");
+        return ExitCode::FAILURE;
+    }
+    let path = format!("/api/decisions/{id}/{verb}");
+    let result = serde_json::to_string(&answer)
+        .map_err(|e| RequestError::Other(e.to_string()))
+        .and_then(|body| control_request_with(access, &path, &body));
+    match result {
+        Ok(text) => {
+            print!("crabpot: {text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => decision_error(error),
     }
 }
 
@@ -528,11 +691,15 @@ fn control_request_with(
     agent_request(&access.agent, "POST", path, Some(token.trim()), body)
 }
 
-fn read_token(access: &AgentAccess) -> Result<String, RequestError> {
-    let token_path = access
+fn token_path(access: &AgentAccess) -> PathBuf {
+    access
         .token_file
         .clone()
-        .unwrap_or_else(|| crabpot_agent::effective_home().join(".crabpot/dashboard.token"));
+        .unwrap_or_else(|| crabpot_agent::effective_home().join(".crabpot/dashboard.token"))
+}
+
+fn read_token(access: &AgentAccess) -> Result<String, RequestError> {
+    let token_path = token_path(access);
     std::fs::read_to_string(&token_path).map_err(|e| {
         RequestError::Other(format!(
             "cannot read the control token {} ({e}); run as the agent's user (root) or pass \
@@ -585,11 +752,10 @@ fn agent_request(
         RequestError::Other("the agent sent a malformed HTTP response".to_string())
     })?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(RequestError::Other(format!(
-            "the agent answered: {} {}",
-            head.lines().next().unwrap_or(""),
-            body.trim()
-        )));
+        return Err(RequestError::Answered(
+            head.lines().next().unwrap_or("").to_string(),
+            body.trim().to_string(),
+        ));
     }
     Ok(body.to_string())
 }

@@ -99,7 +99,12 @@ pub(crate) struct ExceptionSpec {
     destination: Option<String>,
     port: Option<u16>,
     uid: Option<u32>,
+    /// A path the act names (an open's file), `*` standing for one path segment's text.
+    path: Option<String>,
 }
+
+/// An exception as a file gives it: name, rules and criteria (key, text, whether quoted).
+pub(crate) type WrittenException = (String, Vec<String>, Vec<(&'static str, String, bool)>);
 
 /// One exception: every criterion given must match.
 #[derive(Debug, Deserialize)]
@@ -117,6 +122,9 @@ pub struct Exception {
     destination: Option<Destination>,
     port: Option<u16>,
     uid: Option<u32>,
+    /// Anchored; `*` matches within one path segment.
+    path: Option<regex::Regex>,
+    path_text: Option<String>,
     hits: AtomicU64,
 }
 
@@ -148,7 +156,14 @@ impl TryFrom<ExceptionSpec> for Exception {
             .map(Destination::parse)
             .transpose()
             .map_err(|e| format!("exception `{name}`: {e}"))?;
+        let path = spec
+            .path
+            .as_deref()
+            .map(path_pattern)
+            .transpose()
+            .map_err(|e| format!("exception `{name}`: the path pattern does not compile: {e}"))?;
         let anything = spec.executable.is_some()
+            || path.is_some()
             || spec.ancestor.is_some()
             || argv.is_some()
             || destination.is_some()
@@ -157,7 +172,7 @@ impl TryFrom<ExceptionSpec> for Exception {
         if !anything {
             return Err(format!(
                 "exception `{name}` matches everything: give executable, ancestor, argv, \
-                 destination, port or uid"
+                 destination, port, uid or path"
             ));
         }
         Ok(Exception {
@@ -170,9 +185,33 @@ impl TryFrom<ExceptionSpec> for Exception {
             destination,
             port: spec.port,
             uid: spec.uid,
+            path,
+            path_text: spec.path,
             hits: AtomicU64::new(0),
         })
     }
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Rule(r) => r.as_str(),
+        Scope::Process => "process",
+        Scope::Network => "network",
+    }
+}
+
+fn destination_text(destination: &Destination) -> String {
+    match destination {
+        Destination::Net(n) => n.to_string(),
+        Destination::Host(h) => h.name.clone(),
+    }
+}
+
+/// `/proc/*/cmdline` as an anchored regex: `*` is any text within one path segment, the
+/// rest literal.
+fn path_pattern(glob: &str) -> Result<regex::Regex, regex::Error> {
+    let parts: Vec<String> = glob.split('*').map(regex::escape).collect();
+    regex::Regex::new(&format!("^{}$", parts.join("[^/]*")))
 }
 
 fn file_name(path: &str) -> &str {
@@ -190,6 +229,8 @@ pub(crate) struct Subject {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub uid: Option<u32>,
+    /// The file an open names (normalised, as its alert shows it).
+    pub path: Option<String>,
 }
 
 impl Exception {
@@ -220,19 +261,48 @@ impl Exception {
                 .is_none_or(|d| d.matches(s.address, s.host.as_deref()))
             && self.port.is_none_or(|p| s.port == Some(p))
             && self.uid.is_none_or(|u| s.uid == Some(u))
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|re| s.path.as_deref().is_some_and(|p| re.is_match(p)))
+    }
+
+    /// The exception as a file gives it: name, rules and each criterion (key, text, whether
+    /// it is a string), for writing it back out (learn mode carries exceptions over).
+    pub(crate) fn as_written(&self) -> WrittenException {
+        let rules = self
+            .scopes
+            .iter()
+            .map(|s| scope_name(*s).to_string())
+            .collect();
+        let mut fields = Vec::new();
+        let texts = [
+            ("executable", self.executable.clone()),
+            ("ancestor", self.ancestor.clone()),
+            ("argv", self.argv_text.clone()),
+            (
+                "destination",
+                self.destination.as_ref().map(destination_text),
+            ),
+            ("path", self.path_text.clone()),
+        ];
+        for (key, value) in texts {
+            if let Some(value) = value {
+                fields.push((key, value, true));
+            }
+        }
+        if let Some(port) = self.port {
+            fields.push(("port", port.to_string(), false));
+        }
+        if let Some(uid) = self.uid {
+            fields.push(("uid", uid.to_string(), false));
+        }
+        (self.name.clone(), rules, fields)
     }
 
     /// One line for `--check-config`.
     pub(crate) fn describe(&self) -> String {
-        let scopes: Vec<String> = self
-            .scopes
-            .iter()
-            .map(|s| match s {
-                Scope::Rule(r) => r.as_str().to_string(),
-                Scope::Process => "process".into(),
-                Scope::Network => "network".into(),
-            })
-            .collect();
+        let scopes: Vec<&str> = self.scopes.iter().map(|s| scope_name(*s)).collect();
         let mut parts = vec![format!("rules={}", scopes.join(","))];
         let mut push = |key: &str, value: Option<String>| {
             if let Some(v) = value {
@@ -244,47 +314,72 @@ impl Exception {
         push("argv", self.argv_text.as_ref().map(|a| format!("^{a}$")));
         push(
             "destination",
-            self.destination.as_ref().map(|d| match d {
-                Destination::Net(n) => n.to_string(),
-                Destination::Host(h) => h.name.clone(),
-            }),
+            self.destination.as_ref().map(destination_text),
         );
         push("port", self.port.map(|p| p.to_string()));
         push("uid", self.uid.map(|u| u.to_string()));
+        push("path", self.path_text.clone());
         format!("{}: {}", self.name, parts.join(" "))
     }
 }
 
-/// Every exception of the configuration, with its hit counter.
+/// Every exception of the configuration, with its hit counter. Replaced in place on a
+/// reload (SIGHUP, `crabpot approve --always`), so every judge holding it sees the new list.
 #[derive(Debug, Default)]
-pub(crate) struct Exceptions(Vec<Exception>);
+pub(crate) struct Exceptions(std::sync::RwLock<Vec<Exception>>);
 
 impl Exceptions {
     pub(crate) fn new(list: Vec<Exception>) -> Self {
-        Exceptions(list)
+        Exceptions(std::sync::RwLock::new(list))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Exception>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.read().is_empty()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Exception> {
-        self.0.iter()
+    /// One line per exception, for `--check-config`.
+    pub(crate) fn describe_all(&self) -> Vec<String> {
+        self.read().iter().map(Exception::describe).collect()
+    }
+
+    /// Every exception as the file gives it (learn mode carries them over).
+    pub(crate) fn written(&self) -> Vec<WrittenException> {
+        self.read().iter().map(Exception::as_written).collect()
+    }
+
+    /// Take the exceptions of a reloaded configuration; an exception kept by name keeps
+    /// its hit count.
+    pub(crate) fn replace(&self, next: &Exceptions) {
+        let mut incoming = std::mem::take(&mut *next.0.write().unwrap_or_else(|p| p.into_inner()));
+        let mut current = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for exception in &mut incoming {
+            if let Some(old) = current.iter().find(|o| o.name == exception.name) {
+                exception
+                    .hits
+                    .store(old.hits.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        *current = incoming;
     }
 
     /// `(name, hits)` of each exception, in file order.
     pub(crate) fn hits(&self) -> Vec<(String, u64)> {
-        self.0
+        self.read()
             .iter()
             .map(|e| (e.name.clone(), e.hits.load(Ordering::Relaxed)))
             .collect()
     }
 
     /// The first exception for one of `scopes` that matches, counted as a hit.
-    pub(crate) fn matching(&self, scopes: &[Scope], subject: &Subject) -> Option<&str> {
-        let hit = self.0.iter().find(|e| e.matches(scopes, subject))?;
+    pub(crate) fn matching(&self, scopes: &[Scope], subject: &Subject) -> Option<String> {
+        let list = self.read();
+        let hit = list.iter().find(|e| e.matches(scopes, subject))?;
         hit.hits.fetch_add(1, Ordering::Relaxed);
-        Some(&hit.name)
+        Some(hit.name.clone())
     }
 
     /// Silence what `judgement` would raise when an exception matches it: the watchdog's
@@ -297,7 +392,7 @@ impl Exceptions {
         judgement: &mut Judgement,
         rule: Option<RuleName>,
         subject: impl FnOnce() -> Subject,
-    ) -> Option<&str> {
+    ) -> Option<String> {
         let watchdog_scope = judgement.watchdog.as_ref().and_then(|a| match a.source {
             AlertSource::Processes => Some(Scope::Process),
             AlertSource::Network => Some(Scope::Network),
@@ -319,7 +414,7 @@ impl Exceptions {
             && let Some(name) = self.matching(&watchdog_scopes, &subject)
             && let Some(alert) = judgement.watchdog.take()
         {
-            silenced(judgement, alert, name);
+            silenced(judgement, alert, &name);
             matched = Some(name);
         }
         if let Some(scope) = rule_scope
@@ -327,7 +422,7 @@ impl Exceptions {
         {
             judgement.violation = false;
             if let Some(alert) = judgement.alert.take() {
-                silenced(judgement, alert, name);
+                silenced(judgement, alert, &name);
             }
             matched = Some(name);
         }
@@ -387,6 +482,7 @@ pub(crate) fn subject_of(
             subject.address = *address;
             subject.port = Some(*port);
         }
+        EventBody::Open { path, .. } => subject.path = Some(path.clone()),
         _ => {}
     }
     if subject.executable.is_none() && tgid != 0 {

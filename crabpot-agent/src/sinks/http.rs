@@ -33,6 +33,8 @@ pub struct HttpState {
     pub trust_resets: tokio::sync::mpsc::Sender<TrustReset>,
     /// Announced break-glass shells (`crabpot shell`), claimed by the exec judges.
     pub break_glass: crate::policy::break_glass::BreakGlass,
+    /// Pending decisions and how to carry out an answer (`crabpot approve/deny`).
+    pub decisions: crate::actions::decide::DecisionDesk,
 }
 
 /// What does not change while the agent runs.
@@ -158,6 +160,25 @@ async fn api_status(
         return refusal;
     }
     Json(status(&state)).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RecentQuery {
+    token: Option<String>,
+    last: Option<usize>,
+}
+
+/// The dashboard's recent history as one JSON document, for clients that poll.
+async fn api_recent(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<RecentQuery>,
+) -> Response {
+    let token = TokenQuery { token: q.token };
+    if let Some(refusal) = view_refused(&state, &headers, &token) {
+        return refusal;
+    }
+    Json(state.hub.recent(q.last.unwrap_or(50))).into_response()
 }
 
 async fn control(state: &HttpState, pause: bool) -> Result<(), Response> {
@@ -317,6 +338,125 @@ async fn api_shell_announce(
     .into_response()
 }
 
+/// An answer to a pending decision: `{always}` or `{keep_frozen}`, and who asks (the CLI
+/// sends the operator's uid; the dashboard says so).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DecisionAnswer {
+    #[serde(default)]
+    pub always: bool,
+    #[serde(default)]
+    pub keep_frozen: bool,
+    /// The operator's uid (SUDO_UID under sudo), from `crabpot approve/deny`.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// `dashboard` from the dashboard's buttons.
+    #[serde(default)]
+    pub via: Option<String>,
+}
+
+/// The pending decisions (token required: they name processes and destinations).
+async fn api_pending(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    match state.decisions.pending() {
+        Ok(list) => {
+            let described: Vec<serde_json::Value> = list
+                .iter()
+                .map(|d| {
+                    let mut value = serde_json::to_value(d).unwrap_or_default();
+                    value["describe"] = d.subject.describe().into();
+                    value
+                })
+                .collect();
+            Json(serde_json::json!({ "pending": described })).into_response()
+        }
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
+    }
+}
+
+async fn answer_decision(
+    state: &HttpState,
+    id: String,
+    approve: bool,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Response {
+    use crate::{actions::decide::DeskError, policy::decisions::DecideError};
+    let answer: DecisionAnswer = if body.is_empty() {
+        DecisionAnswer::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(answer) => answer,
+            Err(error) => {
+                let text = format!("expected {{always, keep_frozen, uid}} as JSON: {error}\n");
+                return (StatusCode::BAD_REQUEST, text).into_response();
+            }
+        }
+    };
+    let who = match (answer.uid, answer.via.as_deref()) {
+        (Some(uid), _) => format!("uid {uid} (crabpot CLI)"),
+        (None, Some("dashboard")) => "dashboard".to_string(),
+        (None, _) => "a token holder".to_string(),
+    };
+    let request = crate::actions::decide::Request {
+        id,
+        approve,
+        option: if approve {
+            answer.always
+        } else {
+            answer.keep_frozen
+        },
+        who,
+        from: peer.to_string(),
+    };
+    match state.decisions.decide(request).await {
+        Ok(text) => (StatusCode::OK, text).into_response(),
+        Err(error) => {
+            let status = match &error {
+                DeskError::Decide(DecideError::Unknown(_)) => StatusCode::NOT_FOUND,
+                DeskError::Decide(DecideError::Stale(_)) | DeskError::NoEntry(_) => {
+                    StatusCode::CONFLICT
+                }
+                DeskError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, format!("{error}\n")).into_response()
+        }
+    }
+}
+
+async fn api_approve(
+    State(state): State<HttpState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    answer_decision(&state, id, true, peer, &body).await
+}
+
+async fn api_deny(
+    State(state): State<HttpState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !token_ok(&state, &headers, &q) {
+        return refused();
+    }
+    answer_decision(&state, id, false, peer, &body).await
+}
+
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(dashboard::routes::page))
@@ -326,10 +466,14 @@ pub fn router(state: HttpState) -> Router {
         .route("/ws", get(dashboard::routes::feed))
         .route("/metrics", get(metrics))
         .route("/api/status", get(api_status))
+        .route("/api/recent", get(api_recent))
         .route("/api/pause", post(api_pause))
         .route("/api/resume", post(api_resume))
         .route("/api/trust/reset", post(api_trust_reset))
         .route("/api/shell/announce", post(api_shell_announce))
+        .route("/api/pending", get(api_pending))
+        .route("/api/decisions/{id}/approve", post(api_approve))
+        .route("/api/decisions/{id}/deny", post(api_deny))
         .with_state(state)
 }
 

@@ -41,8 +41,30 @@ pub struct AlertRouter {
     pub toasts: bool,
     pub webhook: Option<(String, webhook::WebhookFormat)>,
     pub dashboard: dashboard::Hub,
+    /// Pending decisions: auto-pause adds one per freeze, the router one per newly
+    /// blocked destination.
+    pub decisions: crate::policy::decisions::DecisionStore,
     /// De-duplication, Alertmanager, filters and rate limits of the remote sinks.
     pub delivery: Delivery,
+}
+
+/// The first block of a destination becomes a pending decision; the alert carries its id
+/// and the commands that answer it.
+fn ask_about_destination(
+    decisions: &crate::policy::decisions::DecisionStore,
+    alert: Alert,
+) -> Alert {
+    if alert.control.decision != Some(("connect", "blocked")) {
+        return alert;
+    }
+    match decisions.create_for_destination(&alert) {
+        Some(decision) => {
+            let id = decision.id;
+            let decide = format!("sudo crabpot approve {id} --always  |  sudo crabpot deny {id}");
+            alert.with("decision_id", id).with("decide", decide)
+        }
+        None => alert,
+    }
 }
 
 /// What the routing loop holds.
@@ -52,6 +74,8 @@ struct Stage {
     pause_tx: mpsc::Sender<Alert>,
     dedup: Dedup,
     dispatcher: Dispatcher,
+    decisions: crate::policy::decisions::DecisionStore,
+    learn: Option<Arc<crate::policy::learn::Recorder>>,
 }
 
 impl AlertRouter {
@@ -60,18 +84,32 @@ impl AlertRouter {
         incoming: mpsc::Receiver<Alert>,
         stop: oneshot::Receiver<()>,
     ) -> JoinHandle<()> {
+        self.start_learning(incoming, stop, None)
+    }
+
+    /// [`Self::start`]; in learn mode every alert that would raise something is first
+    /// recorded and written as INFO (so nothing freezes).
+    pub(crate) fn start_learning(
+        self,
+        incoming: mpsc::Receiver<Alert>,
+        stop: oneshot::Receiver<()>,
+        learn: Option<Arc<crate::policy::learn::Recorder>>,
+    ) -> JoinHandle<()> {
         let (pause_tx, pause_rx) = mpsc::channel(1024);
         let pauser = tokio::spawn(actions::pause::run(
             self.docker.clone(),
             pause_rx,
             self.guarded.clone(),
             self.alerts.clone(),
+            self.decisions.clone(),
         ));
         let stage = Stage {
             metrics: self.metrics.clone(),
             auto_pause: self.auto_pause,
             pause_tx,
             dedup: Dedup::new(self.delivery.dedup_window),
+            decisions: self.decisions.clone(),
+            learn,
             dispatcher: self.sinks(),
         };
         tokio::spawn(async move {
@@ -169,7 +207,11 @@ impl Stage {
 
     async fn route(&mut self, alert: Alert) {
         // Container output is hostile: no alert is bigger than a bound.
-        let alert = alert.bounded();
+        let mut alert = alert.bounded();
+        if let Some(recorder) = &self.learn {
+            alert = recorder.observe(alert);
+        }
+        let alert = ask_about_destination(&self.decisions, alert);
         self.metrics.alert(&alert, monotonic_ns());
         let quarantine = alert.control.quarantine;
         // Posture findings (`no_pause`) are about the launch, not behaviour: no freeze.
@@ -216,6 +258,8 @@ mod tests {
             pause_tx,
             dedup: Dedup::new(Duration::from_millis(200)),
             dispatcher,
+            decisions: Default::default(),
+            learn: None,
         };
         let (tx, rx) = mpsc::channel(16);
         let (_stop_tx, stop) = oneshot::channel();

@@ -65,6 +65,7 @@ impl Agent {
             webhook: None,
             dashboard: hub.clone(),
             delivery: Default::default(),
+            decisions: Default::default(),
         }
         .start(alerts_rx, router_stop);
         let (_stats_tx, stats) = watch::channel(None);
@@ -92,6 +93,7 @@ impl Agent {
             // No kernel loop here: trust resets are not exercised by the load test.
             trust_resets: tokio::sync::mpsc::channel(1).0,
             break_glass: crabpot_agent::BreakGlass::default(),
+            decisions: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;

@@ -79,7 +79,10 @@ function connect() {
       (m.stats || []).forEach(addSample); redraw();
       if (m.state) setState(m.state);
       document.body.dataset.ready = "1";
-    } else if (m.type === "alert") addAlert(m.alert);
+    } else if (m.type === "alert") {
+      addAlert(m.alert);
+      if (m.alert.details && m.alert.details.decision_id) loadPending();
+    }
     else if (m.type === "stats") { addSample(m.stats); redraw(); }
     else if (m.type === "state") setState(m.state);
   };
@@ -95,4 +98,53 @@ async function control(action) {
 }
 $("pause").onclick = () => control("pause");
 $("resume").onclick = () => control("resume");
+
+// Pending decisions (token required, like pause and resume). Their text names processes
+// and destinations from the container: textContent only.
+function decisionButton(label, cls, id, verb, body) {
+  const b = document.createElement("button");
+  b.textContent = label; b.className = cls;
+  b.onclick = () => decide(id, verb, body);
+  return b;
+}
+function renderPending(list) {
+  const items = list.map((d) => {
+    const li = document.createElement("li");
+    li.dataset.id = d.id;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = `${d.id}  ${d.created}  [${d.container}]  ${d.describe}`;
+    li.append(text,
+      decisionButton("Approve", "approve", d.id, "approve", {}),
+      decisionButton("Approve always", "always", d.id, "approve", { always: true }),
+      decisionButton("Deny", "deny", d.id, "deny", {}));
+    return li;
+  });
+  $("pending").replaceChildren(...items);
+  $("pending-count").textContent = String(list.length);
+}
+async function loadPending() {
+  if (!token) {
+    $("pending-message").textContent = "open the dashboard URL with its token to see and answer them";
+    return;
+  }
+  try {
+    const response = await fetch("api/pending", { headers: { Authorization: `Bearer ${token}` } });
+    if (!response.ok) { $("pending-message").textContent = `pending decisions refused (${response.status})`; return; }
+    renderPending((await response.json()).pending || []);
+    $("pending-message").textContent = "";
+  } catch (error) { $("pending-message").textContent = "pending decisions unavailable"; }
+}
+async function decide(id, verb, body) {
+  const response = await fetch(`api/decisions/${encodeURIComponent(id)}/${verb}`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify(Object.assign({ via: "dashboard" }, body)),
+  });
+  const text = (await response.text()).trim();
+  $("control-message").textContent = response.ok ? text : `${verb} refused (${response.status}): ${text}`;
+  loadPending();
+}
+setInterval(loadPending, 3000);
+loadPending();
 connect();
