@@ -141,7 +141,8 @@ pub struct AgentArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub toasts: Toasts,
 
-    /// Send CRITICAL alerts and quarantines to this URL (retried with backoff).
+    /// Send alerts (CRITICAL ones and quarantines unless --webhook-min-severity says
+    /// otherwise) to this URL (retried with backoff).
     #[arg(long)]
     pub webhook: Option<String>,
 
@@ -149,6 +150,33 @@ pub struct AgentArgs {
     /// output, for falcosidekick).
     #[arg(long, value_enum, default_value = "generic")]
     pub webhook_format: crate::sinks::webhook::WebhookFormat,
+
+    /// Lowest severity sent to --webhook (INFO, WARNING or CRITICAL).
+    #[arg(long, default_value = "CRITICAL", value_name = "LEVEL")]
+    pub webhook_min_severity: crate::model::alert::Severity,
+
+    /// Most alerts sent to --webhook per period: `N` (per minute) or `N/PERIOD` (`10/30s`,
+    /// `100/1h`); 0 is no limit. The rest are held back and announced by one "N alerts
+    /// suppressed" record.
+    #[arg(long, default_value = "30", value_name = "N[/PERIOD]")]
+    pub webhook_rate: crate::sinks::rate_limit::Rate,
+
+    /// Post alerts to this Alertmanager (its base URL; `/api/v2/alerts` is added).
+    #[arg(long, value_name = "URL")]
+    pub alertmanager: Option<String>,
+
+    /// Lowest severity sent to --alertmanager.
+    #[arg(long, default_value = "WARNING", value_name = "LEVEL")]
+    pub alertmanager_min_severity: crate::model::alert::Severity,
+
+    /// Most alerts sent to --alertmanager per period (as --webhook-rate).
+    #[arg(long, default_value = "60", value_name = "N[/PERIOD]")]
+    pub alertmanager_rate: crate::sinks::rate_limit::Rate,
+
+    /// Seconds in which identical alerts (same rule, container, severity and executable or
+    /// destination) are one record with a `count`; 0 turns de-duplication off.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub dedup_window: u64,
 
     /// Line format of the alerts log: `json` (alert schema v1), `falco` (Falco's JSON
     /// output) or `legacy` (the record before v1; removed in 0.3.0). The audit log is v1.
@@ -218,6 +246,31 @@ mod tests {
         let args = AgentArgs::parse_from(["crabpot-agent"]);
         assert_eq!(args.events, None);
         assert!(args.profile_flags().is_empty());
+    }
+
+    #[test]
+    fn delivery_flags_parse_with_compatible_defaults() {
+        use crate::model::alert::Severity;
+        let args = AgentArgs::parse_from(["crabpot-agent"]);
+        assert_eq!(args.webhook_min_severity, Severity::Critical);
+        assert_eq!(args.dedup_window, 10);
+        assert_eq!(args.webhook_rate.count, 30);
+        assert!(args.alertmanager.is_none());
+        let args = AgentArgs::parse_from([
+            "crabpot-agent",
+            "--alertmanager",
+            "http://am:9093",
+            "--webhook-min-severity",
+            "warning",
+            "--webhook-rate",
+            "2/10s",
+            "--dedup-window",
+            "0",
+        ]);
+        assert_eq!(args.webhook_min_severity, Severity::Warning);
+        assert_eq!(args.webhook_rate.per, std::time::Duration::from_secs(10));
+        assert_eq!(args.alertmanager.as_deref(), Some("http://am:9093"));
+        assert!(AgentArgs::try_parse_from(["crabpot-agent", "--webhook-rate", "fast"]).is_err());
     }
 
     #[test]

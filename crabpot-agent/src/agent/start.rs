@@ -444,6 +444,7 @@ fn start_router(
         },
         webhook: args.webhook.clone().map(|url| (url, args.webhook_format)),
         dashboard: hub.clone(),
+        delivery: crate::sinks::delivery::Delivery::from_args(args),
         decisions,
     }
     .start_learning(alerts_rx, router_stop, learn);

@@ -30,6 +30,8 @@ pub struct Metrics {
     exceptions: std::sync::OnceLock<Arc<crate::policy::exceptions::Exceptions>>,
     alerts: IntCounterVec,
     sink_failures: IntCounterVec,
+    /// `crabpot_sink_suppressed_total{sink}`: alerts a sink's rate limit held back.
+    sink_suppressed: IntCounterVec,
     config_info: GaugeVec,
     last_tick: GaugeVec,
     layers: GaugeVec,
@@ -290,6 +292,12 @@ impl Metrics {
                  dropped for a lagging sink.",
                 &["sink"],
             ),
+            sink_suppressed: r.counter_vec(
+                "crabpot_sink_suppressed_total",
+                "Alerts a sink's rate limit held back (announced to it by one \"N alerts \
+                 suppressed\" record; the alerts log has every one).",
+                &["sink"],
+            ),
             config_info: r.gauge_vec(
                 "crabpot_config_info",
                 "The configuration in effect (always 1): sha256 of the file read, or of \
@@ -378,6 +386,17 @@ impl Metrics {
     /// One alert a sink lost.
     pub fn sink_failure(&self, sink: &str) {
         self.sink_failures.with_label_values(&[sink]).inc();
+    }
+
+    /// One alert a sink's rate limit held back.
+    pub(crate) fn sink_suppressed(&self, sink: &str) {
+        self.sink_suppressed.with_label_values(&[sink]).inc();
+    }
+
+    /// Alerts `sink`'s rate limit held back so far.
+    #[cfg(test)]
+    pub(crate) fn suppressed(&self, sink: &str) -> u64 {
+        self.sink_suppressed.with_label_values(&[sink]).get()
     }
 
     /// Publish the configuration's digest (replacing the previous one on a reload).

@@ -1,12 +1,16 @@
 //! Where observations and alerts go.
 pub(crate) mod alert_log;
+pub(crate) mod alertmanager;
 pub(crate) mod dashboard;
+pub(crate) mod dedup;
+pub(crate) mod delivery;
 pub(crate) mod dispatcher;
 pub(crate) mod event_printer;
 pub(crate) mod formats;
 pub(crate) mod http;
 pub(crate) mod learn_file;
 pub(crate) mod metrics;
+pub(crate) mod rate_limit;
 pub(crate) mod router;
 pub(crate) mod systemd;
 pub(crate) mod terminal;

@@ -1,5 +1,7 @@
-//! Webhook sink for CRITICAL alerts and quarantines: generic JSON (the alert itself, schema
-//! v1), Discord or Slack message shapes, or Falco's output (for falcosidekick); a bounded queue, retries with exponential backoff.
+//! Webhook sink for alerts at or above `--webhook-min-severity` (CRITICAL by default;
+//! quarantines are CRITICAL): generic JSON (the alert itself, schema v1), Discord or Slack
+//! message shapes, or Falco's output (for falcosidekick); a bounded queue, retries with
+//! exponential backoff. The router filters and rate-limits its queue (sinks/rate_limit.rs).
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
@@ -58,12 +60,15 @@ pub(crate) fn payload(alert: &Alert, format: WebhookFormat) -> Value {
     }
 }
 
-/// Whether an alert is sent: CRITICAL alerts (quarantines are CRITICAL).
-pub(crate) fn wanted(alert: &Alert) -> bool {
-    alert.severity == Severity::Critical
-}
+/// Default of `--webhook-min-severity`: CRITICAL alerts (quarantines are CRITICAL).
+pub(crate) const DEFAULT_MIN_SEVERITY: Severity = Severity::Critical;
 
-async fn deliver(client: &reqwest::Client, url: &str, body: &Value) -> Result<(), String> {
+/// POST `body` as JSON, retried with exponential backoff (also the Alertmanager sink's).
+pub(crate) async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<(), String> {
     let mut backoff = FIRST_BACKOFF;
     let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
@@ -80,7 +85,8 @@ async fn deliver(client: &reqwest::Client, url: &str, body: &Value) -> Result<()
     Err(last_error)
 }
 
-/// The sink: sends wanted alerts in order; a delivery that fails every attempt is logged.
+/// The sink: sends what it is given in order; a delivery that fails every attempt is logged
+/// and counted.
 pub(crate) async fn run(
     url: String,
     format: WebhookFormat,
@@ -98,9 +104,6 @@ pub(crate) async fn run(
         }
     };
     while let Some(alert) = alerts.recv().await {
-        if !wanted(&alert) {
-            continue;
-        }
         if let Err(error) = deliver(&client, &url, &payload(&alert, format)).await {
             metrics.sink_failure("webhook");
             tracing::error!(

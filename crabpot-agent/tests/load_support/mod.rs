@@ -69,6 +69,7 @@ impl Agent {
             toasts: false,
             webhook: None,
             dashboard: hub.clone(),
+            delivery: Default::default(),
             decisions: Default::default(),
         }
         .start(alerts_rx, router_stop);
