@@ -1,6 +1,7 @@
 //! `crabpot top` in a real terminal: a tmux session runs it against a running agent; the test
 //! reads the screen (`capture-pane`) and types keys (`send-keys`). A new alert must be on
-//! screen within 2 s, and the resume key must unfreeze the container.
+//! screen within 2 s; `a` approves and `d` denies the pending decision of a freeze, `p`
+//! pauses, `r` resumes, `q` quits.
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -82,6 +83,31 @@ impl Tmux {
         }
     }
 
+    /// Wait until the pending-decisions panel lists a decision other than `besides`; its id.
+    fn wait_pending(&self, besides: Option<&str>) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            let panel = screen
+                .lines()
+                .skip_while(|l| !l.contains("pending decisions"))
+                .take_while(|l| !l.contains('└'));
+            let ids: Vec<String> = panel
+                .flat_map(|l| l.split(['│', ' ']))
+                .filter(|w| w.starts_with("d-"))
+                .map(str::to_string)
+                .collect();
+            if let Some(id) = ids.into_iter().find(|id| Some(id.as_str()) != besides) {
+                return id;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no new pending decision on screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn alive(&self) -> bool {
         Command::new("tmux")
             .args(["has-session", "-t", &self.session])
@@ -100,8 +126,21 @@ impl Drop for Tmux {
     }
 }
 
+/// Wait until Docker reports the container paused (or not).
+fn wait_paused(container: &TestContainer, paused: bool, after: &str) {
+    let start = Instant::now();
+    while container.is_paused() != paused {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "after {after} the container is not {}",
+            if paused { "paused" } else { "running" }
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
-fn top_shows_a_new_alert_within_two_seconds_and_resumes_on_a_key() {
+fn top_shows_a_new_alert_within_two_seconds_and_its_keys_decide() {
     let address = format!("127.0.0.1:{}", free_port());
     let (container, agent) = enforced(TestContainer::start("top"), &["--listen", &address]);
     agent.wait_for_log(&["HTTP listener on"], DEADLINE);
@@ -142,18 +181,29 @@ fn top_shows_a_new_alert_within_two_seconds_and_resumes_on_a_key() {
     eprintln!("crabpot top showed the CRITICAL {elapsed:?} after the shell started");
     assert!(container.is_paused(), "the shell froze the container");
 
-    // `r` resumes it through the agent's token-protected API.
+    // The freeze is a pending decision: `a` approves it (resumes, continues the shell).
     tmux.wait_state(name, "paused", DEADLINE);
+    let first = tmux.wait_pending(None);
+    tmux.keys("a");
+    tmux.wait_state(name, "running", DEADLINE);
+    wait_paused(&container, false, "`a` (approve)");
+
+    // Another shell, another decision: `d` denies it (kills the shell, resumes).
+    let _second = container.spawn_exec(&["sh", "-c", "echo crabpot-top-2"]);
+    tmux.wait_state(name, "paused", DEADLINE);
+    let second = tmux.wait_pending(Some(&first));
+    assert_ne!(first, second);
+    tmux.keys("d");
+    tmux.wait_state(name, "running", DEADLINE);
+    wait_paused(&container, false, "`d` (deny)");
+
+    // `p` pauses and `r` resumes through the agent's token-protected API.
+    tmux.keys("p");
+    tmux.wait_state(name, "paused", DEADLINE);
+    wait_paused(&container, true, "`p` (pause)");
     tmux.keys("r");
     tmux.wait_state(name, "running", DEADLINE);
-    let start = Instant::now();
-    while container.is_paused() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "`r` did not resume the container"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_paused(&container, false, "`r` (resume)");
     // `q` quits and leaves the terminal.
     tmux.keys("q");
     let start = Instant::now();
