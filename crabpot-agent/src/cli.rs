@@ -12,6 +12,9 @@ use crate::{
     sinks::event_printer::EventFormat,
 };
 
+/// The HTTP listener when neither `--listen` nor the file's `listen:` names one.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9876";
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "crabpot-agent",
@@ -48,7 +51,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub moltbot: bool,
 
-    /// JSON-lines alerts log [default: ~/.crabpot/data/alerts.log of the effective user].
+    /// JSON-lines alerts log [default: $LOGS_DIRECTORY/alerts.log under systemd, else
+    /// ~/.crabpot/data/alerts.log of the effective user].
     #[arg(long, env = "CRABPOT_ALERTS_LOG")]
     pub alerts_log: Option<PathBuf>,
 
@@ -103,8 +107,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub check_config: bool,
 
-    /// Address of the HTTP listener (metrics, status, control).
-    #[arg(long, default_value = "127.0.0.1:9876")]
+    /// Address of the HTTP listener (metrics, status, control); `listen:` in the file.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
 
     /// Also serve `/metrics` alone on this address (e.g. for a Prometheus on another
@@ -116,8 +120,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub listen_remote: bool,
 
-    /// Control token file [default: ~/.crabpot/dashboard.token of the effective user,
-    /// created root-only at first start].
+    /// Control token file [default: $STATE_DIRECTORY/dashboard.token under systemd, else
+    /// ~/.crabpot/dashboard.token of the effective user, created root-only at first start].
     #[arg(long)]
     pub token_file: Option<PathBuf>,
 
