@@ -98,14 +98,26 @@ pub struct AgentArgs {
     #[arg(long = "rule", value_name = "RULE=ACTION", value_parser = parse_override)]
     pub rules: Vec<(RuleName, Action)>,
 
-    /// Configuration file [default: /etc/crabpot/monitor.yml, then
-    /// ~/.crabpot/config/monitor.yml, when present]. Flags override the file.
+    /// Configuration file [default: $CONFIGURATION_DIRECTORY/monitor.yml under systemd,
+    /// /etc/crabpot/monitor.yml, then ~/.crabpot/config/monitor.yml, when present]. Flags
+    /// override the file.
     #[arg(long, env = "CRABPOT_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Validate the configuration, print what it selects and exit (0 valid, 2 invalid).
     #[arg(long)]
     pub check_config: bool,
+
+    /// Learn mode for DURATION (90s, 10m, 1h): every rule in audit (nothing blocked, killed,
+    /// stopped or frozen, no trust cost), what would have been raised recorded; then write
+    /// a proposed policy file (--learn-output) and exit 0.
+    #[arg(long, value_name = "DURATION", value_parser = crate::policy::learn::parse_duration)]
+    pub learn: Option<std::time::Duration>,
+
+    /// Where learn mode writes the proposed policy [default: monitor.learned.yml beside the
+    /// alerts log].
+    #[arg(long, value_name = "PATH", requires = "learn")]
+    pub learn_output: Option<PathBuf>,
 
     /// Address of the HTTP listener (metrics, status, control); `listen:` in the file.
     #[arg(long, default_value = DEFAULT_LISTEN)]

@@ -23,7 +23,11 @@ pub(crate) async fn run(
 ) {
     while requests.recv().await.is_some() {
         match settings::resolve(&args) {
-            Ok(next) => {
+            Ok(mut next) => {
+                if args.learn.is_some() {
+                    // Still learning: a reload does not bring blocking back.
+                    next.policy = crate::policy::learn::audit_everything(&next.policy);
+                }
                 let source = next
                     .file
                     .as_ref()

@@ -18,6 +18,7 @@ use crate::{
     sources::{bpf, docker},
 };
 
+mod learning;
 mod signals;
 mod start;
 mod tasks;
@@ -45,6 +46,8 @@ struct Prepared {
     policy: Arc<Policy>,
     kernel: Option<kernel_side::KernelSide>,
     poll_only_reason: Option<String>,
+    /// `--learn`: the session (its recorder, timer and output).
+    learning: Option<learning::Learning>,
 }
 
 /// The running agent: its tasks, and what a clean stop must drain, in order.
@@ -59,15 +62,26 @@ struct Running {
 /// Prepare (checks, files, token, kernel side), start the tasks, run the kernel-event loop
 /// until a stop signal (or its error), then stop in order.
 pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
-    let prepared = prepare(&mut args).await?;
+    let mut prepared = prepare(&mut args).await?;
     let signals = signals::Signals::install()?;
     let stop_token = CancellationToken::new();
-    let (running, kernel_loop, bus) = start::start(&args, prepared, signals, &stop_token);
+    let learning = prepared.learning.take();
+    let recorder = learning.as_ref().map(|l| l.recorder.clone());
+    let (running, kernel_loop, bus) = start::start(&args, prepared, signals, &stop_token, recorder);
+    if let Some(learning) = &learning {
+        learning.announce();
+        learning.start_timer(&stop_token);
+    }
     let outcome = kernel_loop.run(bus, stop_token.clone()).await;
     // An error in the loop stops everything else too.
     stop_token.cancel();
     systemd::notify("STOPPING=1");
     stop(running).await;
+    // Every queued alert has reached the recorder: what was seen so far is written, also
+    // when a signal cut the learning short.
+    if let Some(learning) = learning {
+        learning.finish()?;
+    }
     outcome
 }
 
@@ -75,12 +89,18 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
 async fn prepare(args: &mut AgentArgs) -> anyhow::Result<Prepared> {
     preflight::require_root()?;
     preflight::raise_memlock();
-    let settings = settings::resolve(args)?;
+    let mut settings = settings::resolve(args)?;
     // The file's `listen:` keys fill in the listener flags not given.
     settings.listeners.apply(args);
     let args = &*args;
     // A bad setting is an error, not a reason to fall back to poll-only mode.
     bpf::loader::check_ring_size(args.ring_buffer_bytes)?;
+    // Learn mode carries the configured policy over, then runs with nothing enforced.
+    let learning = learning::Learning::new(args, &settings);
+    if learning.is_some() {
+        settings.monitor.auto_pause = false;
+        settings.policy = crate::policy::learn::audit_everything(&settings.policy);
+    }
     let config = Arc::new(settings.monitor.clone());
     let scanner = LogScanner::new(&config.log_patterns)?;
     let (log_writer, audit_writer) = open_logs(&config)?;
@@ -131,6 +151,7 @@ async fn prepare(args: &mut AgentArgs) -> anyhow::Result<Prepared> {
         policy,
         kernel,
         poll_only_reason,
+        learning,
     })
 }
 

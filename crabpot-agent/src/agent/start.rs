@@ -59,6 +59,7 @@ pub(super) fn start(
     prepared: Prepared,
     signals: Signals,
     stop: &CancellationToken,
+    learn: Option<Arc<crate::policy::learn::Recorder>>,
 ) -> (Running, KernelLoop, Option<mpsc::Receiver<BusMessage>>) {
     // Taken apart field by field as each part is started.
     let p = prepared;
@@ -78,7 +79,7 @@ pub(super) fn start(
         &metrics,
         &hub,
         p.log_writer,
-        p.poll_only_reason,
+        (p.poll_only_reason, learn.clone()),
     );
     let ticks = Arc::new(ChannelTicks::default());
     let ctx = watch_context(&docker, &config, &sources, &alerts, &ticks);
@@ -131,6 +132,7 @@ pub(super) fn start(
         metrics,
         dns: DnsLearner::new(sources.allow),
         exceptions: p.settings.exceptions.clone(),
+        learn,
     };
     let running = Running {
         tasks,
@@ -321,7 +323,7 @@ fn start_router(
     metrics: &Arc<Metrics>,
     hub: &dashboard::Hub,
     log_writer: AlertLogWriter,
-    poll_only_reason: Option<String>,
+    (poll_only_reason, learn): (Option<String>, Option<Arc<crate::policy::learn::Recorder>>),
 ) -> (
     AlertSender,
     tokio::sync::oneshot::Sender<()>,
@@ -357,7 +359,7 @@ fn start_router(
         webhook: args.webhook.clone().map(|url| (url, args.webhook_format)),
         dashboard: hub.clone(),
     }
-    .start(alerts_rx, router_stop);
+    .start_learning(alerts_rx, router_stop, learn);
     (alerts, stop_router, router)
 }
 

@@ -1,5 +1,9 @@
 //! `crabpot`: the operator's command — read alerts, pause and resume the container, reset
-//! trust, audit its launch posture, launch it hardened (up, down, logs, restart).
+//! trust, audit its launch posture, launch it hardened (up, down, logs, restart), watch it
+//! live (top).
+#[path = "crabpot/top.rs"]
+mod top;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::{DateTime, FixedOffset};
@@ -148,6 +152,15 @@ enum Command {
         /// Lines from the end to show ("all" for everything).
         #[arg(long, default_value = "100")]
         tail: String,
+    },
+    /// A live terminal view of the running agent: guarded containers, pending decisions,
+    /// recent alerts; keys to pause, resume, approve and deny (q quits).
+    Top {
+        #[command(flatten)]
+        agent: AgentAccess,
+        /// Refresh period in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
     },
     /// Restart the container and wait until it is ready again.
     Restart {
@@ -300,6 +313,23 @@ async fn main() -> ExitCode {
             }
         }
         Command::Unload { container, all } => unload(&container, all),
+        Command::Top { agent, interval_ms } => {
+            let address = match agent_address(&agent.agent, agent.instance.as_deref()) {
+                Ok(address) => address,
+                Err(error) => return failed(anyhow::anyhow!(error)),
+            };
+            let args = top::TopArgs {
+                // None found: top names the home directory's in its message, viewing works.
+                token_file: token_path(&agent)
+                    .unwrap_or_else(|_| paths::Layout::current().token_file()),
+                agent: address,
+                interval: std::time::Duration::from_millis(interval_ms.max(100)),
+            };
+            match top::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => failed(error),
+            }
+        }
     }
 }
 
@@ -585,18 +615,22 @@ fn control_request_with(
     agent_request(&agent, "POST", path, Some(token.trim()), body)
 }
 
+/// The control token file: `--token-file`, else the first that exists of the instance's,
+/// or of the system unit's and the home directory's; the error names every path tried.
+fn token_path(access: &AgentAccess) -> Result<PathBuf, String> {
+    if let Some(path) = &access.token_file {
+        return Ok(path.clone());
+    }
+    let candidates = paths::Layout::current().token_candidates(access.instance.as_deref());
+    paths::first_existing("control token", &candidates)
+}
+
 fn read_token(access: &AgentAccess) -> Result<String, RequestError> {
-    let token_path = match &access.token_file {
-        Some(path) => path.clone(),
-        None => {
-            let candidates = paths::Layout::current().token_candidates(access.instance.as_deref());
-            paths::first_existing("control token", &candidates).map_err(|why| {
-                RequestError::Other(format!(
-                    "{why}; run as the agent's user (root) or pass --token-file / --instance"
-                ))
-            })?
-        }
-    };
+    let token_path = token_path(access).map_err(|why| {
+        RequestError::Other(format!(
+            "{why}; run as the agent's user (root) or pass --token-file / --instance"
+        ))
+    })?;
     std::fs::read_to_string(&token_path).map_err(|e| {
         RequestError::Other(format!(
             "cannot read the control token {} ({e}); run as the agent's user (root) or pass \

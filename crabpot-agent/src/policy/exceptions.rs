@@ -99,7 +99,12 @@ pub(crate) struct ExceptionSpec {
     destination: Option<String>,
     port: Option<u16>,
     uid: Option<u32>,
+    /// A path the act names (an open's file), `*` standing for one path segment's text.
+    path: Option<String>,
 }
+
+/// An exception as a file gives it: name, rules and criteria (key, text, whether quoted).
+pub(crate) type WrittenException = (String, Vec<String>, Vec<(&'static str, String, bool)>);
 
 /// One exception: every criterion given must match.
 #[derive(Debug, Deserialize)]
@@ -117,6 +122,9 @@ pub struct Exception {
     destination: Option<Destination>,
     port: Option<u16>,
     uid: Option<u32>,
+    /// Anchored; `*` matches within one path segment.
+    path: Option<regex::Regex>,
+    path_text: Option<String>,
     hits: AtomicU64,
 }
 
@@ -148,7 +156,14 @@ impl TryFrom<ExceptionSpec> for Exception {
             .map(Destination::parse)
             .transpose()
             .map_err(|e| format!("exception `{name}`: {e}"))?;
+        let path = spec
+            .path
+            .as_deref()
+            .map(path_pattern)
+            .transpose()
+            .map_err(|e| format!("exception `{name}`: the path pattern does not compile: {e}"))?;
         let anything = spec.executable.is_some()
+            || path.is_some()
             || spec.ancestor.is_some()
             || argv.is_some()
             || destination.is_some()
@@ -157,7 +172,7 @@ impl TryFrom<ExceptionSpec> for Exception {
         if !anything {
             return Err(format!(
                 "exception `{name}` matches everything: give executable, ancestor, argv, \
-                 destination, port or uid"
+                 destination, port, uid or path"
             ));
         }
         Ok(Exception {
@@ -170,9 +185,33 @@ impl TryFrom<ExceptionSpec> for Exception {
             destination,
             port: spec.port,
             uid: spec.uid,
+            path,
+            path_text: spec.path,
             hits: AtomicU64::new(0),
         })
     }
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Rule(r) => r.as_str(),
+        Scope::Process => "process",
+        Scope::Network => "network",
+    }
+}
+
+fn destination_text(destination: &Destination) -> String {
+    match destination {
+        Destination::Net(n) => n.to_string(),
+        Destination::Host(h) => h.name.clone(),
+    }
+}
+
+/// `/proc/*/cmdline` as an anchored regex: `*` is any text within one path segment, the
+/// rest literal.
+fn path_pattern(glob: &str) -> Result<regex::Regex, regex::Error> {
+    let parts: Vec<String> = glob.split('*').map(regex::escape).collect();
+    regex::Regex::new(&format!("^{}$", parts.join("[^/]*")))
 }
 
 fn file_name(path: &str) -> &str {
@@ -190,6 +229,8 @@ pub(crate) struct Subject {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub uid: Option<u32>,
+    /// The file an open names (normalised, as its alert shows it).
+    pub path: Option<String>,
 }
 
 impl Exception {
@@ -220,19 +261,48 @@ impl Exception {
                 .is_none_or(|d| d.matches(s.address, s.host.as_deref()))
             && self.port.is_none_or(|p| s.port == Some(p))
             && self.uid.is_none_or(|u| s.uid == Some(u))
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|re| s.path.as_deref().is_some_and(|p| re.is_match(p)))
+    }
+
+    /// The exception as a file gives it: name, rules and each criterion (key, text, whether
+    /// it is a string), for writing it back out (learn mode carries exceptions over).
+    pub(crate) fn as_written(&self) -> WrittenException {
+        let rules = self
+            .scopes
+            .iter()
+            .map(|s| scope_name(*s).to_string())
+            .collect();
+        let mut fields = Vec::new();
+        let texts = [
+            ("executable", self.executable.clone()),
+            ("ancestor", self.ancestor.clone()),
+            ("argv", self.argv_text.clone()),
+            (
+                "destination",
+                self.destination.as_ref().map(destination_text),
+            ),
+            ("path", self.path_text.clone()),
+        ];
+        for (key, value) in texts {
+            if let Some(value) = value {
+                fields.push((key, value, true));
+            }
+        }
+        if let Some(port) = self.port {
+            fields.push(("port", port.to_string(), false));
+        }
+        if let Some(uid) = self.uid {
+            fields.push(("uid", uid.to_string(), false));
+        }
+        (self.name.clone(), rules, fields)
     }
 
     /// One line for `--check-config`.
     pub(crate) fn describe(&self) -> String {
-        let scopes: Vec<String> = self
-            .scopes
-            .iter()
-            .map(|s| match s {
-                Scope::Rule(r) => r.as_str().to_string(),
-                Scope::Process => "process".into(),
-                Scope::Network => "network".into(),
-            })
-            .collect();
+        let scopes: Vec<&str> = self.scopes.iter().map(|s| scope_name(*s)).collect();
         let mut parts = vec![format!("rules={}", scopes.join(","))];
         let mut push = |key: &str, value: Option<String>| {
             if let Some(v) = value {
@@ -244,13 +314,11 @@ impl Exception {
         push("argv", self.argv_text.as_ref().map(|a| format!("^{a}$")));
         push(
             "destination",
-            self.destination.as_ref().map(|d| match d {
-                Destination::Net(n) => n.to_string(),
-                Destination::Host(h) => h.name.clone(),
-            }),
+            self.destination.as_ref().map(destination_text),
         );
         push("port", self.port.map(|p| p.to_string()));
         push("uid", self.uid.map(|u| u.to_string()));
+        push("path", self.path_text.clone());
         format!("{}: {}", self.name, parts.join(" "))
     }
 }
@@ -387,6 +455,7 @@ pub(crate) fn subject_of(
             subject.address = *address;
             subject.port = Some(*port);
         }
+        EventBody::Open { path, .. } => subject.path = Some(path.clone()),
         _ => {}
     }
     if subject.executable.is_none() && tgid != 0 {

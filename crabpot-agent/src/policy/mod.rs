@@ -11,6 +11,7 @@ pub(crate) mod exe_identity;
 pub(crate) mod exec_failures;
 pub(crate) mod hosts;
 pub(crate) mod kernel_rules;
+pub(crate) mod learn;
 pub(crate) mod learned;
 pub(crate) mod network_allow;
 pub(crate) mod open_path;

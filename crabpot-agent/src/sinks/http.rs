@@ -160,6 +160,25 @@ async fn api_status(
     Json(status(&state)).into_response()
 }
 
+#[derive(Deserialize)]
+pub(crate) struct RecentQuery {
+    token: Option<String>,
+    last: Option<usize>,
+}
+
+/// The dashboard's recent history as one JSON document, for clients that poll.
+async fn api_recent(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<RecentQuery>,
+) -> Response {
+    let token = TokenQuery { token: q.token };
+    if let Some(refusal) = view_refused(&state, &headers, &token) {
+        return refusal;
+    }
+    Json(state.hub.recent(q.last.unwrap_or(50))).into_response()
+}
+
 async fn control(state: &HttpState, pause: bool) -> Result<(), Response> {
     let Some(container) = state.views.container.borrow().clone() else {
         return Err((StatusCode::CONFLICT, "no container is being guarded\n").into_response());
@@ -326,6 +345,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/ws", get(dashboard::routes::feed))
         .route("/metrics", get(metrics))
         .route("/api/status", get(api_status))
+        .route("/api/recent", get(api_recent))
         .route("/api/pause", post(api_pause))
         .route("/api/resume", post(api_resume))
         .route("/api/trust/reset", post(api_trust_reset))

@@ -5,6 +5,7 @@ pub(crate) mod dispatcher;
 pub(crate) mod event_printer;
 pub(crate) mod formats;
 pub(crate) mod http;
+pub(crate) mod learn_file;
 pub(crate) mod metrics;
 pub(crate) mod router;
 pub(crate) mod systemd;

@@ -39,8 +39,19 @@ pub struct AlertRouter {
 impl AlertRouter {
     pub fn start(
         self,
+        incoming: mpsc::Receiver<Alert>,
+        stop: oneshot::Receiver<()>,
+    ) -> JoinHandle<()> {
+        self.start_learning(incoming, stop, None)
+    }
+
+    /// [`Self::start`]; in learn mode every alert that would raise something is first
+    /// recorded and written as INFO (so nothing freezes).
+    pub(crate) fn start_learning(
+        self,
         mut incoming: mpsc::Receiver<Alert>,
         mut stop: oneshot::Receiver<()>,
+        learn: Option<Arc<crate::policy::learn::Recorder>>,
     ) -> JoinHandle<()> {
         let AlertRouter {
             metrics,
@@ -89,7 +100,10 @@ impl AlertRouter {
                 };
                 let Some(alert) = next else { break };
                 // Container output is hostile: no alert is bigger than a bound.
-                let alert = alert.bounded();
+                let mut alert = alert.bounded();
+                if let Some(recorder) = &learn {
+                    alert = recorder.observe(alert);
+                }
                 metrics.alert(&alert, monotonic_ns());
                 let quarantine = alert.control.quarantine;
                 // Posture findings (`no_pause`) are about the launch, not behaviour: no freeze.

@@ -85,6 +85,22 @@ impl Hub {
         self.live.receiver_count()
     }
 
+    /// The latest `last` alerts (oldest first), the latest stats sample and the state, for
+    /// clients that poll (`crabpot top`, `GET /api/recent`).
+    pub fn recent(&self, last: usize) -> Value {
+        match self.history.lock() {
+            Ok(history) => {
+                let skip = history.alerts.len().saturating_sub(last);
+                json!({
+                    "alerts": history.alerts.iter().skip(skip).collect::<Vec<_>>(),
+                    "stats": history.stats.back(),
+                    "state": history.state,
+                })
+            }
+            Err(_) => json!({"alerts": [], "stats": null, "state": null}),
+        }
+    }
+
     /// The first message for a new client, and its subscription to what follows.
     pub fn join(&self) -> (String, broadcast::Receiver<Utf8Bytes>) {
         let receiver = self.live.subscribe();
