@@ -19,6 +19,7 @@ const WATCHED: &[&str] = &[
     "/usr/bin/crabpot",
     "/usr/bin/crabpot-agent",
     "/lib/systemd/system/crabpot-agent.service",
+    "/lib/systemd/system/crabpot-agent@.service",
     "/usr/share/doc/crabpot",
 ];
 
@@ -95,11 +96,13 @@ fn the_package_installs_runs_and_purges_without_a_trace() {
         "the installed agent rejects its default configuration: {out}"
     );
     assert!(out.contains("rule connect: block"), "{out}");
-    let (ok, out) = run(
-        "systemd-analyze",
-        &["verify", "/lib/systemd/system/crabpot-agent.service"],
-    );
-    assert!(ok, "systemd-analyze verify of the installed unit: {out}");
+    for unit in [
+        "/lib/systemd/system/crabpot-agent.service",
+        "/lib/systemd/system/crabpot-agent@.service",
+    ] {
+        let (ok, out) = run("systemd-analyze", &["verify", unit]);
+        assert!(ok, "systemd-analyze verify of the installed {unit}: {out}");
+    }
 
     alert_from_the_installed_agent();
 

@@ -134,6 +134,7 @@ const INSTALLED: &[&str] = &[
     "/usr/local/bin/crabpot-agent",
     "/usr/local/bin/crabpot",
     "/etc/systemd/system/crabpot-agent.service",
+    "/etc/systemd/system/crabpot-agent@.service",
     "/etc/crabpot/monitor.yml",
 ];
 
@@ -191,16 +192,32 @@ fn crabpot_install_puts_a_unit_that_systemd_analyze_verifies() {
         out.contains("/etc/systemd/system/crabpot-agent.service"),
         "{out}"
     );
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "/etc/systemd/system/crabpot-agent.service"])
-        .output()
-        .expect("systemd-analyze (Debian's systemd package)");
-    assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    // The plain unit and the template (verified as an instance, `crabpot-agent@i`).
+    for unit in [
+        "/etc/systemd/system/crabpot-agent.service",
+        "/etc/systemd/system/crabpot-agent@.service",
+    ] {
+        assert!(out.contains(unit), "{out}");
+        let verify = Command::new("systemd-analyze")
+            .args(["verify", unit])
+            .output()
+            .expect("systemd-analyze (Debian's systemd package)");
+        assert!(
+            verify.status.success(),
+            "{unit}: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+    let template = std::fs::read_to_string("/etc/systemd/system/crabpot-agent@.service")
+        .expect("the template unit");
+    for line in [
+        "--config /etc/crabpot/%i.yml",
+        "LogsDirectory=crabpot/%i",
+        "StateDirectory=crabpot/%i",
+    ] {
+        assert!(template.contains(line), "the template lacks {line}");
+    }
     let check = Command::new("/usr/local/bin/crabpot-agent")
         .args(["--check-config", "--config", "/etc/crabpot/monitor.yml"])
         .output()

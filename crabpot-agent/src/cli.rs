@@ -12,6 +12,9 @@ use crate::{
     sinks::event_printer::EventFormat,
 };
 
+/// The HTTP listener when neither `--listen` nor the file's `listen:` names one.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9876";
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "crabpot-agent",
@@ -53,7 +56,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub moltbot: bool,
 
-    /// JSON-lines alerts log [default: ~/.crabpot/data/alerts.log of the effective user].
+    /// JSON-lines alerts log [default: $LOGS_DIRECTORY/alerts.log under systemd, else
+    /// ~/.crabpot/data/alerts.log of the effective user].
     #[arg(long, env = "CRABPOT_ALERTS_LOG")]
     pub alerts_log: Option<PathBuf>,
 
@@ -99,8 +103,9 @@ pub struct AgentArgs {
     #[arg(long = "rule", value_name = "RULE=ACTION", value_parser = parse_override)]
     pub rules: Vec<(RuleName, Action)>,
 
-    /// Configuration file [default: /etc/crabpot/monitor.yml, then
-    /// ~/.crabpot/config/monitor.yml, when present]. Flags override the file.
+    /// Configuration file [default: $CONFIGURATION_DIRECTORY/monitor.yml under systemd,
+    /// /etc/crabpot/monitor.yml, then ~/.crabpot/config/monitor.yml, when present]. Flags
+    /// override the file.
     #[arg(long, env = "CRABPOT_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -119,8 +124,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "PATH", requires = "learn")]
     pub learn_output: Option<PathBuf>,
 
-    /// Address of the HTTP listener (metrics, status, control).
-    #[arg(long, default_value = "127.0.0.1:9876")]
+    /// Address of the HTTP listener (metrics, status, control); `listen:` in the file.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
 
     /// Also serve `/metrics` alone on this address (e.g. for a Prometheus on another
@@ -132,8 +137,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub listen_remote: bool,
 
-    /// Control token file [default: ~/.crabpot/dashboard.token of the effective user,
-    /// created root-only at first start].
+    /// Control token file [default: $STATE_DIRECTORY/dashboard.token under systemd, else
+    /// ~/.crabpot/dashboard.token of the effective user, created root-only at first start].
     #[arg(long)]
     pub token_file: Option<PathBuf>,
 

@@ -258,53 +258,14 @@ fn guide_patterns() -> Vec<LogPattern> {
     ]
 }
 
+/// The default alerts log: `$LOGS_DIRECTORY/alerts.log` under systemd, else
 /// `~/.crabpot/data/alerts.log` of the effective user (root's home under sudo, not the
-/// invoking user's `$HOME`).
+/// invoking user's `$HOME`). See [`crate::paths`].
 pub fn default_alerts_log() -> PathBuf {
-    effective_home().join(".crabpot/data/alerts.log")
+    crate::paths::alerts_log()
 }
 
-/// Home directory of the effective uid from the password database; `/root` for root when
-/// the database has no entry. Uses `getpwuid_r` (the agent calls this from its
-/// multi-threaded runtime; `getpwuid`'s static buffer is not thread-safe).
-pub fn effective_home() -> PathBuf {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if let Some(dir) = home_of(uid) {
-        return dir;
-    }
-    if uid == 0 {
-        return PathBuf::from("/root");
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-}
-
-/// `pw_dir` of `uid`, read with `getpwuid_r` into a buffer of our own.
-fn home_of(uid: libc::uid_t) -> Option<PathBuf> {
-    let mut buffer = vec![libc::c_char::default(); 16 * 1024];
-    // SAFETY: passwd is plain old data; getpwuid_r fills it.
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call, the buffer's length is passed with it, and
-    // the strings it writes point into `buffer`, which outlives their use below.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut entry,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: pw_dir is a NUL-terminated string inside `buffer`.
-    let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
-    Some(PathBuf::from(dir.to_string_lossy().into_owned()))
-}
+pub use crate::paths::effective_home;
 
 impl Default for MonitorConfig {
     fn default() -> Self {
@@ -349,13 +310,5 @@ mod tests {
         for pattern in &config.log_patterns {
             regex::Regex::new(&pattern.regex).expect(&pattern.name);
         }
-    }
-}
-
-#[cfg(test)]
-mod home_tests {
-    #[test]
-    fn root_home_comes_from_the_password_database() {
-        assert_eq!(super::home_of(0), Some(std::path::PathBuf::from("/root")));
     }
 }

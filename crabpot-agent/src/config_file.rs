@@ -11,10 +11,7 @@ use crate::{
 
 /// Where the file is looked for when `--config` is not given, in order.
 pub(crate) fn default_locations() -> Vec<PathBuf> {
-    vec![
-        PathBuf::from("/etc/crabpot/monitor.yml"),
-        crate::config::effective_home().join(".crabpot/config/monitor.yml"),
-    ]
+    crate::paths::config_locations()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +225,12 @@ pub struct FileConfig {
     /// The drop-ins' list entries (never read from a file itself).
     #[serde(skip)]
     pub added: Added,
+    /// The HTTP listener (`--listen`): each instance of `crabpot-agent@NAME` needs its own.
+    pub listen: Option<std::net::SocketAddr>,
+    /// A `/metrics`-only listener (`--metrics-listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Allow non-loopback listeners (`--listen-remote`); every request then needs the token.
+    pub listen_remote: Option<bool>,
 }
 
 /// Parse the text of a configuration file named `path`.
@@ -411,6 +414,19 @@ mod tests {
         let twice = once.replace("  # - ", "  - ");
         let config = parse_text(&twice).expect("the uncommented providers parse");
         assert!(config.allow.as_ref().map_or(0, Vec::len) > 10);
+    }
+
+    #[test]
+    fn listeners_parse_and_bad_addresses_are_refused() {
+        let config = parse_text(
+            "listen: 127.0.0.1:9877\nmetrics_listen: 0.0.0.0:9100\nlisten_remote: true\n",
+        )
+        .expect("valid");
+        assert_eq!(config.listen, "127.0.0.1:9877".parse().ok());
+        assert_eq!(config.metrics_listen, "0.0.0.0:9100".parse().ok());
+        assert_eq!(config.listen_remote, Some(true));
+        let err = parse_text("listen: localhost\n").expect_err("not an address");
+        assert!(err.to_string().starts_with("monitor.yml:1:"), "{err}");
     }
 
     #[test]

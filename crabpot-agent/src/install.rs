@@ -7,6 +7,8 @@ use std::{
 };
 
 pub(crate) const UNIT: &str = include_str!("../../deploy/crabpot-agent.service");
+/// The template unit `crabpot-agent@NAME`: one agent per container, /etc/crabpot/NAME.yml.
+pub(crate) const TEMPLATE: &str = include_str!("../../deploy/crabpot-agent@.service");
 pub(crate) const EXAMPLE_CONFIG: &str = include_str!("../../deploy/monitor.example.yml");
 
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +48,13 @@ pub fn install(from: &Path, layout: &Layout) -> Result<Vec<String>, InstallError
     for dir in [&layout.bin_dir, &layout.unit_dir] {
         fs::create_dir_all(dir).map_err(at("creating", dir))?;
     }
+    // conf.d: the operator's drop-ins and `crabpot approve --always`'s managed file.
+    let dropins = layout.config_dir.join("conf.d");
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&layout.config_dir)
-        .map_err(at("creating", &layout.config_dir))?;
+        .create(&dropins)
+        .map_err(at("creating", &dropins))?;
     for name in ["crabpot-agent", "crabpot"] {
         let source = from.join(name);
         let target = layout.bin_dir.join(name);
@@ -62,9 +66,14 @@ pub fn install(from: &Path, layout: &Layout) -> Result<Vec<String>, InstallError
         fs::rename(&staging, &target).map_err(at("installing", &target))?;
         done.push(format!("installed {}", target.display()));
     }
-    let unit = layout.unit_dir.join("crabpot-agent.service");
-    fs::write(&unit, UNIT).map_err(at("writing", &unit))?;
-    done.push(format!("installed {}", unit.display()));
+    for (name, text) in [
+        ("crabpot-agent.service", UNIT),
+        ("crabpot-agent@.service", TEMPLATE),
+    ] {
+        let unit = layout.unit_dir.join(name);
+        fs::write(&unit, text).map_err(at("writing", &unit))?;
+        done.push(format!("installed {}", unit.display()));
+    }
     let config = layout.config_dir.join("monitor.yml");
     if config.exists() {
         done.push(format!("kept the existing {}", config.display()));

@@ -21,6 +21,7 @@ mod install;
 mod kernel_side;
 pub mod launch;
 mod model;
+pub mod paths;
 mod pipeline;
 mod policy;
 mod preflight;

@@ -24,6 +24,39 @@ pub(crate) struct Settings {
     pub config_dir: PathBuf,
     /// The operator's exceptions, with their hit counters (shared by every judge).
     pub exceptions: std::sync::Arc<Exceptions>,
+    /// The HTTP listeners: the flags, else the file's `listen:` keys.
+    pub listeners: Listeners,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Listeners {
+    pub listen: std::net::SocketAddr,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub listen_remote: bool,
+}
+
+impl Listeners {
+    /// The flags, with the file's keys where a flag was not given (a `--listen` equal to
+    /// the default counts as not given, as `--container crabpot` does).
+    fn resolve(args: &AgentArgs, file: &FileConfig) -> Self {
+        let default = crate::cli::DEFAULT_LISTEN.parse().ok();
+        let listen = match file.listen {
+            Some(address) if Some(args.listen) == default => address,
+            _ => args.listen,
+        };
+        Listeners {
+            listen,
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            listen_remote: args.listen_remote || file.listen_remote.unwrap_or(false),
+        }
+    }
+
+    /// Put the effective listeners into `args`, which the HTTP start-up reads.
+    pub(crate) fn apply(&self, args: &mut AgentArgs) {
+        args.listen = self.listen;
+        args.metrics_listen = self.metrics_listen;
+        args.listen_remote = self.listen_remote;
+    }
 }
 
 /// sha256 (hex) of the configuration file read, or of nothing when none was (defaults and
@@ -227,7 +260,9 @@ pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
     // added to whatever the profile allows.
     policy.allow_specs(file.added.allow.iter().cloned());
     let exceptions = Exceptions::new(file.exceptions.take().unwrap_or_default());
+    let listeners = Listeners::resolve(args, &file);
     Ok(Settings {
+        listeners,
         monitor,
         policy,
         trust,
@@ -287,6 +322,7 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
                 println!("select: {}", settings.monitor.select.join(", "));
             }
             println!("profiles: {}", settings.profiles.join("+"));
+            println!("listen: {}", settings.listeners.listen);
             for (rule, action) in settings.policy.rules() {
                 println!("rule {}: {action}", rule.as_str());
             }
@@ -312,8 +348,9 @@ pub fn check_config(args: &AgentArgs) -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::Parser as _;
+
+    use super::*;
 
     fn chosen(flags: &[&str], file: &str) -> MonitorConfig {
         let mut monitor = MonitorConfig::default();
@@ -342,5 +379,29 @@ mod tests {
         assert_eq!(only_select.container, "");
         let flags = chosen(&["--container", "c"], "containers: [a, b]\n");
         assert_eq!((flags.container.as_str(), flags.containers.len()), ("c", 1));
+    }
+
+    fn listeners(flags: &[&str], file: &str) -> Listeners {
+        let args =
+            AgentArgs::parse_from(std::iter::once("crabpot-agent").chain(flags.iter().copied()));
+        let file = config_file::parse(std::path::Path::new("x.yml"), file).expect("valid");
+        Listeners::resolve(&args, &file)
+    }
+
+    #[test]
+    fn the_files_listeners_apply_unless_a_flag_names_one() {
+        let from_file = listeners(
+            &[],
+            "listen: 127.0.0.1:9877\nmetrics_listen: 127.0.0.1:9100\n",
+        );
+        assert_eq!(from_file.listen.to_string(), "127.0.0.1:9877");
+        assert_eq!(from_file.metrics_listen.map(|a| a.port()), Some(9100));
+        assert!(!from_file.listen_remote);
+        let flag = listeners(&["--listen", "127.0.0.1:9999"], "listen: 127.0.0.1:9877\n");
+        assert_eq!(flag.listen.to_string(), "127.0.0.1:9999");
+        let neither = listeners(&[], "");
+        assert_eq!(neither.listen.to_string(), crate::cli::DEFAULT_LISTEN);
+        let remote = listeners(&[], "listen_remote: true\n");
+        assert!(remote.listen_remote);
     }
 }

@@ -14,6 +14,7 @@ use crate::{cmd, setup};
 
 const PACKAGE: &str = "crabpot";
 const UNIT: &str = "crabpot-agent.service";
+const TEMPLATE: &str = "crabpot-agent@.service";
 
 fn write(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
@@ -51,15 +52,23 @@ fn control(installed_kib: u64) -> String {
     )
 }
 
-/// Stop and disable the service before its files go (systemd hosts only).
+/// Stop and disable the service and every enabled `crabpot-agent@NAME` before their files
+/// go (systemd hosts only).
 const PRERM: &str = "#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then\n  \
-    systemctl disable --now crabpot-agent.service >/dev/null 2>&1 || true\nfi\n";
+    systemctl disable --now crabpot-agent.service >/dev/null 2>&1 || true\n  \
+    for unit in $(systemctl list-units --all --plain --no-legend 'crabpot-agent@*.service' \
+    | cut -d' ' -f1) $(systemctl list-unit-files --plain --no-legend 'crabpot-agent@*.service' \
+    | cut -d' ' -f1 | grep -v '@\\.service$'); do\n    \
+    systemctl disable --now \"$unit\" >/dev/null 2>&1 || true\n  done\nfi\n";
 /// Tell systemd about the new or changed unit; enabling is the operator's choice (README).
-const POSTINST: &str = "#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then\n  \
-    systemctl daemon-reload || true\nfi\n";
+/// conf.d holds the operator's drop-ins and `crabpot approve --always`'s managed file.
+const POSTINST: &str = "#!/bin/sh\nset -e\nmkdir -p -m 0700 /etc/crabpot/conf.d\n\
+    if [ -d /run/systemd/system ]; then\n  systemctl daemon-reload || true\nfi\n";
 const POSTRM: &str = "#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then\n  \
     systemctl daemon-reload || true\nfi\nif [ \"$1\" = purge ]; then\n  \
-    rmdir /etc/crabpot 2>/dev/null || true\nfi\n";
+    rm -f /etc/crabpot/conf.d/90-approved.yml\n  \
+    rmdir /etc/crabpot/conf.d /etc/crabpot 2>/dev/null || true\n  \
+    rm -rf /var/lib/crabpot /var/log/crabpot\nfi\n";
 
 /// Build the release binaries and the package; returns the .deb's path.
 pub(crate) fn dist() -> anyhow::Result<PathBuf> {
@@ -78,9 +87,11 @@ pub(crate) fn dist() -> anyhow::Result<PathBuf> {
             0o755,
         )?;
     }
-    // The unit as shipped in deploy/, pointed at the packaged binary.
-    let unit = crabpot_unit()?;
-    write(&stage.join("lib/systemd/system").join(UNIT), &unit, 0o644)?;
+    // The units as shipped in deploy/, pointed at the packaged binary.
+    for name in [UNIT, TEMPLATE] {
+        let unit = crabpot_unit(name)?;
+        write(&stage.join("lib/systemd/system").join(name), &unit, 0o644)?;
+    }
     copy(
         &root.join("deploy/monitor.example.yml"),
         &stage.join("etc/crabpot/monitor.yml"),
@@ -114,8 +125,8 @@ pub(crate) fn dist() -> anyhow::Result<PathBuf> {
     Ok(deb)
 }
 
-fn crabpot_unit() -> anyhow::Result<String> {
-    let path = cmd::workspace_root().join("deploy").join(UNIT);
+fn crabpot_unit(name: &str) -> anyhow::Result<String> {
+    let path = cmd::workspace_root().join("deploy").join(name);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     anyhow::ensure!(
         text.contains("/usr/local/bin/crabpot-agent"),

@@ -61,8 +61,8 @@ struct Running {
 
 /// Prepare (checks, files, token, kernel side), start the tasks, run the kernel-event loop
 /// until a stop signal (or its error), then stop in order.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let mut prepared = prepare(&args).await?;
+pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
+    let mut prepared = prepare(&mut args).await?;
     let signals = signals::Signals::install()?;
     let stop_token = CancellationToken::new();
     let learning = prepared.learning.take();
@@ -86,10 +86,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 /// Checks, settings, files and the token; the kernel side loaded (or why not).
-async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
+async fn prepare(args: &mut AgentArgs) -> anyhow::Result<Prepared> {
     preflight::require_root()?;
     preflight::raise_memlock();
     let mut settings = settings::resolve(args)?;
+    // The file's `listen:` keys fill in the listener flags not given.
+    settings.listeners.apply(args);
+    let args = &*args;
     // A bad setting is an error, not a reason to fall back to poll-only mode.
     bpf::loader::check_ring_size(args.ring_buffer_bytes)?;
     // Learn mode carries the configured policy over, then runs with nothing enforced.
@@ -107,7 +110,7 @@ async fn prepare(args: &AgentArgs) -> anyhow::Result<Prepared> {
     let token_path = args
         .token_file
         .clone()
-        .unwrap_or_else(|| crate::config::effective_home().join(".crabpot/dashboard.token"));
+        .unwrap_or_else(crate::paths::token_file);
     let token = http::load_or_create_token(&token_path).with_context(|| {
         format!(
             "cannot read or create the token file {}",
@@ -166,7 +169,7 @@ fn open_logs(
             config.alerts_log.display()
         )
     })?;
-    let audit_path = config.alerts_log.with_file_name("audit.log");
+    let audit_path = crate::paths::audit_log(&config.alerts_log);
     let audit_writer = AlertLogWriter::open(
         &audit_path,
         config.alerts_log_max_bytes,

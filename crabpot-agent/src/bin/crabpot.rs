@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crabpot_agent::{
     Severity,
     control::{self, Outcome},
-    default_alerts_log, format_alert, launch, reader,
+    format_alert, launch, paths, reader,
 };
 
 #[derive(Parser)]
@@ -38,15 +38,22 @@ enum Command {
         /// Print the alerts as JSON lines.
         #[arg(long)]
         json: bool,
-        /// The alerts log [default: ~/.crabpot/data/alerts.log of the effective user].
+        /// The alerts log [default: /var/log/crabpot/alerts.log when present (the systemd
+        /// unit's), else ~/.crabpot/data/alerts.log of the effective user].
         #[arg(long, env = "CRABPOT_ALERTS_LOG")]
         file: Option<PathBuf>,
+        /// The agent instance `crabpot-agent@NAME`: /var/log/crabpot/NAME/alerts.log.
+        #[arg(long, conflicts_with = "file")]
+        instance: Option<String>,
     },
     /// What the running agent reports: container state, trust, layers, channels.
     Status {
-        /// The agent's HTTP listener.
-        #[arg(long, default_value = "127.0.0.1:9876")]
+        /// The agent's HTTP listener [default: the instance's `listen:`, else 127.0.0.1:9876].
+        #[arg(long, default_value = DEFAULT_AGENT)]
         agent: String,
+        /// The agent instance `crabpot-agent@NAME` (its listener from /etc/crabpot/NAME.yml).
+        #[arg(long)]
+        instance: Option<String>,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -207,12 +214,36 @@ enum TrustAction {
 /// How to reach the running agent's token-protected control actions.
 #[derive(clap::Args)]
 struct AgentAccess {
-    /// The agent's HTTP listener.
-    #[arg(long, default_value = "127.0.0.1:9876")]
+    /// The agent's HTTP listener [default: the instance's `listen:`, else 127.0.0.1:9876].
+    #[arg(long, default_value = DEFAULT_AGENT)]
     agent: String,
-    /// The agent's control token file [default: ~/.crabpot/dashboard.token].
+    /// The agent's control token file [default: /var/lib/crabpot/dashboard.token when
+    /// present (the systemd unit's), else ~/.crabpot/dashboard.token].
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// The agent instance `crabpot-agent@NAME`: its token in /var/lib/crabpot/NAME/, its
+    /// listener from /etc/crabpot/NAME.yml.
+    #[arg(long)]
+    instance: Option<String>,
+}
+
+/// The agent's listener when neither `--agent` nor an instance's configuration names one.
+const DEFAULT_AGENT: &str = "127.0.0.1:9876";
+
+/// The agent's address: `--agent`, else the `listen:` of the instance's configuration.
+fn agent_address(agent: &str, instance: Option<&str>) -> Result<String, String> {
+    let Some(name) = instance.filter(|_| agent == DEFAULT_AGENT) else {
+        return Ok(agent.to_string());
+    };
+    let path = paths::instance_config(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {} for instance `{name}` ({e}); pass --agent ADDRESS",
+            path.display()
+        )
+    })?;
+    let file = crabpot_agent::parse_config_file(&path, &text).map_err(|e| e.to_string())?;
+    Ok(file.listen.map_or(agent.to_string(), |a| a.to_string()))
 }
 
 fn parse_since(text: &str) -> Result<DateTime<FixedOffset>, String> {
@@ -250,8 +281,16 @@ async fn main() -> ExitCode {
             since,
             json,
             file,
-        } => alerts(file, severity, since, last, json),
-        Command::Status { agent, json } => status(&agent, json),
+            instance,
+        } => alerts(file, instance.as_deref(), severity, since, last, json),
+        Command::Status {
+            agent,
+            instance,
+            json,
+        } => match agent_address(&agent, instance.as_deref()) {
+            Ok(agent) => status(&agent, json),
+            Err(error) => failed(anyhow::anyhow!(error)),
+        },
         Command::Install => install(),
         Command::Pause { container } => {
             report(&container, "paused", control::pause(&container).await)
@@ -325,9 +364,15 @@ async fn main() -> ExitCode {
         }
         Command::Unload { container, all } => unload(&container, all),
         Command::Top { agent, interval_ms } => {
+            let address = match agent_address(&agent.agent, agent.instance.as_deref()) {
+                Ok(address) => address,
+                Err(error) => return failed(anyhow::anyhow!(error)),
+            };
             let args = top::TopArgs {
-                token_file: token_path(&agent),
-                agent: agent.agent,
+                // None found: top names the home directory's in its message, viewing works.
+                token_file: token_path(&agent)
+                    .unwrap_or_else(|_| paths::Layout::current().token_file()),
+                agent: address,
                 interval: std::time::Duration::from_millis(interval_ms.max(100)),
             };
             match top::run(args).await {
@@ -341,12 +386,26 @@ async fn main() -> ExitCode {
 /// `crabpot alerts`: the matching alerts from the log, oldest first.
 fn alerts(
     file: Option<PathBuf>,
+    instance: Option<&str>,
     severity: Option<Severity>,
     since: Option<DateTime<FixedOffset>>,
     last: usize,
     json: bool,
 ) -> ExitCode {
-    let path = file.unwrap_or_else(default_alerts_log);
+    let path = match file {
+        Some(path) => path,
+        None => {
+            let candidates = paths::Layout::current().alerts_log_candidates(instance);
+            match paths::first_existing("alerts log", &candidates) {
+                Ok(path) => path,
+                Err(why) => {
+                    // Not a failure: an agent that has raised nothing has no log yet.
+                    eprintln!("crabpot: {why}: no alerts yet, or pass --file / --instance");
+                    return ExitCode::SUCCESS;
+                }
+            }
+        }
+    };
     let report = reader::read_alerts(&path);
     for problem in &report.problems {
         eprintln!("crabpot: {problem}");
@@ -633,7 +692,9 @@ fn decide(
 /// POST a token-protected control action; the agent's answer text.
 fn control_request(access: &AgentAccess, path: &str) -> Result<String, RequestError> {
     let token = read_token(access)?;
-    agent_request(&access.agent, "POST", path, Some(token.trim()), "")
+    let agent =
+        agent_address(&access.agent, access.instance.as_deref()).map_err(RequestError::Other)?;
+    agent_request(&agent, "POST", path, Some(token.trim()), "")
 }
 
 /// The operator's uid: the real uid, or the invoking user's under sudo.
@@ -703,18 +764,27 @@ fn control_request_with(
     body: &str,
 ) -> Result<String, RequestError> {
     let token = read_token(access)?;
-    agent_request(&access.agent, "POST", path, Some(token.trim()), body)
+    let agent =
+        agent_address(&access.agent, access.instance.as_deref()).map_err(RequestError::Other)?;
+    agent_request(&agent, "POST", path, Some(token.trim()), body)
 }
 
-fn token_path(access: &AgentAccess) -> PathBuf {
-    access
-        .token_file
-        .clone()
-        .unwrap_or_else(|| crabpot_agent::effective_home().join(".crabpot/dashboard.token"))
+/// The control token file: `--token-file`, else the first that exists of the instance's,
+/// or of the system unit's and the home directory's; the error names every path tried.
+fn token_path(access: &AgentAccess) -> Result<PathBuf, String> {
+    if let Some(path) = &access.token_file {
+        return Ok(path.clone());
+    }
+    let candidates = paths::Layout::current().token_candidates(access.instance.as_deref());
+    paths::first_existing("control token", &candidates)
 }
 
 fn read_token(access: &AgentAccess) -> Result<String, RequestError> {
-    let token_path = token_path(access);
+    let token_path = token_path(access).map_err(|why| {
+        RequestError::Other(format!(
+            "{why}; run as the agent's user (root) or pass --token-file / --instance"
+        ))
+    })?;
     std::fs::read_to_string(&token_path).map_err(|e| {
         RequestError::Other(format!(
             "cannot read the control token {} ({e}); run as the agent's user (root) or pass \

@@ -15,6 +15,8 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "INFO",
@@ -61,6 +63,19 @@ pub enum AlertSource {
 }
 
 impl AlertSource {
+    /// Every source (metrics publish each one's counters from the start).
+    pub const ALL: [AlertSource; 9] = [
+        AlertSource::Stats,
+        AlertSource::Processes,
+        AlertSource::Network,
+        AlertSource::Logs,
+        AlertSource::Health,
+        AlertSource::Events,
+        AlertSource::Syscalls,
+        AlertSource::Policy,
+        AlertSource::Posture,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AlertSource::Stats => "stats",

@@ -16,17 +16,10 @@ use crate::model::alert::Alert;
 /// Decided decisions kept as history beyond the pending ones (oldest dropped first).
 const HISTORY: usize = 500;
 
-/// Where the decisions are kept. The one place that names it: `STATE_DIRECTORY` (systemd's
-/// StateDirectory=) when set, else `~/.crabpot/state` of the effective user.
+/// Where the decisions are kept: the agent's state directory (systemd's StateDirectory=,
+/// else `~/.crabpot` of the effective user), beside the control token.
 pub(crate) fn state_file() -> PathBuf {
-    let systemd = std::env::var("STATE_DIRECTORY")
-        .ok()
-        .and_then(|dirs| dirs.split(':').next().map(str::to_string))
-        .filter(|dir| !dir.is_empty());
-    match systemd {
-        Some(dir) => PathBuf::from(dir).join("decisions.json"),
-        None => crate::config::effective_home().join(".crabpot/state/decisions.json"),
-    }
+    crate::paths::state_dir().join("decisions.json")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::model::container::GuardedContainer;
 use crate::{
     channels::{ChannelTicks, stats::StatsSample},
-    model::alert::Alert,
+    model::alert::{Alert, AlertSource, Severity},
     policy::{posture::PostureReport, trust::TrustScore},
 };
 
@@ -280,12 +280,20 @@ impl Metrics {
         must(r.0.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         )));
+        let alerts = r.counter_vec(
+            "crabpot_alerts_total",
+            "Alerts raised.",
+            &["severity", "source"],
+        );
+        // Every series from 0: `increase()` (deploy/crabpot-alerts.yml) sees no rise in a
+        // series whose first sample is already 1, so the first CRITICAL would never fire.
+        for severity in Severity::ALL {
+            for source in AlertSource::ALL {
+                alerts.with_label_values(&[severity.as_str(), source.as_str()]);
+            }
+        }
         Metrics {
-            alerts: r.counter_vec(
-                "crabpot_alerts_total",
-                "Alerts raised.",
-                &["severity", "source"],
-            ),
+            alerts,
             sink_failures: r.counter_vec(
                 "crabpot_sink_failures_total",
                 "Alerts a sink lost: webhook deliveries that failed every attempt, alerts \
