@@ -55,6 +55,106 @@ pub(super) fn start(
     stop: &CancellationToken,
     learn: Option<Arc<crate::policy::learn::Recorder>>,
 ) -> (Running, KernelLoop, Option<mpsc::Receiver<BusMessage>>) {
+    let (mut e, p) = start_event_path(args, prepared, stop, learn.clone());
+    let tasks = &mut e.running.tasks;
+    let (trust, trust_rx) = watch::channel(p.settings.trust);
+    let (trusts, trusts_rx) = watch::channel(std::collections::BTreeMap::new());
+    let (trust_resets_tx, trust_resets) = mpsc::channel(8);
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let desk = DeskParts {
+        store: e.decisions,
+        docker: p.docker.clone(),
+        guarded: e.primary.clone(),
+        alerts: e.running.alerts.clone(),
+        audit: e.audit_tx.clone(),
+        trust_resets: trust_resets_tx.clone(),
+        reload: reload_tx.clone(),
+        config_dir: p.settings.config_dir.clone(),
+    };
+    let desk = start_desk(tasks, &p.config, stop, desk);
+    let http_state = HttpState {
+        metrics: e.metrics.clone(),
+        views: StateViews {
+            container: e.primary.clone(),
+            stats: e.views.0,
+            posture: e.views.1,
+            trust: trust_rx,
+            ticks: e.ticks,
+            guarded: e.guarded.clone(),
+            trusts: trusts_rx,
+        },
+        token: Arc::new(p.token),
+        remote: args.listen_remote,
+        info: static_info(&p.settings, e.layers),
+        docker: p.docker,
+        hub: e.hub.clone(),
+        trust_resets: trust_resets_tx,
+        break_glass: e.shared.glass.clone(),
+        decisions: desk,
+    };
+    start_http(tasks, args, http_state, e.hub, &e.primary, &e.metrics);
+    let reload = Reload {
+        requests: (reload_tx, reload_rx),
+        base_tx: e.sources.base_tx,
+        exceptions: p.settings.exceptions.clone(),
+    };
+    let control = (signals, stop, reload);
+    start_control(tasks, args, control, &e.running.alerts, &e.metrics);
+    let kernel_loop = KernelLoop {
+        args: args.clone(),
+        guarded: e.guarded,
+        judges: judges(e.shared),
+        policy: e.sources.policy_rx,
+        alerts: e.running.alerts.clone(),
+        audit: e.audit_tx,
+        trust,
+        trusts,
+        trust_start: p.settings.trust,
+        trust_resets,
+        metrics: e.metrics,
+        dns: DnsLearner::new(e.sources.allow),
+        exceptions: p.settings.exceptions.clone(),
+        learn,
+    };
+    (e.running, kernel_loop, e.bus)
+}
+
+/// The event path, started: what the HTTP API, the decision desk and the kernel-event loop
+/// are then built from.
+struct EventPath {
+    /// Its tasks and what a clean stop drains; later parts add their tasks.
+    running: Running,
+    metrics: Arc<Metrics>,
+    layers: Vec<(String, String)>,
+    sources: Sources,
+    hub: dashboard::Hub,
+    decisions: DecisionStore,
+    ticks: Arc<ChannelTicks>,
+    shared: Shared,
+    guarded: watch::Receiver<Guarded>,
+    views: ChannelViews,
+    primary: watch::Receiver<Option<GuardedContainer>>,
+    bus: Option<mpsc::Receiver<BusMessage>>,
+    audit_tx: mpsc::Sender<Arc<crate::model::alert::Alert>>,
+}
+
+/// What the rest of the start takes from the prepared agent, once the event path has
+/// taken its part (the kernel side, the log writers).
+struct Remaining {
+    settings: settings::Settings,
+    config: Arc<crate::config::MonitorConfig>,
+    docker: bollard::Docker,
+    token: String,
+}
+
+/// The sources, the guarded containers, the alert router, the ring-buffer drain and the
+/// audit writer, in that order: each part follows the ones before.
+fn start_event_path(
+    args: &AgentArgs,
+    prepared: Prepared,
+    stop: &CancellationToken,
+    learn: Option<Arc<crate::policy::learn::Recorder>>,
+) -> (EventPath, Remaining) {
     // Taken apart field by field as each part is started.
     let p = prepared;
     let (config, policy, docker) = (p.config, p.policy, p.docker);
@@ -70,7 +170,7 @@ pub(super) fn start(
     let ticks = Arc::new(ChannelTicks::default());
     metrics.set_exceptions(p.settings.exceptions.clone());
     let shared = Shared::new(&config, BreakGlass::default());
-    let (guarded, (stats_rx, posture_rx)) = start_units(
+    let (guarded, views) = start_units(
         &mut tasks,
         (&docker, &config, stop),
         (&alerts_tx, &ticks, &shared, &p.settings.exceptions),
@@ -86,77 +186,12 @@ pub(super) fn start(
         &metrics,
         &hub,
         (p.log_writer, decisions.clone()),
-        (p.poll_only_reason, learn.clone()),
+        (p.poll_only_reason, learn),
         (&alerts, alerts_rx),
     );
-    let break_glass = shared.glass.clone();
-    let bus = start_drain(&mut tasks, sources.events, sources.dropped);
+    let bus = start_drain(&mut tasks, sources.events.take(), sources.dropped.take());
     let (audit_tx, audit_rx) = mpsc::channel(SINK_QUEUE);
     let audit_task = tokio::spawn(alert_log::writer::run(p.audit_writer, audit_rx));
-    let (trust, trust_rx) = watch::channel(p.settings.trust);
-    let (trusts, trusts_rx) = watch::channel(std::collections::BTreeMap::new());
-    let (trust_resets_tx, trust_resets) = mpsc::channel(8);
-    let (reload_tx, reload_rx) = mpsc::channel(1);
-    let desk = DecisionDesk::new(DeskParts {
-        store: decisions,
-        docker: docker.clone(),
-        guarded: primary.clone(),
-        alerts: alerts.clone(),
-        audit: audit_tx.clone(),
-        trust_resets: trust_resets_tx.clone(),
-        reload: reload_tx.clone(),
-        config_dir: p.settings.config_dir.clone(),
-    });
-    if let Some(timeout) = config.decision_timeout {
-        let timeouts = desk
-            .clone()
-            .run_timeouts(timeout, config.on_timeout, stop.clone());
-        tasks.spawn("decision timeouts", timeouts);
-    }
-    let http_state = HttpState {
-        metrics: metrics.clone(),
-        views: StateViews {
-            container: primary.clone(),
-            stats: stats_rx,
-            posture: posture_rx,
-            trust: trust_rx,
-            ticks,
-            guarded: guarded.clone(),
-            trusts: trusts_rx,
-        },
-        token: Arc::new(p.token),
-        remote: args.listen_remote,
-        info: static_info(&p.settings, layers),
-        docker,
-        hub: hub.clone(),
-        trust_resets: trust_resets_tx,
-        break_glass,
-        decisions: desk,
-    };
-    start_http(&mut tasks, args, http_state, hub, &primary, &metrics);
-    let base_tx = sources.base_tx;
-    let reload = Reload {
-        requests: (reload_tx, reload_rx),
-        base_tx,
-        exceptions: p.settings.exceptions.clone(),
-    };
-    start_control(&mut tasks, args, signals, stop, reload, &alerts, &metrics);
-    let kernel_loop = KernelLoop {
-        args: args.clone(),
-        guarded,
-        judges: judges(shared),
-        policy: sources.policy_rx,
-        alerts: alerts.clone(),
-        audit: audit_tx,
-        trust,
-        trusts,
-        trust_start: p.settings.trust,
-        trust_resets,
-        metrics,
-        dns: DnsLearner::new(sources.allow),
-        exceptions: p.settings.exceptions.clone(),
-        learn,
-    };
     let running = Running {
         tasks,
         alerts,
@@ -164,7 +199,46 @@ pub(super) fn start(
         router,
         audit_task,
     };
-    (running, kernel_loop, bus)
+    let path = EventPath {
+        running,
+        metrics,
+        layers,
+        sources,
+        hub,
+        decisions,
+        ticks,
+        shared,
+        guarded,
+        views,
+        primary,
+        bus,
+        audit_tx,
+    };
+    let remaining = Remaining {
+        settings: p.settings,
+        config,
+        docker,
+        token: p.token,
+    };
+    (path, remaining)
+}
+
+/// The decision desk (approve, deny) and, with `decision_timeout:`, the task that answers
+/// the decisions nobody answered in time.
+fn start_desk(
+    tasks: &mut Tasks,
+    config: &crate::config::MonitorConfig,
+    stop: &CancellationToken,
+    parts: DeskParts,
+) -> DecisionDesk {
+    let desk = DecisionDesk::new(parts);
+    if let Some(timeout) = config.decision_timeout {
+        let timeouts = desk
+            .clone()
+            .run_timeouts(timeout, config.on_timeout, stop.clone());
+        tasks.spawn("decision timeouts", timeouts);
+    }
+    desk
 }
 
 /// Announce the start, say which layer enforces each rule, and publish that in metrics.
@@ -213,9 +287,7 @@ struct Reload {
 fn start_control(
     tasks: &mut Tasks,
     args: &AgentArgs,
-    signals: Signals,
-    stop: &CancellationToken,
-    reload: Reload,
+    (signals, stop, reload): (Signals, &CancellationToken, Reload),
     alerts: &AlertSender,
     metrics: &Arc<Metrics>,
 ) {
