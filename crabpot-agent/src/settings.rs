@@ -104,7 +104,31 @@ pub fn apply_file(
     trust: &mut TrustScore,
     file: &FileConfig,
 ) {
-    let secs = |s: &Option<config_file::Seconds>| s.map(|s| Duration::from_secs(s.0));
+    apply_containers(monitor, file);
+    apply_thresholds(monitor, file);
+    if let Some(list) = &file.denylist {
+        monitor.process_denylist = list.clone();
+    }
+    apply_policy(policy, file);
+    apply_logs(monitor, file);
+    if let Some(p) = file.trust.penalty {
+        trust.penalty = p;
+    }
+    if let Some(t) = file.trust.quarantine_below {
+        trust.quarantine_below = t;
+    }
+    // After the lists they add to are set.
+    apply_additions(monitor, file);
+    if let Some(s) = file.decisions.timeout_seconds {
+        monitor.decision_timeout = Some(Duration::from_secs(s.0));
+    }
+    if let Some(on) = file.decisions.on_timeout {
+        monitor.on_timeout = on;
+    }
+}
+
+/// `container:`, `containers:`, `select:` (any of them replaces all three), `auto_pause:`.
+fn apply_containers(monitor: &mut MonitorConfig, file: &FileConfig) {
     if file.container.is_some() || file.containers.is_some() || file.select.is_some() {
         monitor.containers = file.container.iter().cloned().collect();
         monitor
@@ -115,6 +139,11 @@ pub fn apply_file(
     if let Some(on) = file.auto_pause {
         monitor.auto_pause = on;
     }
+}
+
+/// `thresholds:`, `intervals:`, `health_failures:`.
+fn apply_thresholds(monitor: &mut MonitorConfig, file: &FileConfig) {
+    let secs = |s: &Option<config_file::Seconds>| s.map(|s| Duration::from_secs(s.0));
     if let Some(p) = file.thresholds.cpu_percent {
         monitor.cpu_threshold = p.0;
     }
@@ -132,26 +161,14 @@ pub fn apply_file(
     if let Some(n) = file.health_failures {
         monitor.health_failures = n;
     }
-    if let Some(list) = &file.denylist {
-        monitor.process_denylist = list.clone();
-    }
+}
+
+/// `allow:` (the whole list) and `policy:` (one action per rule).
+fn apply_policy(policy: &mut Policy, file: &FileConfig) {
     if let Some(allow) = &file.allow {
         policy.allow.clear();
         policy.allow_hosts.clear();
         policy.allow_specs(allow.iter().cloned());
-    }
-    if let Some(patterns) = &file.logs.patterns {
-        monitor.log_patterns = patterns
-            .iter()
-            .map(|p| LogPattern {
-                name: p.name.clone(),
-                regex: p.regex.0.clone(),
-                severity: p.severity.0,
-            })
-            .collect();
-    }
-    if let Some(n) = file.logs.line_max {
-        monitor.log_line_max = n;
     }
     let rules = &file.policy;
     for (rule, action) in [
@@ -166,11 +183,22 @@ pub fn apply_file(
             policy.set(rule, action.0);
         }
     }
-    if let Some(p) = file.trust.penalty {
-        trust.penalty = p;
+}
+
+/// `logs:` (the container's log patterns) and `alerts_log:` (where alerts go, rotation).
+fn apply_logs(monitor: &mut MonitorConfig, file: &FileConfig) {
+    if let Some(patterns) = &file.logs.patterns {
+        monitor.log_patterns = patterns
+            .iter()
+            .map(|p| LogPattern {
+                name: p.name.clone(),
+                regex: p.regex.0.clone(),
+                severity: p.severity.0,
+            })
+            .collect();
     }
-    if let Some(t) = file.trust.quarantine_below {
-        trust.quarantine_below = t;
+    if let Some(n) = file.logs.line_max {
+        monitor.log_line_max = n;
     }
     if let Some(path) = &file.alerts_log.path {
         monitor.alerts_log = path.clone();
@@ -181,7 +209,10 @@ pub fn apply_file(
     if let Some(n) = file.alerts_log.keep {
         monitor.alerts_log_keep = n;
     }
-    // What the drop-ins add to the lists.
+}
+
+/// What the drop-ins add to the lists (denylist, log patterns).
+fn apply_additions(monitor: &mut MonitorConfig, file: &FileConfig) {
     monitor
         .process_denylist
         .extend(file.added.denylist.iter().cloned());
@@ -192,12 +223,6 @@ pub fn apply_file(
             regex: p.regex.0.clone(),
             severity: p.severity.0,
         }));
-    if let Some(s) = file.decisions.timeout_seconds {
-        monitor.decision_timeout = Some(Duration::from_secs(s.0));
-    }
-    if let Some(on) = file.decisions.on_timeout {
-        monitor.on_timeout = on;
-    }
 }
 
 pub(crate) fn resolve(args: &AgentArgs) -> Result<Settings, ConfigError> {
