@@ -258,6 +258,26 @@ impl KernelRules {
         }
     }
 
+    /// The WARNING of an announced break-glass exec; its process counts as alerted, like
+    /// any other exec alerted on.
+    fn break_glass_exec(
+        &self,
+        event: &KernelEvent,
+        filename: &str,
+        argv: &[String],
+        lineage: &[Ancestor],
+    ) -> Option<Alert> {
+        let uid = self.break_glass(event, argv)?;
+        if let Ok(mut pids) = self.alerted_pids.lock() {
+            pids.insert(event.header.tgid);
+        }
+        let alert = origin::break_glass_alert(filename, argv, uid)
+            .with("filename", filename.to_string())
+            .with("argv", json!(argv))
+            .with("origin", Origin::BreakGlass(uid).as_str());
+        Some(common_details(alert, event, lineage))
+    }
+
     /// The alert an executed program deserves: CRITICAL for a denylisted one, unless Docker
     /// started it as the health probe (INFO) or it is the container's configured main
     /// process (one posture WARNING).
@@ -284,15 +304,8 @@ impl KernelRules {
             self.exec_failed(event, filename, argv, *ret);
             return None;
         }
-        if let Some(uid) = self.break_glass(event, argv) {
-            if let Ok(mut pids) = self.alerted_pids.lock() {
-                pids.insert(event.header.tgid);
-            }
-            let alert = origin::break_glass_alert(filename, argv, uid)
-                .with("filename", filename.clone())
-                .with("argv", json!(argv))
-                .with("origin", Origin::BreakGlass(uid).as_str());
-            return Some(common_details(alert, event, lineage));
+        if let Some(alert) = self.break_glass_exec(event, filename, argv, lineage) {
+            return Some(alert);
         }
         let shown = executable_name(filename, argv);
         let failed_tries = self.failures.succeeded(event.header.tgid, &shown);
