@@ -222,7 +222,7 @@ impl Stage {
             let _ = self.pause_tx.try_send(alert.clone());
         }
         // The pause decision above saw it first: de-duplication never delays a freeze.
-        if let Some(alert) = self.dedup.admit(alert, Instant::now()) {
+        for alert in self.dedup.admit(alert, Instant::now()) {
             self.dispatcher.dispatch(alert).await;
         }
     }
