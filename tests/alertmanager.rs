@@ -12,16 +12,10 @@ use std::{
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, crabpot, enforced, guarded, http, unique_name, wait_until,
+    Agent, DEADLINE, TestContainer, crabpot, enforced, free_port, guarded, http, unique_name,
+    wait_until,
 };
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A real Alertmanager on a free loopback port, with its own configuration and storage;
 /// killed and removed on drop.

@@ -10,16 +10,9 @@ use std::{
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, crabpot, unique_name, wait_until,
+    Agent, DEADLINE, TestContainer, agent_bin, crabpot, free_port, unique_name, wait_until,
 };
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A private directory for one test's configuration and state; removed on drop.
 struct Dir(PathBuf);

@@ -38,41 +38,17 @@ fn bridge_gateway() -> Ipv4Addr {
     Ipv4Addr::from(u32::from(v4) + 1)
 }
 
-/// The question name of a query (labels joined by dots) and where the question ends.
-fn question(query: &[u8]) -> Option<(String, usize)> {
-    let mut at = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = usize::from(*query.get(at)?);
-        if len == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(at + 1..at + 1 + len)?).to_lowercase());
-        at += len + 1;
-    }
-    let qtype = u16::from_be_bytes([*query.get(at + 1)?, *query.get(at + 2)?]);
-    Some((format!("{}|{qtype}", labels.join(".")), at + 5))
-}
-
 /// The reply: A records for the two test names, NXDOMAIN for other names, no records for
 /// other types.
 fn answer(query: &[u8], allowed: Ipv4Addr) -> Option<Vec<u8>> {
-    let (key, end) = question(query)?;
-    let address = match key.as_str() {
-        "allowed.test|1" => Some(allowed),
-        "blocked.test|1" => Some(BLOCKED_ADDRESS),
-        _ => None,
-    };
-    let known = key.starts_with("allowed.test|") || key.starts_with("blocked.test|");
-    let mut reply = query.get(..end)?.to_vec();
-    reply[2] = 0x81;
-    reply[3] = if known { 0x80 } else { 0x83 };
-    reply[6..12].copy_from_slice(&[0, u8::from(address.is_some()), 0, 0, 0, 0]);
-    if let Some(address) = address {
-        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        reply.extend_from_slice(&address.octets());
-    }
-    Some(reply)
+    crabpot_integration_tests::dns::reply(query, |name, qtype| {
+        let address = match name {
+            "allowed.test" => allowed,
+            "blocked.test" => BLOCKED_ADDRESS,
+            _ => return None,
+        };
+        Some((qtype == 1).then_some(address))
+    })
 }
 
 /// Serve DNS on `gateway:53` for the rest of the test process; started once, shared by the

@@ -13,7 +13,7 @@ use std::{
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, crabpot, unique_name, wait_until,
+    Agent, DEADLINE, TestContainer, agent_bin, crabpot, free_port, unique_name, wait_until,
 };
 use serde_json::Value;
 
@@ -22,13 +22,6 @@ fn repo() -> PathBuf {
         .parent()
         .expect("the workspace root")
         .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// GET `path`: the body of a 200 answer, or None (not up yet, or an error status).

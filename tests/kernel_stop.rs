@@ -5,13 +5,14 @@
 //! open is resolved by the kernel, and opens the policy does not need never leave it.
 use std::{
     io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, container::docker, enforced, guarded, wait_until,
+    Agent, DEADLINE, TestContainer, agent_bin, container::docker, enforced, free_port, guarded,
+    wait_until,
 };
 use serde_json::Value;
 
@@ -216,12 +217,6 @@ fn a_relative_proc_open_by_a_process_that_exits_at_once_is_logged() {
         assert_eq!(alert["details"]["path"], "/proc/1/environ", "{alert}");
         assert_eq!(alert["details"]["base_from_kernel"], true, "{alert}");
     }
-}
-
-/// A loopback port nobody listens on now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
 }
 
 /// The value of the metric line starting with `name` on the agent's /metrics.

@@ -63,31 +63,12 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// A reply to `query`: `learn.test` A → `address` (TTL 60 s), NXDOMAIN for other names,
-/// no records for other types.
+/// A reply to `query`: `learn.test` A → `address`, NXDOMAIN for other names, no records
+/// for other types.
 fn answer(query: &[u8], address: Ipv4Addr) -> Option<Vec<u8>> {
-    let mut at = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = usize::from(*query.get(at)?);
-        if len == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(at + 1..at + 1 + len)?).to_lowercase());
-        at += len + 1;
-    }
-    let qtype = u16::from_be_bytes([*query.get(at + 1)?, *query.get(at + 2)?]);
-    let known = labels.join(".") == "learn.test";
-    let mut reply = query.get(..at + 5)?.to_vec();
-    reply[2] = 0x81;
-    reply[3] = if known { 0x80 } else { 0x83 };
-    let with_answer = known && qtype == 1;
-    reply[6..12].copy_from_slice(&[0, u8::from(with_answer), 0, 0, 0, 0]);
-    if with_answer {
-        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        reply.extend_from_slice(&address.octets());
-    }
-    Some(reply)
+    crabpot_integration_tests::dns::reply(query, |name, qtype| {
+        (name == "learn.test").then_some((qtype == 1).then_some(address))
+    })
 }
 
 /// DNS on `gateway:53` and a tiny HTTP server on `gateway`; returns the HTTP port.

@@ -7,20 +7,13 @@ use std::{
 };
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, container::docker_status, crabpot, http, pin_dir,
-    unique_name, wait_until,
+    Agent, DEADLINE, TestContainer, agent_bin, container::docker_status, crabpot, free_port, http,
+    pin_dir, unique_name, wait_until,
 };
 use serde_json::Value;
 
 /// How soon a matching container started after the agent must be guarded.
 const ATTACH_WITHIN: Duration = Duration::from_secs(1);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Removes the pinned hooks of the named containers (after the agent, which is declared
 /// later and so dropped first); hooks outlive an agent by design.

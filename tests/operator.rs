@@ -4,16 +4,10 @@
 use std::process::Command;
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, crabpot, enforced, unique_name, wait_until,
+    Agent, DEADLINE, TestContainer, agent_bin, crabpot, enforced, free_port, unique_name,
+    wait_until,
 };
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn audit_records(agent: &Agent) -> Vec<Value> {
     let path = agent.alerts_log.with_file_name("audit.log");

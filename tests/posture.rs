@@ -10,16 +10,9 @@ use std::{
 
 use crabpot_integration_tests::{
     Agent, DEADLINE, TestContainer, container::docker, container::docker_status, crabpot,
-    test_image, unique_name, wait_until,
+    free_port, test_image, unique_name, wait_until,
 };
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// GET `/metrics` from the agent.
 fn metrics(address: &str) -> String {

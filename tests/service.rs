@@ -6,14 +6,7 @@ use std::{
     process::Command,
 };
 
-use crabpot_integration_tests::{Agent, DEADLINE, TestContainer, agent_bin, wait_until};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crabpot_integration_tests::{Agent, DEADLINE, TestContainer, agent_bin, free_port, wait_until};
 
 /// A raw HTTP/1.1 request: (status line, body).
 fn http(address: &str, method: &str, path: &str, token: Option<&str>) -> (String, String) {

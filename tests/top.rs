@@ -7,14 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crabpot_integration_tests::{DEADLINE, TestContainer, agent_bin, enforced, unique_name};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crabpot_integration_tests::{
+    DEADLINE, TestContainer, agent_bin, enforced, free_port, unique_name,
+};
 
 /// A detached tmux session, killed on drop (pass or fail).
 struct Tmux {

@@ -3,16 +3,9 @@
 use std::process::Command;
 
 use crabpot_integration_tests::{
-    Agent, DEADLINE, TestContainer, agent_bin, container::docker, enforced, wait_until,
+    Agent, DEADLINE, TestContainer, agent_bin, container::docker, enforced, free_port, wait_until,
 };
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A guarded container and its agent on a known control address.
 struct Guarded {

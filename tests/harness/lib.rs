@@ -2,6 +2,7 @@
 //! its own agent process; both are removed when the test ends, pass or fail.
 pub mod agent;
 pub mod container;
+pub mod dns;
 pub mod http;
 pub mod wait;
 
@@ -44,6 +45,14 @@ pub fn test_image() -> String {
 pub fn openclaw_image() -> String {
     std::env::var("CRABPOT_OPENCLAW_IMAGE")
         .unwrap_or_else(|_| "crabpot/openclaw-real:2026.9.6".into())
+}
+
+/// A loopback port nothing listens on now (for an agent's `--listen` or a test server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A name no other test (or earlier run) uses.

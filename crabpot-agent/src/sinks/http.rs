@@ -447,9 +447,10 @@ async fn answer_decision(
     }
 }
 
-async fn api_approve(
+/// `POST /api/decisions/{id}/approve` or `/deny`: the answer to a pending decision.
+async fn api_decide(
     State(state): State<HttpState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Path((id, verb)): axum::extract::Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
@@ -458,21 +459,15 @@ async fn api_approve(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    answer_decision(&state, id, true, peer, &body).await
-}
-
-async fn api_deny(
-    State(state): State<HttpState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-    body: axum::body::Bytes,
-) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
-    answer_decision(&state, id, false, peer, &body).await
+    let approve = match verb.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            let text = format!("unknown answer `{verb}`: approve or deny\n");
+            return (StatusCode::NOT_FOUND, text).into_response();
+        }
+    };
+    answer_decision(&state, id, approve, peer, &body).await
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -490,8 +485,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/trust/reset", post(api_trust_reset))
         .route("/api/shell/announce", post(api_shell_announce))
         .route("/api/pending", get(api_pending))
-        .route("/api/decisions/{id}/approve", post(api_approve))
-        .route("/api/decisions/{id}/deny", post(api_deny))
+        .route("/api/decisions/{id}/{verb}", post(api_decide))
         .with_state(state)
 }
 
