@@ -76,7 +76,7 @@ impl Agent {
     /// Start an arbitrary agent command line (for start-up error tests). Unless the command
     /// names `--config`, the agent reads a private empty configuration (through
     /// `CRABPOT_CONFIG`), never a machine-wide /etc/crabpot/monitor.yml another test or an
-    /// operator left. A `--container NAME` in the command is the container whose pins are
+    /// operator left; unless it sets `STATE_DIRECTORY`, its state is private too. A `--container NAME` in the command is the container whose pins are
     /// removed on drop.
     pub fn spawn(command: &mut Command) -> Self {
         let config_dir = private_dir();
@@ -94,6 +94,11 @@ impl Agent {
             .iter()
             .position(|a| a == "--container")
             .and_then(|at| args.get(at + 1).cloned());
+        // Its own state (pending decisions, default token), as systemd would give it: never
+        // the decisions of another test's agent or of an earlier run.
+        if !command.get_envs().any(|(key, _)| key == "STATE_DIRECTORY") {
+            command.env("STATE_DIRECTORY", &config_dir);
+        }
         let mut child = command
             .env("CRABPOT_CONFIG", &config)
             .env("CRABPOT_LOG", "info,crabpot_agent=debug")
