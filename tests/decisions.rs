@@ -2,7 +2,8 @@
 //! `crabpot deny ID [--keep-frozen]`; `--always` writes the narrowest exception to the
 //! managed conf.d/90-approved.yml and reloads (the same exec then passes, a near miss still
 //! freezes); a pending decision survives an agent restart; unknown and stale ids are clear
-//! errors; the dashboard's Approve button resumes the container in a real browser.
+//! errors; a decision whose container is removed expires (audited); the dashboard's Approve
+//! button resumes the container in a real browser.
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -312,6 +313,32 @@ fn deny_keep_frozen_and_a_decision_survives_an_agent_restart() {
     assert!(ok && text.contains("container resumed"), "{text}");
     wait_running(&container);
     assert!(pending(&agent, &address).is_empty());
+}
+
+#[test]
+fn a_decision_whose_container_is_removed_expires_audited() {
+    let dir = Dir::new("decisions-expire");
+    let address = format!("127.0.0.1:{}", free_port());
+    let container = TestContainer::start("decide-expire");
+    let agent = start_agent(&container, &dir, &address);
+    let argv = ["sh", "-c", "echo crabpot-expire"];
+    let _shell = container.spawn_exec(&argv);
+    let decision = wait_pending(&container, &agent, &address, &argv);
+    let id = decision["id"].as_str().expect("id").to_string();
+
+    // Removed while it waits: nothing is left to decide about.
+    crabpot_integration_tests::container::docker(&["rm", "-f", &container.name]);
+    wait_until("the decision to leave the pending list", DEADLINE, || {
+        (!pending(&agent, &address)
+            .iter()
+            .any(|d| d["id"] == id.as_str()))
+        .then_some(())
+    });
+    let (ok, text) = operator(&agent, &address, &["approve", &id]);
+    assert!(!ok && text.contains("expired"), "{text}");
+    wait_until("the expiry in audit.log", DEADLINE, || {
+        audited(&agent, &id, "expire").then_some(())
+    });
 }
 
 #[test]

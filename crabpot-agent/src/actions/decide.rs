@@ -23,6 +23,9 @@ use crate::{
     },
 };
 
+/// How often the pending decisions' containers are looked up in Docker.
+const EXPIRY_CHECK: Duration = Duration::from_secs(5);
+
 /// What the desk needs to carry decisions out.
 pub(crate) struct DeskParts {
     pub store: DecisionStore,
@@ -33,6 +36,8 @@ pub(crate) struct DeskParts {
     pub trust_resets: mpsc::Sender<TrustReset>,
     pub reload: mpsc::Sender<()>,
     pub config_dir: PathBuf,
+    /// When the pending decisions' containers were last looked up.
+    pub last_expiry_check: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The decisions and how to carry them out; the default (no agent parts) refuses all.
@@ -77,8 +82,14 @@ impl DecisionDesk {
         DecisionDesk(Some(Arc::new(parts)))
     }
 
-    pub(crate) fn pending(&self) -> Result<Vec<Decision>, DeskError> {
-        Ok(self.parts()?.store.pending())
+    /// The pending decisions, after expiring those whose container was removed (checked
+    /// at most every [`EXPIRY_CHECK`]: `crabpot top` lists them twice a second).
+    pub(crate) async fn pending(&self) -> Result<Vec<Decision>, DeskError> {
+        let parts = self.parts()?;
+        if parts.expiry_due() {
+            parts.expire_gone().await;
+        }
+        Ok(parts.store.pending())
     }
 
     fn parts(&self) -> Result<&Arc<DeskParts>, DeskError> {
@@ -320,6 +331,76 @@ impl DeskParts {
     }
 
     /// audit.log and an INFO alert: who, what, when, from where.
+    /// Whether the containers of pending decisions are due a look (and note it as done).
+    fn expiry_due(&self) -> bool {
+        let mut last = self
+            .last_expiry_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let due = last.is_none_or(|at| now.duration_since(at) >= EXPIRY_CHECK);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+
+    /// Expire the pending decisions whose container Docker no longer has (removed, or
+    /// re-created under a new id): audited like an answer, so nothing vanishes silently.
+    async fn expire_gone(&self) {
+        for decision in self.store.pending() {
+            if decision.container_id.is_empty() || self.container_exists(&decision).await {
+                continue;
+            }
+            let answer = Answer {
+                action: "expire".into(),
+                who: "crabpot-agent".into(),
+                from: "Docker: the container is gone".into(),
+                at: crate::model::alert::now_rfc3339(),
+                note: None,
+            };
+            let Ok(expired) = self.store.decide(&decision.id, Status::Expired, answer) else {
+                continue;
+            };
+            let alert = Alert::new(
+                Severity::Info,
+                AlertSource::Policy,
+                format!(
+                    "Decision {} expired: container `{}` was removed before anyone answered ({})",
+                    expired.id,
+                    expired.container,
+                    expired.subject.describe()
+                ),
+            )
+            .rule("decision")
+            .for_container(&expired.container, &expired.container_id)
+            .with("decision_id", expired.id.clone())
+            .with("operator_action", "expire");
+            let _ = self
+                .audit
+                .send(Arc::new(self.alerts.stamp(alert.clone())))
+                .await;
+            self.alerts.raise(alert).await;
+        }
+    }
+
+    /// Whether Docker still has the decision's container; a Docker error counts as yes
+    /// (never expire on a hiccup).
+    async fn container_exists(&self, decision: &Decision) -> bool {
+        let options = None::<bollard::query_parameters::InspectContainerOptions>;
+        let found = self
+            .docker
+            .inspect_container(&decision.container_id, options)
+            .await;
+        !matches!(
+            found,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        )
+    }
+
     async fn audit(&self, decision: &Decision, request: &Request, summary: &str) {
         let alert = Alert::new(
             Severity::Info,

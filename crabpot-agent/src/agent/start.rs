@@ -70,6 +70,7 @@ pub(super) fn start(
         trust_resets: trust_resets_tx.clone(),
         reload: reload_tx.clone(),
         config_dir: p.settings.config_dir.clone(),
+        last_expiry_check: std::sync::Mutex::new(None),
     };
     let desk = start_desk(tasks, &p.config, stop, desk);
     let http_state = HttpState {

@@ -28,6 +28,8 @@ pub(crate) enum Status {
     Pending,
     Approved,
     Denied,
+    /// Its container was removed before anyone answered: nothing is left to decide.
+    Expired,
 }
 
 /// What is being decided about, as the alert behind it told it.
@@ -201,6 +203,7 @@ fn status_word(status: Status) -> &'static str {
         Status::Pending => "pending",
         Status::Approved => "approved",
         Status::Denied => "denied",
+        Status::Expired => "expired",
     }
 }
 

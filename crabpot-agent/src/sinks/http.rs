@@ -381,7 +381,7 @@ async fn api_pending(
     if !token_ok(&state, &headers, &q) {
         return refused();
     }
-    match state.decisions.pending() {
+    match state.decisions.pending().await {
         Ok(list) => {
             let described: Vec<serde_json::Value> = list
                 .iter()
