@@ -45,6 +45,10 @@ impl BenchAgent {
                 &listen,
                 "--toasts",
                 "off",
+                // Every trial's alert is measured as it is written: none may be folded
+                // into a repeat record at the end of a de-duplication window.
+                "--dedup-window",
+                "0",
             ])
             .arg("--alerts-log")
             .arg(&alerts_log)
@@ -52,6 +56,8 @@ impl BenchAgent {
             .arg(&token_file)
             .args(extra)
             .env("CRABPOT_LOG", "info")
+            // Its pending decisions (one per freeze) stay in the bench's directory.
+            .env("STATE_DIRECTORY", dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
