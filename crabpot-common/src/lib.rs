@@ -47,6 +47,7 @@ pub mod names {
     pub const LSM_ENFORCED: &str = "LSM_ENFORCED";
     pub const GUARD_LEVELS: &str = "GUARD_LEVELS";
     pub const GUARD_PATHS: &str = "GUARD_PATHS";
+    pub const GUARD_EPOCH: &str = "GUARD_EPOCH";
     pub const TRACKED: &str = "TRACKED";
     pub const DENY_NAMES: &str = "DENY_NAMES";
     pub const CONTROL: &str = "CONTROL";

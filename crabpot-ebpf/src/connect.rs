@@ -5,7 +5,7 @@ use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::Trace
 use crabpot_common::{ConnectEvent, EventKind};
 
 use crate::{
-    common::{URGENT, batched_wakeup, count_drop, fill_header, monitored_cgroup, syscall_arg},
+    common::{URGENT, arg, batched_wakeup, count_drop, fill_header, monitored_cgroup},
     maps::EVENTS,
     net_policy::{v4_allowed, v6_allowed},
 };
@@ -24,9 +24,9 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     };
     let event = entry.as_mut_ptr();
     let allowed = unsafe {
-        let fd: i64 = ctx.read_at(syscall_arg(0)).unwrap_or(-1);
-        let sockaddr: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
-        let addrlen: i64 = ctx.read_at(syscall_arg(2)).unwrap_or(0);
+        let fd: i64 = arg(&ctx, 0) as _;
+        let sockaddr: *const u8 = arg(&ctx, 1) as _;
+        let addrlen: i64 = arg(&ctx, 2) as _;
         fill_header(
             &raw mut (*event).header,
             EventKind::Connect,

@@ -24,9 +24,7 @@ use crabpot_common::{
 };
 
 use crate::{
-    common::{
-        URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg, track,
-    },
+    common::{URGENT, arg, count_drop, fill_header, monitored_cgroup, read_user_str, track},
     deny::{self, ARG_BUF, ARG_BYTES, applet_denied, basename_key, denied, is_multicall, name_key},
     maps::{EVENTS, EXEC_SCRATCH, PENDING_EXECS},
     task,
@@ -49,8 +47,8 @@ pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
         return 0;
     };
     unsafe {
-        let filename: *const u8 = ctx.read_at(syscall_arg(0)).unwrap_or(core::ptr::null());
-        let argv: *const *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
+        let filename: *const u8 = arg(&ctx, 0) as _;
+        let argv: *const *const u8 = arg(&ctx, 1) as _;
         stash(cgroup_id, EXEC_VIA_EXECVE, AT_FDCWD, 0, filename, argv);
     }
     0
@@ -62,10 +60,10 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
         return 0;
     };
     unsafe {
-        let dirfd: i64 = ctx.read_at(syscall_arg(0)).unwrap_or(0);
-        let filename: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
-        let argv: *const *const u8 = ctx.read_at(syscall_arg(2)).unwrap_or(core::ptr::null());
-        let flags: i64 = ctx.read_at(syscall_arg(4)).unwrap_or(0);
+        let dirfd: i64 = arg(&ctx, 0) as _;
+        let filename: *const u8 = arg(&ctx, 1) as _;
+        let argv: *const *const u8 = arg(&ctx, 2) as _;
+        let flags: i64 = arg(&ctx, 4) as _;
         stash(
             cgroup_id,
             EXEC_VIA_EXECVEAT,

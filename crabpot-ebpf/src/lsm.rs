@@ -9,7 +9,7 @@
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use crabpot_common::{mode, rule};
 
-use crate::{common::monitored_cgroup, maps::rule_mode};
+use crate::{common::monitored_cgroup_unmemoized, maps::rule_mode};
 
 const EPERM: i32 = 1;
 /// `PTRACE_MODE_ATTACH` in the mode of `ptrace_access_check`: attach, seize, /proc/<pid>/mem,
@@ -22,7 +22,7 @@ fn decide(rule: u32, previous: i32) -> i32 {
     if previous != 0 {
         return previous;
     }
-    if monitored_cgroup().is_none() {
+    if monitored_cgroup_unmemoized().is_none() {
         return 0;
     }
     if rule_mode(rule) == mode::BLOCK {

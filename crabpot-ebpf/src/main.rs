@@ -5,6 +5,9 @@
 //! container pays one helper call and one hash lookup. Events go through the `EVENTS` ring
 //! buffer; a failed reservation is counted per kind in `DROPPED`, never lost silently.
 #![no_std]
+// For `atomic_xadd`: the guard epoch is bumped from several CPUs at once.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 #![no_main]
 
 mod common;

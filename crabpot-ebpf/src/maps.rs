@@ -23,6 +23,29 @@ pub static MONITORED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(64, 
 #[map]
 pub static GUARD_LEVELS: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Bumped whenever the guard changes, so that `GUARD_MEMO` entries made before are not used:
+/// [0] by the agent (cgroups added or removed, processes seeded), [1] by the kernel (a
+/// process tracked). Each side only increments its own slot, so their sum only grows.
+#[map]
+pub static GUARD_EPOCH: Array<u64> = Array::with_max_entries(2, 0);
+
+/// Per-CPU memo of the last caller judged by `common::monitored_cgroup`: most syscalls on a
+/// CPU come from the task that made the last one, and the memo spares them the hash lookups
+/// (cgroup, ancestors, tracked) that dominate the cost for processes outside the container.
+#[map]
+pub static GUARD_MEMO: PerCpuArray<GuardMemo> = PerCpuArray::with_max_entries(1, 0);
+
+/// One memo entry: who was judged, under which epoch, and the verdict (0: not guarded).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GuardMemo {
+    pub cgroup: u64,
+    pub guard: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+    pub epoch: u64,
+}
+
 /// Guarded cgroup id → its path from the cgroup2 root, to tell a move inside the guarded
 /// subtree from one out of it. Written by the agent.
 #[map]

@@ -4,7 +4,7 @@ use aya_ebpf::{helpers::bpf_send_signal, macros::tracepoint, programs::TracePoin
 use crabpot_common::{EventKind, MountEvent, rule};
 
 use crate::{
-    common::{URGENT, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg},
+    common::{URGENT, arg, count_drop, fill_header, monitored_cgroup, read_user_str},
     maps::{EVENTS, entry_verdict},
 };
 
@@ -68,12 +68,12 @@ fn emit(call: MountCall) -> u32 {
 }
 
 fn arg_ptr(ctx: &TracePointContext, index: usize) -> *const u8 {
-    unsafe { ctx.read_at(syscall_arg(index)) }.unwrap_or(core::ptr::null())
+    arg(ctx, index) as _
 }
 
 /// A descriptor argument (an `int` in a 64-bit syscall slot).
 fn arg_fd(ctx: &TracePointContext, index: usize) -> i32 {
-    unsafe { ctx.read_at::<u64>(syscall_arg(index)) }.map_or(-1, |v| v as i32)
+    arg(ctx, index) as i32
 }
 
 const AT_FDCWD: i32 = -100;
@@ -85,7 +85,7 @@ pub fn sys_enter_mount(ctx: TracePointContext) -> u32 {
         target: arg_ptr(&ctx, 1),
         fstype: arg_ptr(&ctx, 2),
         fstype_literal: b"",
-        flags: unsafe { ctx.read_at(syscall_arg(3)) }.unwrap_or(0),
+        flags: arg(&ctx, 3) as _,
         attr_flags: 0,
         from_fd: AT_FDCWD,
         to_fd: AT_FDCWD,
@@ -100,7 +100,7 @@ pub fn sys_enter_move_mount(ctx: TracePointContext) -> u32 {
         target: arg_ptr(&ctx, 3),
         fstype: core::ptr::null(),
         fstype_literal: b"move_mount",
-        flags: unsafe { ctx.read_at(syscall_arg(4)) }.unwrap_or(0),
+        flags: arg(&ctx, 4) as _,
         attr_flags: 0,
         from_fd: arg_fd(&ctx, 0),
         to_fd: arg_fd(&ctx, 2),
@@ -115,8 +115,8 @@ pub fn sys_enter_fsmount(ctx: TracePointContext) -> u32 {
         target: core::ptr::null(),
         fstype: core::ptr::null(),
         fstype_literal: b"fsmount",
-        flags: unsafe { ctx.read_at(syscall_arg(1)) }.unwrap_or(0),
-        attr_flags: unsafe { ctx.read_at(syscall_arg(2)) }.unwrap_or(0),
+        flags: arg(&ctx, 1) as _,
+        attr_flags: arg(&ctx, 2) as _,
         from_fd: arg_fd(&ctx, 0),
         to_fd: -1,
     })

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use crabpot_common::{EventKind, NetPolicyEvent, mode, net_op, rule, verdict};
 
 use crate::{
-    common::{URGENT, count_drop, fill_header, monitored_cgroup, syscall_arg},
+    common::{URGENT, arg, count_drop, fill_header, monitored_cgroup},
     maps::{ALLOW_V4, ALLOW_V6, EVENTS, entry_verdict, rule_mode},
 };
 
@@ -199,13 +199,13 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     if monitored_cgroup().is_none() {
         return 0;
     }
-    let family: i64 = unsafe { ctx.read_at(syscall_arg(0)) }.unwrap_or(0);
+    let family: i64 = arg(&ctx, 0) as _;
     let family = family as u32;
     if matches!(family, AF_UNIX | AF_NETLINK | AF_INET | AF_INET6) {
         return 0;
     }
-    let sock_type: i64 = unsafe { ctx.read_at(syscall_arg(1)) }.unwrap_or(0);
-    let protocol: i64 = unsafe { ctx.read_at(syscall_arg(2)) }.unwrap_or(0);
+    let sock_type: i64 = arg(&ctx, 1) as _;
+    let protocol: i64 = arg(&ctx, 2) as _;
     let (verdict, kill) = entry_verdict(rule::SOCKET);
     if verdict == verdict::NONE {
         return 0;

@@ -11,9 +11,7 @@ use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::Trace
 use crabpot_common::{EventKind, OpenEvent, PATH_LEN, control, open_base};
 
 use crate::{
-    common::{
-        batched_wakeup, count_drop, fill_header, monitored_cgroup, read_user_str, syscall_arg,
-    },
+    common::{arg, batched_wakeup, count_drop, fill_header, monitored_cgroup, read_user_str},
     deny::starts_with,
     maps::{EVENTS, OPEN_FILTERED, OPEN_SCRATCH},
     task,
@@ -27,8 +25,8 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
         return 0;
     };
     unsafe {
-        let flags: i64 = ctx.read_at(syscall_arg(2)).unwrap_or(0);
-        let mode: i64 = ctx.read_at(syscall_arg(3)).unwrap_or(0);
+        let flags: i64 = arg(&ctx, 2) as _;
+        let mode: i64 = arg(&ctx, 3) as _;
         emit(&ctx, cgroup_id, flags as i32, mode as u32)
     }
 }
@@ -41,9 +39,9 @@ pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
         return 0;
     };
     unsafe {
-        let path: *const u8 = ctx.read_at(syscall_arg(0)).unwrap_or(core::ptr::null());
-        let flags: i64 = ctx.read_at(syscall_arg(1)).unwrap_or(0);
-        let mode: i64 = ctx.read_at(syscall_arg(2)).unwrap_or(0);
+        let path: *const u8 = arg(&ctx, 0) as _;
+        let flags: i64 = arg(&ctx, 1) as _;
+        let mode: i64 = arg(&ctx, 2) as _;
         emit_path(cgroup_id, AT_FDCWD, path, flags as i32, mode as u32)
     }
 }
@@ -55,7 +53,7 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
         return 0;
     };
     unsafe {
-        let how: *const u64 = ctx.read_at(syscall_arg(2)).unwrap_or(core::ptr::null());
+        let how: *const u64 = arg(&ctx, 2) as _;
         let (flags, mode) = if how.is_null() {
             (0, 0)
         } else {
@@ -72,8 +70,8 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 unsafe fn emit(ctx: &TracePointContext, cgroup_id: u64, flags: i32, mode: u32) -> u32 {
     unsafe {
-        let dirfd: i64 = ctx.read_at(syscall_arg(0)).unwrap_or(0);
-        let path: *const u8 = ctx.read_at(syscall_arg(1)).unwrap_or(core::ptr::null());
+        let dirfd: i64 = arg(ctx, 0) as _;
+        let path: *const u8 = arg(ctx, 1) as _;
         emit_path(cgroup_id, dirfd as i32, path, flags, mode)
     }
 }

@@ -4,7 +4,7 @@ use aya_ebpf::{helpers::bpf_send_signal, macros::tracepoint, programs::TracePoin
 use crabpot_common::{EventKind, PtraceEvent, rule, verdict};
 
 use crate::{
-    common::{URGENT, count_drop, fill_header, monitored_cgroup, syscall_arg},
+    common::{URGENT, arg, count_drop, fill_header, monitored_cgroup},
     maps::{EVENTS, entry_verdict},
 };
 
@@ -18,7 +18,7 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     let Some(cgroup_id) = monitored_cgroup() else {
         return 0;
     };
-    let request: i64 = unsafe { ctx.read_at(syscall_arg(0)) }.unwrap_or(-1);
+    let request: i64 = arg(&ctx, 0) as _;
     let (verdict, kill) = if matches!(request, PTRACE_TRACEME | PTRACE_ATTACH | PTRACE_SEIZE) {
         entry_verdict(rule::PTRACE)
     } else {
@@ -40,9 +40,9 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
             cgroup_id,
         );
         (*event).request = request;
-        (*event).target_pid = ctx.read_at(syscall_arg(1)).unwrap_or(0);
-        (*event).addr = ctx.read_at(syscall_arg(2)).unwrap_or(0);
-        (*event).data = ctx.read_at(syscall_arg(3)).unwrap_or(0);
+        (*event).target_pid = arg(&ctx, 1) as _;
+        (*event).addr = arg(&ctx, 2) as _;
+        (*event).data = arg(&ctx, 3) as _;
         (*event).verdict = verdict;
         (*event)._pad = 0;
     }

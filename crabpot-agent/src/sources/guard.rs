@@ -21,6 +21,8 @@ pub struct GuardMaps {
     pub levels: Array<MapData, u64>,
     pub paths: HashMap<MapData, u64, GuardPath>,
     pub tracked: HashMap<MapData, u32, u64>,
+    /// `[agent, kernel]` epochs of the kernel's per-CPU guard memo; the agent bumps slot 0.
+    pub epoch: Array<MapData, u64>,
 }
 
 /// A cgroup's depth: the number of components of its path from the cgroup2 root.
@@ -88,7 +90,7 @@ impl GuardMaps {
             // A full table is reported by the kernel side's drop counters, not fatal here.
             let _ = self.tracked.insert(pid, cgroup.id, 0);
         }
-        Ok(())
+        self.bump_epoch()
     }
 
     /// Stop guarding cgroup `id`.
@@ -109,7 +111,14 @@ impl GuardMaps {
         for pid in stale {
             let _ = self.tracked.remove(&pid);
         }
-        self.sync_levels()
+        self.sync_levels()?;
+        self.bump_epoch()
+    }
+
+    /// Void the kernel's memo of who is guarded: made before this change, it may be wrong.
+    fn bump_epoch(&mut self) -> Result<(), aya::maps::MapError> {
+        let epoch = self.epoch.get(&0, 0)?;
+        self.epoch.set(0, epoch.wrapping_add(1), 0)
     }
 
     /// Recompute the bit mask of the guarded depths.

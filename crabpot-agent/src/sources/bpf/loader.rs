@@ -181,6 +181,7 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         levels: take(&mut ebpf, names::GUARD_LEVELS, Array::try_from)?,
         paths: take(&mut ebpf, names::GUARD_PATHS, HashMap::try_from)?,
         tracked: take(&mut ebpf, names::TRACKED, HashMap::try_from)?,
+        epoch: take(&mut ebpf, names::GUARD_EPOCH, Array::try_from)?,
     };
     let dropped = take(&mut ebpf, names::DROPPED, PerCpuArray::try_from)?;
     let open_filtered = take(&mut ebpf, names::OPEN_FILTERED, PerCpuArray::try_from)?;
