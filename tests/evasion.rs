@@ -371,3 +371,59 @@ fn proc_opens_are_logged_however_the_path_is_spelled() {
         .collect();
     assert!(wrong.is_empty(), "{wrong:?}");
 }
+
+/// The `proc_link` WARNING for a link made at `link`.
+fn link_alert(agent: &Agent, link: &str) -> Value {
+    wait_until(&format!("the alert for the link {link}"), DEADLINE, || {
+        agent
+            .alerts()
+            .into_iter()
+            .find(|a| a["details"]["rule"] == "proc_link" && a["details"]["link"] == link)
+    })
+}
+
+/// /proc reached under another name: a symbolic link into /proc (or to the root above it)
+/// is raised when it is made, whatever its spelling or chain; Docker's own `/dev/fd` link
+/// climbed with `..` is followed to the file it names. An ordinary link raises nothing.
+#[test]
+fn links_into_proc_are_raised_and_followed() {
+    let (container, agent) = enforced(TestContainer::start("ev-link"), &[]);
+    for (target, link) in [
+        ("/proc/1/environ", "/tmp/e"),
+        ("/", "/tmp/r"),
+        ("../proc", "/tmp/p"),
+        // A chain: its target is itself a link to the root.
+        ("/tmp/r", "/tmp/r2"),
+        ("busybox", "/tmp/bb"),
+    ] {
+        let (code, out) = exec(&container, &["ln", "-s", target, link]);
+        assert_eq!(code, 0, "ln -s {target} {link}: {out}");
+    }
+    let environ = link_alert(&agent, "/tmp/e");
+    assert_eq!(environ["severity"], "WARNING", "{environ}");
+    assert_eq!(environ["details"]["path"], "/proc/1/environ", "{environ}");
+    assert!(
+        environ["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("environ")),
+        "{environ}"
+    );
+    assert_eq!(link_alert(&agent, "/tmp/r")["details"]["path"], "/");
+    assert_eq!(link_alert(&agent, "/tmp/p")["details"]["path"], "/proc");
+    assert_eq!(link_alert(&agent, "/tmp/r2")["details"]["path"], "/");
+    // Docker's /dev/fd -> /proc/self/fd, climbed out of: another process's environment.
+    let (code, out) = exec(&container, &["cat", "/dev/fd/../../1/environ"]);
+    assert_eq!(code, 0, "{out}");
+    let read = proc_open_record(&agent, "/proc/1/environ");
+    assert_eq!(read["details"]["requested_path"], "/dev/fd/../../1/environ");
+    let ordinary: Vec<Value> = agent
+        .alerts()
+        .into_iter()
+        .filter(|a| a["details"]["link"] == "/tmp/bb")
+        .collect();
+    assert!(ordinary.is_empty(), "{ordinary:?}");
+    assert!(
+        !container.is_paused(),
+        "a link is a warning, not a violation"
+    );
+}

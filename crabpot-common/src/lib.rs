@@ -221,10 +221,12 @@ pub enum EventKind {
     /// A packet leaving the container to a destination outside the allowlist (seen at the
     /// cgroup's egress, whatever socket sent it).
     Packet = 10,
+    /// A symbolic link made in the container (its target may lead into /proc).
+    Link = 11,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Exec,
         EventKind::Open,
         EventKind::Connect,
@@ -235,6 +237,7 @@ impl EventKind {
         EventKind::DnsReply,
         EventKind::Escape,
         EventKind::Packet,
+        EventKind::Link,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -253,6 +256,7 @@ impl EventKind {
             EventKind::DnsReply => "dns_reply",
             EventKind::Escape => "escape",
             EventKind::Packet => "packet",
+            EventKind::Link => "link",
         }
     }
 }
@@ -439,6 +443,20 @@ pub struct PtraceEvent {
     pub _pad: u32,
 }
 
+/// symlink / symlinkat: the target as given and the new link's path (relative to `dirfd`
+/// when not absolute).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LinkEvent {
+    pub header: EventHeader,
+    pub target: [u8; PATH_LEN],
+    pub link: [u8; PATH_LEN],
+    pub target_len: u32,
+    pub link_len: u32,
+    pub dirfd: i32,
+    pub _pad: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct MountEvent {
@@ -588,6 +606,8 @@ mod pod {
     // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for PtraceEvent {}
     // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
+    unsafe impl aya::Pod for LinkEvent {}
+    // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for MountEvent {}
     // SAFETY: repr(C) integers and byte arrays, padding explicit (see above).
     unsafe impl aya::Pod for NetPolicyEvent {}
@@ -624,6 +644,7 @@ mod tests {
         assert_eq!(size_of::<KernelOffsets>(), 24 * 4);
         assert_eq!(size_of::<ConnectEvent>(), 56 + 8 + 16 + 8);
         assert_eq!(size_of::<PtraceEvent>(), 56 + 40);
+        assert_eq!(size_of::<LinkEvent>(), 56 + 2 * PATH_LEN + 16);
         assert_eq!(size_of::<NetPolicyEvent>(), 56 + 48);
         assert_eq!(size_of::<RefusedEvent>(), 56 + 16);
         assert_eq!(size_of::<DnsReplyEvent>(), 56 + 32 + DNS_PAYLOAD_LEN);

@@ -17,6 +17,7 @@ mod dns;
 mod escape;
 mod exec;
 mod lineage;
+mod link;
 mod lsm;
 mod maps;
 mod mount;

@@ -8,6 +8,7 @@ mod connect;
 mod dns_reply;
 mod escape;
 mod exec;
+mod link;
 mod mount;
 mod net_policy;
 mod open;
@@ -42,6 +43,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         EventKind::DnsReply => dns_reply::decode(&checked(bytes, &raw, kind)?),
         EventKind::Escape => escape::decode(&checked(bytes, &raw, kind)?),
         EventKind::Packet => packet::decode(&checked(bytes, &raw, kind)?),
+        EventKind::Link => link::decode(&checked(bytes, &raw, kind)?),
     };
     Ok(KernelEvent {
         header: header(&raw),
@@ -97,6 +99,7 @@ pub(crate) fn describe(body: &EventBody) -> String {
             port,
             ..
         } => packet::describe(*protocol, *address, *port, *verdict),
+        EventBody::Link { link, target, .. } => link::describe(link, target),
     }
 }
 
@@ -174,6 +177,7 @@ impl Judges {
         policy: &Policy,
     ) -> Judgement {
         let tid = event.header.pid;
+        let caller = (event.header.tgid, self.rules.container_pid());
         let mut judgement = match &event.body {
             EventBody::Exec { .. } => exec::judge(&mut self.rules, event, lineage, policy),
             EventBody::Open {
@@ -182,13 +186,7 @@ impl Judges {
                 dirfd,
                 base,
                 ..
-            } => open::judge(
-                event.header.tgid,
-                path,
-                (*flags, *dirfd),
-                base.as_deref(),
-                policy,
-            ),
+            } => open::judge(caller, path, (*flags, *dirfd), base.as_deref(), policy),
             EventBody::Connect { .. } => connect::judge(&mut self.rules, event, lineage, policy),
             EventBody::Ptrace {
                 request,
@@ -206,6 +204,11 @@ impl Judges {
             EventBody::Refused { rule, ret } => refused::judge(&mut self.entries, tid, *rule, *ret),
             EventBody::Escape { .. } => escape::judge(&event.body),
             EventBody::Packet { .. } => packet::judge(&event.body),
+            EventBody::Link {
+                dirfd,
+                target,
+                link,
+            } => link::judge(caller, (link, *dirfd), target, policy),
             EventBody::DnsReply { .. } => Judgement::default(),
         };
         self.entries.bound();

@@ -62,13 +62,14 @@ pub(super) fn describe(path: &str, flags: i32) -> String {
 
 /// Opens are judged on the path they name, not the spelling they were given in.
 pub(super) fn judge(
-    tgid: u32,
+    caller: (u32, Option<u32>),
     requested: &str,
     (flags, dirfd): (i32, i32),
     kernel_base: Option<&str>,
     policy: &Policy,
 ) -> Judgement {
-    let effective = open_path::effective(tgid, dirfd, requested, kernel_base);
+    let tgid = caller.0;
+    let effective = open_path::effective(caller, dirfd, requested, kernel_base);
     let path = &effective.path;
     let mut judgement = open_of(tgid, path, flags, policy);
     if path != requested {

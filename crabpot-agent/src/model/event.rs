@@ -125,6 +125,13 @@ pub enum EventBody {
         /// Packets to the same destination not reported since the previous record.
         suppressed: u32,
     },
+    /// A symbolic link made in the container: its path (relative to `dirfd` when not
+    /// absolute) and its target, both as given.
+    Link {
+        dirfd: i32,
+        target: String,
+        link: String,
+    },
 }
 
 fn byte_count<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -144,6 +151,7 @@ impl KernelEvent {
             EventBody::DnsReply { .. } => EventKind::DnsReply,
             EventBody::Escape { .. } => EventKind::Escape,
             EventBody::Packet { .. } => EventKind::Packet,
+            EventBody::Link { .. } => EventKind::Link,
         }
     }
 }

@@ -448,7 +448,7 @@ fn silenced(judgement: &mut Judgement, alert: Alert, name: &str) {
 pub(crate) fn rule_of(body: &EventBody) -> Option<RuleName> {
     match body {
         EventBody::Exec { .. } => Some(RuleName::Exec),
-        EventBody::Open { .. } => Some(RuleName::ProcOpen),
+        EventBody::Open { .. } | EventBody::Link { .. } => Some(RuleName::ProcOpen),
         EventBody::Connect { .. } => Some(RuleName::Connect),
         EventBody::Ptrace { .. } => Some(RuleName::Ptrace),
         EventBody::Mount { .. } => Some(RuleName::Mount),
@@ -482,7 +482,9 @@ pub(crate) fn subject_of(
             subject.address = *address;
             subject.port = Some(*port);
         }
-        EventBody::Open { path, .. } => subject.path = Some(path.clone()),
+        EventBody::Open { path, .. } | EventBody::Link { link: path, .. } => {
+            subject.path = Some(path.clone());
+        }
         _ => {}
     }
     if subject.executable.is_none() && tgid != 0 {

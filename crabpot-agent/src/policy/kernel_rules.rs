@@ -182,6 +182,14 @@ impl KernelRules {
     /// The guarded container (changes when it restarts). This runs for every event, so only
     /// the run's identity is compared (its command and health probe cannot change within a
     /// run) and it is cloned only when that changed.
+    /// The guarded container's main process (host pid), while it is known.
+    pub(crate) fn container_pid(&self) -> Option<u32> {
+        self.container
+            .as_ref()
+            .map(|c| c.pid)
+            .filter(|pid| *pid != 0)
+    }
+
     pub(crate) fn set_container(&mut self, container: Option<&GuardedContainer>) {
         let same_run = match (&self.container, container) {
             (Some(known), Some(now)) => known.pid == now.pid && known.id == now.id,

@@ -35,12 +35,14 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sys_enter_open", "syscalls", "sys_enter_open"),
+    ("sys_enter_symlinkat", "syscalls", "sys_enter_symlinkat"),
+    ("sys_enter_symlink", "syscalls", "sys_enter_symlink"),
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("cgroup_attach_task", "cgroup", "cgroup_attach_task"),
 ];
 
 /// Tracepoints some architectures do not have (arm64 has no open(2)): skipped when absent.
-const OPTIONAL: &[&str] = &["sys_enter_open"];
+const OPTIONAL: &[&str] = &["sys_enter_open", "sys_enter_symlink"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
