@@ -109,9 +109,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         Tracer::CrabPot,
         Tracer::Bpftrace,
         Tracer::Auditd,
+        Tracer::Floor,
     ]
     .into_iter()
-    .filter(|t| bench.baselines || matches!(t, Tracer::None | Tracer::CrabPot))
+    .filter(|t| bench.baselines || matches!(t, Tracer::None | Tracer::CrabPot | Tracer::Floor))
     .collect();
     let mut samples: HashMap<Key, Vec<f64>> = HashMap::new();
     for round in 0..bench.rounds {
@@ -180,7 +181,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                         .against("no agent, on host (a)", none_host),
                 );
             }
-            for baseline in [Tracer::Bpftrace, Tracer::Auditd]
+            for baseline in [Tracer::Floor, Tracer::Bpftrace, Tracer::Auditd]
                 .into_iter()
                 .filter(|t| tracers.contains(t))
             {
@@ -188,11 +189,18 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 rows.push(
                     Row::new(format!("{}, {where_}", op.label()), "ns/call", ours)
                         .against(baseline.name(), theirs)
-                        .note(format!(
-                            "{} itself: {:.2}× {reference_name}",
-                            baseline.name(),
-                            theirs / reference
-                        )),
+                        .note(match baseline {
+                            Tracer::Floor => format!(
+                                "the slow syscall path alone (an empty program on a \
+                                 tracepoint never hit): {:.2}× {reference_name}",
+                                theirs / reference
+                            ),
+                            _ => format!(
+                                "{} itself: {:.2}× {reference_name}",
+                                baseline.name(),
+                                theirs / reference
+                            ),
+                        }),
                 );
             }
         }

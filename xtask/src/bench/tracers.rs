@@ -20,6 +20,10 @@ pub(super) enum Tracer {
     CrabPot,
     Bpftrace,
     Auditd,
+    /// The floor any syscall-tracepoint tool pays: once one such tracepoint is attached,
+    /// every syscall of every task takes the kernel's slow entry and exit path. Measured
+    /// with an empty program on `sys_enter_acct`, which nothing here calls.
+    Floor,
 }
 
 impl Tracer {
@@ -29,6 +33,7 @@ impl Tracer {
             Tracer::CrabPot => "CrabPot",
             Tracer::Bpftrace => "bpftrace",
             Tracer::Auditd => "auditd",
+            Tracer::Floor => "floor: any syscall tracepoint",
         }
     }
 }
@@ -74,10 +79,12 @@ fn bpftrace_script(cgroup: u64) -> String {
         .collect()
 }
 
-fn start_bpftrace(container: &BenchContainer) -> anyhow::Result<Child> {
-    let script = bpftrace_script(cgroup_id(container)?);
+/// An empty program on a syscall tracepoint that never fires (see [`Tracer::Floor`]).
+const FLOOR_SCRIPT: &str = "tracepoint:syscalls:sys_enter_acct { }";
+
+fn start_bpftrace(script: &str) -> anyhow::Result<Child> {
     let mut child = Command::new("bpftrace")
-        .args(["-e", &script])
+        .args(["-e", script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -152,7 +159,10 @@ impl Running {
                 &container.name,
                 &["--no-auto-pause"],
             )?)),
-            Tracer::Bpftrace => Running::Bpftrace(start_bpftrace(container)?),
+            Tracer::Bpftrace => {
+                Running::Bpftrace(start_bpftrace(&bpftrace_script(cgroup_id(container)?))?)
+            }
+            Tracer::Floor => Running::Bpftrace(start_bpftrace(FLOOR_SCRIPT)?),
             Tracer::Auditd => Running::Auditd(start_auditd()?),
         })
     }
