@@ -283,3 +283,58 @@ fn opens_the_policy_does_not_need_stay_in_the_kernel() {
         e["kind"] == "open" && e["path"] == "/etc/hostname"
     });
 }
+
+/// Connects the allowlist covers (here loopback) are counted in the kernel, not sent; one
+/// outside it still is; with `--events` every connect is shown.
+#[test]
+fn allowed_connects_stay_in_the_kernel() {
+    let container = TestContainer::start("kcfilter");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let alerts_log = std::env::temp_dir().join(crabpot_integration_tests::unique_name("kc"));
+    let agent = Agent::spawn(
+        Command::new(agent_bin())
+            .args(["--container", &container.name, "--no-auto-pause"])
+            .args(["--listen", &listen, "--alerts-log"])
+            .arg(&alerts_log),
+    );
+    agent.wait_guarding(&container.name, container.cgroup_id());
+    let connects_name = "crabpot_kernel_events_total{kind=\"connect\"}";
+    let filtered = "crabpot_kernel_connects_filtered_total";
+    let before = wait_until("the metrics", DEADLINE, || metric(port, filtered));
+    // 20 fetches of the stand-in gateway's health page over loopback.
+    let fetches = "for i in $(seq 20); do wget -q -O /dev/null http://127.0.0.1:18789/health; done";
+    container.exec(&["sh", "-c", fetches]);
+    let after = wait_until("the filtered counter to move", DEADLINE, || {
+        metric(port, filtered).filter(|v| *v >= before + 20.0)
+    });
+    let received = metric(port, connects_name).unwrap_or(f64::MAX);
+    assert!(
+        received < 20.0,
+        "{received} connects reached the agent ({after} filtered): loopback was not kept out"
+    );
+    // A destination outside the allowlist is still sent (and refused: nc fails).
+    let refused = Command::new("docker")
+        .args(["exec", &container.name, "nc", "-w", "2", "192.0.2.1", "80"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("docker exec");
+    assert!(!refused.status.success(), "{refused:?}");
+    wait_until("the outside connect to reach the agent", DEADLINE, || {
+        metric(port, connects_name).filter(|v| *v > received)
+    });
+    drop(agent);
+    let _ = std::fs::remove_file(&alerts_log);
+
+    let (container, agent) = guarded(container, &["--no-auto-pause"]);
+    container.exec(&[
+        "wget",
+        "-q",
+        "-O",
+        "/dev/null",
+        "http://127.0.0.1:18789/health",
+    ]);
+    agent.wait_for_event("the loopback connect", |e| {
+        e["kind"] == "connect" && e["port"] == 18789
+    });
+}

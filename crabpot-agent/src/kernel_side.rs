@@ -14,7 +14,7 @@ pub(crate) struct KernelSide {
     pub events: RingBuf<MapData>,
     pub dropped: PerCpuArray<MapData, u64>,
     pub guard: crate::sources::guard::GuardMaps,
-    pub open_filtered: PerCpuArray<MapData, u64>,
+    pub filtered: PerCpuArray<MapData, u64>,
     pub enforcer: Enforcer,
 }
 
@@ -28,7 +28,7 @@ pub(crate) fn start(
         events,
         guard,
         dropped,
-        open_filtered,
+        filtered,
         policy: policy_maps,
         offsets_valid,
     } = bpf::load(&BpfOptions {
@@ -37,7 +37,7 @@ pub(crate) fn start(
     let lsm = bpf::lsm::attach_lsm(&mut ebpf);
     let switches = KernelSwitches {
         auto_pause: config.auto_pause,
-        all_opens: args.events.is_some(),
+        all_records: args.events.is_some(),
     };
     let mut enforcer = Enforcer::new(ebpf, policy_maps, switches)?;
     enforcer.set_denylist(&config.process_denylist)?;
@@ -65,7 +65,7 @@ pub(crate) fn start(
         events,
         dropped,
         guard,
-        open_filtered,
+        filtered,
         enforcer,
     })
 }

@@ -51,7 +51,7 @@ pub mod names {
     pub const TRACKED: &str = "TRACKED";
     pub const DENY_NAMES: &str = "DENY_NAMES";
     pub const CONTROL: &str = "CONTROL";
-    pub const OPEN_FILTERED: &str = "OPEN_FILTERED";
+    pub const FILTERED: &str = "FILTERED";
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
 }
 
@@ -63,7 +63,18 @@ pub mod control {
     pub const OPEN_FILTER: u32 = 1;
     /// 1: opens under /dev/ and /tmp/.X11-unix pass the filter (the moltbot profile).
     pub const WATCH_DEVICES: u32 = 2;
+    /// 1: connects the allowlist covers (loopback, allowlisted) stay out of the ring buffer;
+    /// 0: every connect (`--events`).
+    pub const CONNECT_FILTER: u32 = 3;
     pub const COUNT: u32 = 4;
+}
+
+/// Index of a kind's counter in the `FILTERED` per-CPU array: records the kernel kept out of
+/// the ring buffer because the policy does not need them.
+pub mod filtered {
+    pub const OPEN: u32 = 0;
+    pub const CONNECT: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// What the kernel did to a newly executed program before its first instruction

@@ -167,6 +167,14 @@ pub unsafe fn fill_header(header: *mut EventHeader, kind: EventKind, size: usize
     }
 }
 
+/// Count a record the kernel kept out of the ring buffer (`crabpot_common::filtered`).
+#[inline(always)]
+pub fn count_filtered(index: u32) {
+    if let Some(counter) = crate::maps::FILTERED.get_ptr_mut(index) {
+        unsafe { *counter += 1 };
+    }
+}
+
 /// Count a record that could not be reserved.
 #[inline(always)]
 pub fn count_drop(kind: EventKind) {

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use crabpot_common::{DENY_NAME_LEN, ExecEvent, GuardPath, OpenEvent, control, rule};
+use crabpot_common::{DENY_NAME_LEN, ExecEvent, GuardPath, OpenEvent, control, filtered, rule};
 
 /// Default ring-buffer size; the agent may override it at load time.
 pub const EVENTS_BYTES: u32 = 4 << 20;
@@ -82,9 +82,10 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Opens the kernel filter kept out of the ring buffer (the policy does not need them).
+/// Records the kernel kept out of the ring buffer (the policy does not need them), per kind
+/// (`crabpot_common::filtered`).
 #[map]
-pub static OPEN_FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(filtered::COUNT, 0);
 
 /// Names a new program must not run as (see `deny.rs`). Written by the agent from its
 /// denylist; value unused.

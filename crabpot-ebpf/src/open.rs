@@ -6,14 +6,17 @@
 //! `/proc` however spelled (`//proc`, `/./proc`, `..`), paths relative to a directory in
 //! procfs (the cwd or the dirfd, read from the task: the process may exit at once),
 //! dotfiles (`~/.ssh/id_*`, `.aws/credentials`…), `/etc/shadow`-like files and, for the
-//! moltbot profile, devices. Everything else is counted in `OPEN_FILTERED`.
+//! moltbot profile, devices. Everything else is counted in `FILTERED`.
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
-use crabpot_common::{EventKind, OpenEvent, PATH_LEN, control, open_base};
+use crabpot_common::{EventKind, OpenEvent, PATH_LEN, control, filtered, open_base};
 
 use crate::{
-    common::{arg, batched_wakeup, count_drop, fill_header, monitored_cgroup, read_user_str},
+    common::{
+        arg, batched_wakeup, count_drop, count_filtered, fill_header, monitored_cgroup,
+        read_user_str,
+    },
     deny::starts_with,
-    maps::{EVENTS, OPEN_FILTERED, OPEN_SCRATCH},
+    maps::{EVENTS, OPEN_SCRATCH},
     task,
 };
 
@@ -91,9 +94,7 @@ unsafe fn emit_path(cgroup_id: u64, dirfd: i32, path: *const u8, flags: i32, mod
         wanted |= relative_base(event, dirfd);
     }
     if !wanted {
-        if let Some(counter) = OPEN_FILTERED.get_ptr_mut(0) {
-            unsafe { *counter += 1 };
-        }
+        count_filtered(filtered::OPEN);
         return 0;
     }
     unsafe {

@@ -125,8 +125,9 @@ pub(crate) fn deny_key(name: &str) -> [u8; DENY_NAME_LEN] {
 pub(crate) struct KernelSwitches {
     /// Auto-pause is on: a denylisted exec is stopped in the kernel until judged.
     pub auto_pause: bool,
-    /// `--events`: every open reaches the ring buffer, not only those the policy needs.
-    pub all_opens: bool,
+    /// `--events`: every open and connect reaches the ring buffer, not only those the
+    /// policy needs.
+    pub all_records: bool,
 }
 
 /// A cgroup hook's link: pinned in bpffs (outlives the agent), or held by this process
@@ -255,8 +256,9 @@ impl Enforcer {
         }
         let stop = exec_stop(policy.action(RuleName::Exec), self.switches.auto_pause);
         self.control.set(control::EXEC_STOP, stop, 0)?;
-        let filter = u32::from(!self.switches.all_opens);
+        let filter = u32::from(!self.switches.all_records);
         self.control.set(control::OPEN_FILTER, filter, 0)?;
+        self.control.set(control::CONNECT_FILTER, filter, 0)?;
         let devices = u32::from(policy.watch_devices);
         self.control.set(control::WATCH_DEVICES, devices, 0)?;
         self.lock_allow()

@@ -162,8 +162,8 @@ fn start_event_path(
     let (metrics, layers) = observe_layers(args, &p.settings, &config, &policy, p.kernel.as_ref());
     let mut tasks = Tasks::new(stop.clone());
     let mut sources = start_sources(&mut tasks, &policy, p.kernel);
-    if let Some(map) = sources.open_filtered.take() {
-        watch_filtered_opens(&mut tasks, map, &metrics);
+    if let Some(map) = sources.filtered.take() {
+        watch_filtered(&mut tasks, map, &metrics);
     }
     let hub = dashboard::Hub::default();
     let decisions = DecisionStore::open(crate::policy::decisions::state_file());
@@ -261,18 +261,18 @@ fn observe_layers(
     (metrics, layers)
 }
 
-/// The kernel's count of opens it kept out of the ring buffer, into the metrics.
-fn watch_filtered_opens(
+/// The kernel's counts of opens and connects it kept out of the ring buffer, into the metrics.
+fn watch_filtered(
     tasks: &mut Tasks,
     map: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     metrics: &Arc<Metrics>,
 ) {
     let metrics = metrics.clone();
-    tasks.spawn("filtered-open counter watch", async move {
+    tasks.spawn("filtered counter watch", async move {
         let every = Duration::from_millis(500);
-        let report = move |total| metrics.open_filtered_total(total);
+        let report = move |(opens, connects)| metrics.filtered_totals(opens, connects);
         if let Err(error) = drops::watch_filtered(map, report, every).await {
-            tracing::error!("filtered-open counter watch stopped: {error:#}");
+            tracing::error!("filtered counter watch stopped: {error:#}");
         }
     });
 }
@@ -319,7 +319,7 @@ struct Sources {
     allow: Option<crate::actions::kernel_allow::SharedAllow>,
     events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     dropped: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
-    open_filtered: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
+    filtered: Option<aya::maps::PerCpuArray<aya::maps::MapData, u64>>,
     guard: Option<crate::sources::guard::SharedGuard>,
     enforcer: Option<crate::actions::enforcer::Enforcer>,
     base_tx: watch::Sender<Arc<Policy>>,
@@ -332,11 +332,11 @@ fn start_sources(
     kernel: Option<kernel_side::KernelSide>,
 ) -> Sources {
     let allow = kernel.as_ref().map(|k| k.enforcer.allow());
-    let (events, dropped, open_filtered, guard, enforcer) = match kernel {
+    let (events, dropped, filtered, guard, enforcer) = match kernel {
         Some(k) => (
             Some(k.events),
             Some(k.dropped),
-            Some(k.open_filtered),
+            Some(k.filtered),
             Some(Arc::new(std::sync::Mutex::new(k.guard))),
             Some(k.enforcer),
         ),
@@ -353,7 +353,7 @@ fn start_sources(
         allow,
         events,
         dropped,
-        open_filtered,
+        filtered,
         guard,
         enforcer,
         base_tx,

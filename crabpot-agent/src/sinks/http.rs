@@ -84,7 +84,7 @@ fn presented(headers: &HeaderMap, query: &TokenQuery) -> Option<String> {
 }
 
 /// Constant-time comparison of the presented token.
-pub(crate) fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool {
+fn token_ok(state: &HttpState, headers: &HeaderMap, query: &TokenQuery) -> bool {
     let Some(given) = presented(headers, query) else {
         return false;
     };
@@ -240,14 +240,7 @@ async fn reset_trust(
     }
 }
 
-async fn api_pause(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
+async fn api_pause(State(state): State<HttpState>, Query(q): Query<TokenQuery>) -> Response {
     match control(&state, true, q.container.as_deref()).await {
         Ok(()) => (StatusCode::OK, "paused\n").into_response(),
         Err(response) => response,
@@ -258,12 +251,8 @@ async fn api_pause(
 async fn api_resume(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
     if let Err(response) = control(&state, false, q.container.as_deref()).await {
         return response;
     }
@@ -273,12 +262,8 @@ async fn api_resume(
 async fn api_trust_reset(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
     reset_trust(&state, ResetReason::Reset, peer, q.container).await
 }
 
@@ -306,13 +291,8 @@ pub struct ShellGrant {
 async fn api_shell_announce(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
     let announce: ShellAnnounce = match serde_json::from_slice(&body) {
         Ok(announce) => announce,
         Err(error) => {
@@ -373,14 +353,7 @@ pub struct DecisionAnswer {
 }
 
 /// The pending decisions (token required: they name processes and destinations).
-async fn api_pending(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
+async fn api_pending(State(state): State<HttpState>) -> Response {
     match state.decisions.pending().await {
         Ok(list) => {
             let described: Vec<serde_json::Value> = list
@@ -452,13 +425,8 @@ async fn api_decide(
     State(state): State<HttpState>,
     axum::extract::Path((id, verb)): axum::extract::Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !token_ok(&state, &headers, &q) {
-        return refused();
-    }
     let approve = match verb.as_str() {
         "approve" => true,
         "deny" => false,
@@ -470,7 +438,31 @@ async fn api_decide(
     answer_decision(&state, id, approve, peer, &body).await
 }
 
+/// The control actions: every one needs the token, checked once here before the handler.
+async fn require_token(
+    State(state): State<HttpState>,
+    Query(q): Query<TokenQuery>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !token_ok(&state, request.headers(), &q) {
+        return refused();
+    }
+    next.run(request).await
+}
+
 pub fn router(state: HttpState) -> Router {
+    let control = Router::new()
+        .route("/api/pause", post(api_pause))
+        .route("/api/resume", post(api_resume))
+        .route("/api/trust/reset", post(api_trust_reset))
+        .route("/api/shell/announce", post(api_shell_announce))
+        .route("/api/pending", get(api_pending))
+        .route("/api/decisions/{id}/{verb}", post(api_decide))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/", get(dashboard::routes::page))
         .route("/assets/uplot.js", get(dashboard::routes::uplot_js))
@@ -480,12 +472,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(api_status))
         .route("/api/recent", get(api_recent))
-        .route("/api/pause", post(api_pause))
-        .route("/api/resume", post(api_resume))
-        .route("/api/trust/reset", post(api_trust_reset))
-        .route("/api/shell/announce", post(api_shell_announce))
-        .route("/api/pending", get(api_pending))
-        .route("/api/decisions/{id}/{verb}", post(api_decide))
+        .merge(control)
         .with_state(state)
 }
 

@@ -42,6 +42,7 @@ struct KernelCounters {
     /// path does no label hashing.
     kernel_events_by_kind: Vec<IntCounter>,
     open_filtered: IntCounter,
+    connect_filtered: IntCounter,
     /// Programs stopped (or killed) in the kernel at their exec, then continued or frozen.
     kernel_stops: IntCounterVec,
     /// `crabpot_kernel_events_dropped_total` per kind, in `EventKind::ALL` order.
@@ -238,6 +239,10 @@ impl KernelCounters {
                 "crabpot_kernel_opens_filtered_total",
                 "Opens the kernel kept out of the ring buffer (not needed by the policy).",
             ))),
+            connect_filtered: r.add(must(IntCounter::new(
+                "crabpot_kernel_connects_filtered_total",
+                "Connects the allowlist covers, which the kernel counted instead of sending.",
+            ))),
             kernel_stops: r.counter_vec(
                 "crabpot_kernel_exec_stops_total",
                 "Denylisted execs stopped or killed in the kernel, by outcome (frozen, continued, killed).",
@@ -429,11 +434,16 @@ impl Metrics {
         }
     }
 
-    /// The kernel's count of filtered opens (a running total).
-    pub fn open_filtered_total(&self, total: u64) {
-        let seen = self.kernel.open_filtered.get();
-        if total > seen {
-            self.kernel.open_filtered.inc_by(total - seen);
+    /// The kernel's counts of filtered opens and connects (running totals).
+    pub fn filtered_totals(&self, opens: u64, connects: u64) {
+        for (counter, total) in [
+            (&self.kernel.open_filtered, opens),
+            (&self.kernel.connect_filtered, connects),
+        ] {
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
         }
     }
 

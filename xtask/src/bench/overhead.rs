@@ -114,17 +114,27 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     .into_iter()
     .filter(|t| bench.baselines || matches!(t, Tracer::None | Tracer::CrabPot | Tracer::Floor))
     .collect();
+    let samples = sample(bench, &container, &tracers)?;
+    rows(bench, &tracers, &samples)
+}
+
+/// Every op in both places under every tracer, `bench.rounds` times.
+fn sample(
+    bench: &Bench,
+    container: &BenchContainer,
+    tracers: &[Tracer],
+) -> anyhow::Result<HashMap<Key, Vec<f64>>> {
     let mut samples: HashMap<Key, Vec<f64>> = HashMap::new();
     for round in 0..bench.rounds {
         eprintln!("xtask bench: overhead round {}/{}", round + 1, bench.rounds);
         // Rotate the order each round so no tracer always runs first or last.
         for i in 0..tracers.len() {
             let tracer = tracers[(i + round) % tracers.len()];
-            let running = Running::start(tracer, bench, &container)?;
+            let running = Running::start(tracer, bench, container)?;
             let mut result = Ok(());
             for place in [Place::Host, Place::Container] {
                 for op in bench.ops.iter().copied() {
-                    match run_op(bench, &container, place, op) {
+                    match run_op(bench, container, place, op) {
                         Ok(ns) => samples.entry((tracer, place, op)).or_default().push(ns),
                         Err(e) => result = Err(e),
                     }
@@ -134,6 +144,15 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             result.with_context(|| format!("measuring with {}", tracer.name()))?;
         }
     }
+    Ok(samples)
+}
+
+/// The table: ours against no agent (the target), and beside each baseline measured.
+fn rows(
+    bench: &Bench,
+    tracers: &[Tracer],
+    samples: &HashMap<Key, Vec<f64>>,
+) -> anyhow::Result<Vec<Row>> {
     let median = |key: Key| -> anyhow::Result<(f64, f64)> {
         let values = samples.get(&key).context("missing samples")?;
         let s = summarize(values);

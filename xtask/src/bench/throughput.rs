@@ -101,8 +101,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let container =
         BenchContainer::start("throughput", &bench.image, &[(&load, IN_CONTAINER_LOAD)])?;
     let mut rows = Vec::new();
-    let mut idle_done = false;
-    for ring in &bench.ring_sizes {
+    for (i, ring) in bench.ring_sizes.iter().enumerate() {
         let ring_arg = ring.to_string();
         let agent = BenchAgent::start(
             &bench.agent,
@@ -110,92 +109,105 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             &container.name,
             &["--ring-buffer-bytes", &ring_arg, "--no-auto-pause"],
         )?;
-        let ring_label = format!("{} KiB ring", ring / 1024);
-        if !idle_done {
-            idle_done = true;
-            let (cpu0, t0) = (sys::cpu_seconds(agent.pid())?, Instant::now());
-            std::thread::sleep(Duration::from_secs(10));
-            let cpu = (sys::cpu_seconds(agent.pid())? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
-            rows.push(
-                Row::new("agent CPU at idle (10 s)", "%", cpu)
-                    .note("one core = 100 %; clock-tick resolution"),
-            );
-            rows.push(Row::new(
-                "agent RSS at idle",
-                "MiB",
-                sys::rss_mib(agent.pid())?,
-            ));
+        if i == 0 {
+            rows.extend(idle_rows(&agent)?);
         }
-        let mut best_clean = 0.0f64;
-        let mut flat_out = None;
-        for &rate in &bench.flood_rates {
-            eprintln!(
-                "xtask bench: flood {ring_label}, rate {}",
-                if rate == 0 {
-                    "flat out".into()
-                } else {
-                    rate.to_string()
-                }
-            );
-            let step = flood(bench, &agent, &container, rate)?;
-            if step.drop_fraction == 0.0 {
-                best_clean = best_clean.max(step.drained_per_s);
-            }
-            if rate == 0 {
-                flat_out = Some(step);
-            }
-        }
-        rows.push(
-            Row::new(
-                format!("events/s drained with zero drops, {ring_label}"),
-                "events/s",
-                best_clean,
-            )
-            .target(Target::AtLeast(1_000_000.0))
-            .note(format!(
-                "offered rates {:?}/s (0 = flat out)",
-                bench.flood_rates
-            )),
-        );
-        if let Some(step) = flat_out {
-            rows.push(
-                Row::new(
-                    format!("flat-out flood, {ring_label}: drained"),
-                    "events/s",
-                    step.drained_per_s,
-                )
-                .against("offered by the flooder", step.offered_per_s)
-                .note(format!("{:.1} % dropped", step.drop_fraction * 100.0)),
-            );
-            rows.push(
-                Row::new(
-                    format!("agent CPU during flat-out flood, {ring_label}"),
-                    "%",
-                    step.agent_cpu_percent,
-                )
-                .note("one core = 100 %"),
-            );
-            if step.agent_cpu_percent > 0.0 {
-                rows.push(
-                    Row::new(
-                        format!("drain capacity per core of agent CPU, {ring_label}"),
-                        "events/s",
-                        step.drained_per_s / (step.agent_cpu_percent / 100.0),
-                    )
-                    .target(Target::AtLeast(1_000_000.0))
-                    .note(
-                        "derived: drained events/s ÷ agent CPU share (the flooders, not the \
-                         agent, are the limit on 2 cores)",
-                    ),
-                );
-            }
-            rows.push(Row::new(
-                format!("agent RSS during flat-out flood, {ring_label}"),
-                "MiB",
-                step.agent_rss_mib,
-            ));
-        }
+        rows.extend(ring_rows(bench, &agent, &container, *ring)?);
         agent.stop()?;
     }
     Ok(rows)
+}
+
+/// The agent's CPU over 10 s of idle, and its RSS.
+fn idle_rows(agent: &BenchAgent) -> anyhow::Result<Vec<Row>> {
+    let (cpu0, t0) = (sys::cpu_seconds(agent.pid())?, Instant::now());
+    std::thread::sleep(Duration::from_secs(10));
+    let cpu = (sys::cpu_seconds(agent.pid())? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+    Ok(vec![
+        Row::new("agent CPU at idle (10 s)", "%", cpu)
+            .note("one core = 100 %; clock-tick resolution"),
+        Row::new("agent RSS at idle", "MiB", sys::rss_mib(agent.pid())?),
+    ])
+}
+
+/// The floods at every offered rate under one ring size.
+fn ring_rows(
+    bench: &Bench,
+    agent: &BenchAgent,
+    container: &BenchContainer,
+    ring: u32,
+) -> anyhow::Result<Vec<Row>> {
+    let ring_label = format!("{} KiB ring", ring / 1024);
+    let mut best_clean = 0.0f64;
+    let mut flat_out = None;
+    for &rate in &bench.flood_rates {
+        let offered = if rate == 0 {
+            "flat out".into()
+        } else {
+            rate.to_string()
+        };
+        eprintln!("xtask bench: flood {ring_label}, rate {offered}");
+        let step = flood(bench, agent, container, rate)?;
+        if step.drop_fraction == 0.0 {
+            best_clean = best_clean.max(step.drained_per_s);
+        }
+        if rate == 0 {
+            flat_out = Some(step);
+        }
+    }
+    let mut rows = vec![
+        Row::new(
+            format!("events/s drained with zero drops, {ring_label}"),
+            "events/s",
+            best_clean,
+        )
+        .target(Target::AtLeast(1_000_000.0))
+        .note(format!(
+            "offered rates {:?}/s (0 = flat out)",
+            bench.flood_rates
+        )),
+    ];
+    if let Some(step) = flat_out {
+        rows.extend(flat_out_rows(&ring_label, &step));
+    }
+    Ok(rows)
+}
+
+/// What the flat-out flood drained, and what it cost the agent.
+fn flat_out_rows(ring_label: &str, step: &Step) -> Vec<Row> {
+    let mut rows = vec![
+        Row::new(
+            format!("flat-out flood, {ring_label}: drained"),
+            "events/s",
+            step.drained_per_s,
+        )
+        .against("offered by the flooder", step.offered_per_s)
+        .note(format!("{:.1} % dropped", step.drop_fraction * 100.0)),
+        Row::new(
+            format!("agent CPU during flat-out flood, {ring_label}"),
+            "%",
+            step.agent_cpu_percent,
+        )
+        .note("one core = 100 %"),
+    ];
+    if step.agent_cpu_percent > 0.0 {
+        rows.push(
+            Row::new(
+                format!("drain capacity per core of agent CPU, {ring_label}"),
+                "events/s",
+                step.drained_per_s / (step.agent_cpu_percent / 100.0),
+            )
+            .target(Target::AtLeast(1_000_000.0))
+            .note(
+                "derived: drained events/s ÷ agent CPU share (the flooders, not the \
+                 agent, are the limit on 2 cores)",
+            ),
+        );
+    }
+    rows.push(Row::new(
+        format!("agent RSS during flat-out flood, {ring_label}"),
+        "MiB",
+        step.agent_rss_mib,
+    ));
+    rows
 }

@@ -2,7 +2,7 @@
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray};
-use crabpot_common::EventKind;
+use crabpot_common::{EventKind, filtered};
 use tokio::sync::mpsc;
 
 use crate::sources::bpf::bus::BusMessage;
@@ -44,15 +44,19 @@ pub(crate) async fn watch(
     }
 }
 
-/// The kernel's total of filtered opens (summed over CPUs).
-pub(crate) fn read_filtered(map: &PerCpuArray<MapData, u64>) -> Result<u64, aya::maps::MapError> {
-    Ok(map.get(&0, 0)?.iter().sum())
+/// The kernel's totals of filtered records (summed over CPUs): opens, connects.
+pub(crate) fn read_filtered(
+    map: &PerCpuArray<MapData, u64>,
+) -> Result<(u64, u64), aya::maps::MapError> {
+    let total =
+        |index| -> Result<u64, aya::maps::MapError> { Ok(map.get(&index, 0)?.iter().sum()) };
+    Ok((total(filtered::OPEN)?, total(filtered::CONNECT)?))
 }
 
 /// Poll the filtered-open counter and hand each total to `report` (the metrics).
 pub(crate) async fn watch_filtered(
     map: PerCpuArray<MapData, u64>,
-    report: impl Fn(u64),
+    report: impl Fn((u64, u64)),
     every: Duration,
 ) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(every);

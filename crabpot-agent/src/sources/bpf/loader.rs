@@ -90,7 +90,7 @@ pub struct KernelPipeline {
     pub guard: crate::sources::guard::GuardMaps,
     pub dropped: PerCpuArray<MapData, u64>,
     /// Opens the kernel filter kept out of the ring buffer.
-    pub open_filtered: PerCpuArray<MapData, u64>,
+    pub filtered: PerCpuArray<MapData, u64>,
     pub policy: PolicyMaps,
     /// The programs can read the executed file and the cwd (struct offsets from BTF).
     pub offsets_valid: bool,
@@ -186,7 +186,7 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         epoch: take(&mut ebpf, names::GUARD_EPOCH, Array::try_from)?,
     };
     let dropped = take(&mut ebpf, names::DROPPED, PerCpuArray::try_from)?;
-    let open_filtered = take(&mut ebpf, names::OPEN_FILTERED, PerCpuArray::try_from)?;
+    let filtered = take(&mut ebpf, names::FILTERED, PerCpuArray::try_from)?;
     let policy = PolicyMaps {
         deny_names: take(&mut ebpf, names::DENY_NAMES, HashMap::try_from)?,
         control: take(&mut ebpf, names::CONTROL, Array::try_from)?,
@@ -200,7 +200,7 @@ pub fn load(options: &BpfOptions) -> Result<KernelPipeline, BpfError> {
         events,
         guard,
         dropped,
-        open_filtered,
+        filtered,
         policy,
         offsets_valid: offsets.valid == 1,
     })
