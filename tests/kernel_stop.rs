@@ -234,12 +234,11 @@ fn metric(port: u16, name: &str) -> Option<f64> {
         .ok()
 }
 
-#[test]
-fn opens_the_policy_does_not_need_stay_in_the_kernel() {
-    let container = TestContainer::start("kfilter");
+/// An agent guarding `container` without `--events` (the kernel filters), with its metrics
+/// port and alerts log.
+fn filtering_agent(container: &TestContainer) -> (Agent, u16, std::path::PathBuf) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    // No --events: only the opens the policy needs reach the agent.
     let alerts_log = std::env::temp_dir().join(crabpot_integration_tests::unique_name("kf"));
     let agent = Agent::spawn(
         Command::new(agent_bin())
@@ -248,6 +247,14 @@ fn opens_the_policy_does_not_need_stay_in_the_kernel() {
             .arg(&alerts_log),
     );
     agent.wait_guarding(&container.name, container.cgroup_id());
+    (agent, port, alerts_log)
+}
+
+#[test]
+fn opens_the_policy_does_not_need_stay_in_the_kernel() {
+    let container = TestContainer::start("kfilter");
+    // No --events: only the opens the policy needs reach the agent.
+    let (agent, port, alerts_log) = filtering_agent(&container);
     let opens_name = "crabpot_kernel_events_total{kind=\"open\"}";
     let filtered = "crabpot_kernel_opens_filtered_total";
     let before = wait_until("the metrics", DEADLINE, || metric(port, filtered));
@@ -289,16 +296,7 @@ fn opens_the_policy_does_not_need_stay_in_the_kernel() {
 #[test]
 fn allowed_connects_stay_in_the_kernel() {
     let container = TestContainer::start("kcfilter");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let alerts_log = std::env::temp_dir().join(crabpot_integration_tests::unique_name("kc"));
-    let agent = Agent::spawn(
-        Command::new(agent_bin())
-            .args(["--container", &container.name, "--no-auto-pause"])
-            .args(["--listen", &listen, "--alerts-log"])
-            .arg(&alerts_log),
-    );
-    agent.wait_guarding(&container.name, container.cgroup_id());
+    let (agent, port, alerts_log) = filtering_agent(&container);
     let connects_name = "crabpot_kernel_events_total{kind=\"connect\"}";
     let filtered = "crabpot_kernel_connects_filtered_total";
     let before = wait_until("the metrics", DEADLINE, || metric(port, filtered));
