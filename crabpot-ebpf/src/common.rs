@@ -108,7 +108,8 @@ pub fn monitored_cgroup_unmemoized() -> Option<u64> {
     tracked_outside((bpf_get_current_pid_tgid() >> 32) as u32)
 }
 
-/// A tracked process of guard `tgid` is found outside the guarded subtree: reported, killed.
+/// The guard of process `tgid` when it is tracked although outside every guarded subtree
+/// (it was moved out): reported and killed here.
 #[inline(always)]
 fn tracked_outside(tgid: u32) -> Option<u64> {
     let guard = unsafe { TRACKED.get(tgid) }.copied()?;

@@ -1,8 +1,9 @@
 //! CrabPot kernel programs.
 //!
 //! Every program starts with the cgroup filter in [`common::monitored_cgroup`]: a task whose
-//! cgroup v2 id is not in `MONITORED_CGROUPS` returns at once, so the host outside the guarded
-//! container pays one helper call and one hash lookup. Events go through the `EVENTS` ring
+//! cgroup v2 id is not in `MONITORED_CGROUPS` returns at once. A per-CPU memo of the last
+//! caller judged spares the hash lookups, so the host outside the guarded container usually
+//! pays two helper calls and two array reads. Events go through the `EVENTS` ring
 //! buffer; a failed reservation is counted per kind in `DROPPED`, never lost silently.
 #![no_std]
 // For `atomic_xadd`: the guard epoch is bumped from several CPUs at once.
