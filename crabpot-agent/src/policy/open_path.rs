@@ -67,12 +67,16 @@ pub(crate) fn effective(
             .map(|p| p.to_string_lossy().into_owned())
             .filter(|p| p.starts_with('/'))
     };
-    // The container's root as one of its processes sees it; none when all are gone.
-    let root = std::iter::once(tgid)
-        .chain(container_pid)
-        .map(|pid| format!("/proc/{pid}/root"))
-        .find(|root| std::fs::metadata(root).is_ok());
+    // The container's root as one of its processes sees it (none when all are gone), found
+    // at the first link to read: /proc paths, most of what is judged, read none.
+    let root = std::cell::OnceCell::new();
     let read_link = |inside: &str| {
+        let root = root.get_or_init(|| {
+            std::iter::once(tgid)
+                .chain(container_pid)
+                .map(|pid| format!("/proc/{pid}/root"))
+                .find(|root| std::fs::metadata(root).is_ok())
+        });
         let root = root.as_ref()?;
         std::fs::read_link(format!("{root}{inside}"))
             .ok()
